@@ -1,0 +1,2 @@
+"""SMTP submission, the send API, MIME walk and HTML rewrite, spool, upstream delivery,
+configuration and the `clickrelay` command line."""

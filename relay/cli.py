@@ -1,0 +1,115 @@
+"""The ``clickrelay`` command line: serve, check-config, and spool inspection."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from relay.config import Config, ConfigError, load_config
+from relay.server import serve
+from store.sqlite import SqliteStore
+
+DEFAULT_CONFIG = "config.example.toml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # aiosmtpd logs every command at INFO and a per-connection AUTH-without-TLS warning;
+    # clickrelay logs what matters itself.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"clickrelay: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{args.config}: ok ({len(config.projects)} projects, "
+              f"{sum(len(p.routes) for p in config.projects)} routes)")
+        return 0
+    if args.command == "serve":
+        asyncio.run(serve(config))
+        return 0
+    return asyncio.run(_spool(config, args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clickrelay", description=__doc__)
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "run the SMTP relay, the tracker and the workers"),
+        ("check-config", "validate a configuration file and exit"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", default=DEFAULT_CONFIG)
+    spool = sub.add_parser("spool", help="show the spool; retry or drop a queued copy")
+    spool.add_argument("--config", default=DEFAULT_CONFIG)
+    spool.add_argument("action", choices=["list", "show", "retry", "drop"], nargs="?",
+                       default="list")
+    spool.add_argument("message_id", nargs="?")
+    return parser
+
+
+async def _spool(config: Config, args: argparse.Namespace) -> int:
+    store = await SqliteStore.open(config.store.path)
+    try:
+        if args.action == "list":
+            return await _spool_list(store)
+        if not args.message_id:
+            print(f"clickrelay spool {args.action}: a message id is required", file=sys.stderr)
+            return 2
+        now = time.time_ns() // 1000
+        if args.action == "show":
+            return await _spool_show(store, args.message_id)
+        if args.action == "retry":
+            done = await store.requeue_message(args.message_id, now)
+        else:
+            done = await store.drop_message(args.message_id, now, "dropped by the operator")
+        if not done:
+            print(f"clickrelay: no queued message {args.message_id}", file=sys.stderr)
+            return 1
+        print(f"{args.action}: {args.message_id}")
+        return 0
+    finally:
+        await store.close()
+
+
+async def _spool_list(store: SqliteStore) -> int:
+    summary = await store.spool_summary(time.time_ns() // 1000)
+    print(f"queued {summary.queued} (in delivery {summary.claimed}), "
+          f"delivered {summary.delivered}, failed {summary.failed}")
+    for m in await store.list_queued():
+        print(f"{m.id}  {_time(m.created_at)}  attempts={m.attempts}  "
+              f"next={_time(m.next_attempt_at)}  to={m.rcpt_to}  {m.last_error or ''}")
+    return 0
+
+
+async def _spool_show(store: SqliteStore, message_id: str) -> int:
+    message = await store.get_message(message_id)
+    if message is None:
+        print(f"clickrelay: no message {message_id}", file=sys.stderr)
+        return 1
+    print(f"{message.id} {message.status} from={message.mail_from} to={message.rcpt_to} "
+          f"route={message.route_id} subject={message.subject!r}")
+    for a in await store.delivery_attempts(message_id):
+        print(f"  attempt {a.attempt} {_time(a.at)} {a.outcome} {a.code or ''} {a.detail or ''}")
+    return 0
+
+
+def _time(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

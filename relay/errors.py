@@ -1,0 +1,58 @@
+"""The relay's failures, and the one place where they become SMTP replies.
+
+Bad input is the sender's to fix (5xx); anything else that stops a mail from being
+spooled is temporary (451), so that the client keeps the mail and tries again."""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    """Base of the relay's own failures."""
+
+
+class BadInput(RelayError):
+    """The submission itself is wrong; ``field`` names what (a header or an API field)."""
+
+    def __init__(self, field: str, message: str, smtp_code: int = 550) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.smtp_code = smtp_code
+
+
+class UpstreamError(RelayError):
+    """Delivery to the upstream failed; ``code`` is the SMTP code if it answered one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UpstreamTemporary(UpstreamError):
+    """4xx, refused or broken connection, timeout: try again later."""
+
+
+class UpstreamPermanent(UpstreamError):
+    """5xx: the upstream will never take this copy."""
+
+
+# Replies of the submission server, by name (RFC 5321 §4.2, RFC 3463 enhanced codes).
+REPLY_QUEUED = "250 2.0.0 Ok: queued as {ids}"
+REPLY_AUTH_REQUIRED = "530 5.7.0 Authentication required"
+REPLY_AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
+REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {limit} per message)"
+REPLY_TOO_BIG = "552 5.3.4 Message too big for system (at most {limit} bytes)"
+REPLY_TEMPORARY = "451 4.3.0 Temporary failure, message not accepted: please try again later"
+REPLY_NO_RECIPIENTS = "554 5.5.1 No valid recipients"
+
+
+def smtp_reply(exc: BaseException) -> str:
+    """The SMTP reply for a failure while taking a mail; never a 250."""
+    if isinstance(exc, BadInput):
+        status = "5.6.0" if exc.smtp_code == 550 else "5.5.4"
+        return f"{exc.smtp_code} {status} {_one_line(exc.message)}"
+    return REPLY_TEMPORARY
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:400]

@@ -1,0 +1,163 @@
+"""One process, one event loop: the SMTP listeners, the HTTP server and the background
+workers, started in order and stopped in reverse (DESIGN §1)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from relay.config import Config
+from relay.delivery import DeliveryWorker
+from relay.live import LiveConfig
+from relay.smtp import SubmissionHandler, protocol_factory, tls_context
+from relay.submission import Submitter
+from relay.upstream import make_upstream
+from store.sqlite import SqliteStore
+from tracker.app import make_app
+from tracker.metrics import Metrics
+
+log = logging.getLogger("clickrelay")
+
+
+@dataclass
+class Running:
+    """A started clickrelay: what tests and the command line need to reach it."""
+
+    config: LiveConfig
+    store: SqliteStore
+    metrics: Metrics
+    submitter: Submitter
+    delivery: DeliveryWorker
+    app: web.Application
+    smtp_addresses: list[tuple[str, int]] = field(default_factory=list)
+    smtps_addresses: list[tuple[str, int]] = field(default_factory=list)
+    http_addresses: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def smtp_port(self) -> int:
+        return self.smtp_addresses[0][1]
+
+    @property
+    def http_port(self) -> int:
+        return self.http_addresses[0][1]
+
+
+@asynccontextmanager
+async def running(config: Config) -> AsyncIterator[Running]:
+    async with AsyncExitStack() as stack:
+        metrics = Metrics()
+        live = LiveConfig(config, metrics)
+        store = await SqliteStore.open(config.store.path)
+        stack.push_async_callback(store.close)
+        # A single SQLite file belongs to one process: claims left by a dead one go back.
+        released = await store.release_claims()
+        if released:
+            log.warning("released %d spool claims left by a previous run", released)
+        upstream = make_upstream(config.upstream, config.smtp.hostname)
+        delivery = DeliveryWorker(live, store, upstream, metrics)
+        submitter = Submitter(live, store, metrics, on_spooled=delivery.wake)
+        app = make_app(live, store, metrics)
+        r = Running(live, store, metrics, submitter, delivery, app)
+        await _start_workers(stack, [delivery.run, live.watch])
+        await _start_http(stack, r)
+        await _start_smtp(stack, r)
+        yield r
+
+
+async def _start_workers(stack: AsyncExitStack, workers: list[Callable[[], Awaitable[None]]]):
+    tasks = [asyncio.create_task(w(), name=getattr(w, "__qualname__", "worker"))
+             for w in workers]
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    stack.push_async_callback(stop)
+
+
+async def _start_http(stack: AsyncExitStack, r: Running) -> None:
+    runner = web.AppRunner(r.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    host, port = _split(r.config().http.listen)
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    server = site._server
+    assert isinstance(server, asyncio.base_events.Server)
+    r.http_addresses = [s.getsockname()[:2] for s in server.sockets]
+    log.info("http listening on %s", r.http_addresses)
+
+
+async def _start_smtp(stack: AsyncExitStack, r: Running) -> None:
+    config = r.config()
+    handler = SubmissionHandler(r.config, r.submitter, r.metrics)
+    loop = asyncio.get_running_loop()
+    host, port = _split(config.smtp.listen)
+    server = await loop.create_server(protocol_factory(config, handler), host, port)
+    stack.push_async_callback(_close_server, server)
+    r.smtp_addresses = [s.getsockname()[:2] for s in server.sockets]
+    log.info("smtp listening on %s", r.smtp_addresses)
+    if config.smtp.listen_tls:
+        host, port = _split(config.smtp.listen_tls)
+        factory = protocol_factory(config, handler, implicit_tls=True)
+        tls = await loop.create_server(factory, host, port, ssl=tls_context(config))
+        stack.push_async_callback(_close_server, tls)
+        r.smtps_addresses = [s.getsockname()[:2] for s in tls.sockets]
+        log.info("smtps listening on %s", r.smtps_addresses)
+
+
+async def _close_server(server: asyncio.base_events.Server) -> None:
+    server.close()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(server.wait_closed(), 5)
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
+    _warn_insecure(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    async with running(config) as r:
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def reload() -> None:
+            task = asyncio.create_task(r.config.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        log.info("clickrelay running; SIGHUP reloads, SIGTERM stops")
+        await stop.wait()
+        log.info("stopping")
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
+
+
+def _warn_insecure(config: Config) -> None:
+    if not config.smtp.auth_require_tls:
+        log.warning("smtp.auth_require_tls is false: AUTH is accepted on plain connections")
+    _warn_dev_secrets(config)
+
+
+def _warn_dev_secrets(config: Config) -> None:
+    if any("change-me" in s.replace("_", "-") for s in config.secrets()):
+        log.warning(
+            "!!! some secrets in %s are still the shipped development values (change-me): "
+            "replace them before exposing clickrelay to anyone !!!", config.path
+        )

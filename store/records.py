@@ -1,0 +1,89 @@
+"""The records the store takes and gives back; plain frozen data, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    index: int
+    destination: str
+    anchor_text: str = ""
+    honeypot: bool = False
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """One recipient's copy of an accepted mail, ready to be spooled."""
+
+    id: str
+    submission_id: str
+    project_id: str
+    route_id: str
+    mail_from: str
+    rcpt_to: str
+    subject: str | None
+    tag: str | None
+    metadata: dict[str, str]
+    track_clicks: bool
+    created_at: int
+    body: bytes = field(repr=False)
+    links: tuple[LinkRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class SpooledMessage:
+    """A spooled copy claimed for delivery."""
+
+    id: str
+    project_id: str
+    mail_from: str
+    rcpt_to: str
+    body: bytes = field(repr=False)
+    attempts: int
+    created_at: int
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    id: str
+    submission_id: str
+    project_id: str
+    route_id: str
+    mail_from: str
+    rcpt_to: str
+    subject: str | None
+    tag: str | None
+    metadata: dict[str, str]
+    track_clicks: bool
+    created_at: int
+    status: str
+    attempts: int
+    next_attempt_at: int
+    last_error: str | None
+    finished_at: int | None
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    attempt: int
+    at: int
+    outcome: str
+    code: int | None
+    detail: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class SpoolSummary:
+    queued: int
+    claimed: int
+    oldest_queued_at: int | None
+    delivered: int
+    failed: int
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    return {k: row[k] for k in row.keys()}

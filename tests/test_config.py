@@ -1,0 +1,121 @@
+"""Configuration loading, validation and reload (DESIGN §2)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomlkit
+
+from relay.config import ConfigError, load_config
+from relay.live import LiveConfig
+from tests.conftest import base_settings, write_config
+from tracker.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "config.example.toml"
+
+
+def test_example_config_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert config.smtp.listen == "127.0.0.1:2525"
+    assert config.http.listen == "127.0.0.1:8080"
+    assert config.upstream.scheme == "maildir"
+    assert config.store.path == ROOT / "data" / "clickrelay.db"
+    assert config.projects[0].routes[0].track_clicks
+
+
+def test_example_config_mentions_every_key() -> None:
+    """Every key the loader reads appears in the example, set or commented out."""
+    text = EXAMPLE.read_text()
+    mentioned = set(re.findall(r"^\s*(?:#\s*)?([a-z_]+)\s*=", text, flags=re.M))
+    mentioned |= set(re.findall(r"[{,]\s*([a-z_]+)\s*=", text))
+    mentioned |= set(re.findall(r"^\s*\[\[?(?:[a-z_]+\.)*([a-z_]+)\]", text, flags=re.M))
+    source = (ROOT / "relay" / "config.py").read_text()
+    read = set(re.findall(r'\.(?:get|text|positive|strings|table|tables)\("([a-z_]+)"', source))
+    read |= set(re.findall(r'_address\(t, "([a-z_]+)"', source))
+    assert read and read - mentioned == set()
+
+
+def _write(tmp_path: Path, settings: dict[str, Any]) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(tomlkit.dumps(settings))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s["smtp"].update(listn="x"), "smtp.listn: unknown key"),
+        (lambda s: s["smtp"].update(max_recipients=0), "smtp.max_recipients: must be a positive"),
+        (lambda s: s["smtp"].update(max_recipients="5"), "smtp.max_recipients: must be an integer"),
+        (lambda s: s["upstream"].update(url="ftp://x"), "upstream.url: must be"),
+        (lambda s: s["tracking"].update(signing_keys=[]), "tracking.signing_keys: needs at least"),
+        (lambda s: s["tracking"]["signing_keys"][0].update(secret="short"),
+         "tracking.signing_keys[0].secret: must be at least 32"),
+        (lambda s: s["projects"][0]["routes"][2].update(track_clicks=True),
+         "projects[0].routes[2].track_clicks: an inbound route never tracks"),
+        (lambda s: s["projects"][0]["routes"][1].update(slug="outgoing"),
+         "projects[0].routes: duplicate slug 'outgoing'"),
+        (lambda s: s["projects"][1].update(sid="acme1"), "projects: duplicate sid"),
+        (lambda s: s["projects"][0]["routes"][0].update(type="bulk"),
+         "projects[0].routes[0].type: must be one of"),
+        (lambda s: s.update(extra={}), "extra: unknown key"),
+        (lambda s: s["projects"][0].update(token="env:CLICKRELAY_TEST_UNSET"),
+         "projects[0].token: environment variable CLICKRELAY_TEST_UNSET is not set"),
+    ],
+)
+def test_bad_config_names_file_key_and_reason(tmp_path: Path, change: Any, message: str) -> None:
+    settings = base_settings(tmp_path, 2525)
+    change(settings)
+    path = _write(tmp_path, settings)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+
+
+def test_secrets_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = base_settings(tmp_path, 2525)
+    settings["projects"][0]["token"] = "env:CLICKRELAY_TEST_TOKEN"
+    monkeypatch.setenv("CLICKRELAY_TEST_TOKEN", "from-the-environment")
+    config = load_config(_write(tmp_path, settings))
+    assert config.projects[0].token == "from-the-environment"
+    assert "from-the-environment" not in repr(config)
+
+
+def test_invalid_toml_is_reported_with_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[smtp\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
+        load_config(path)
+
+
+async def test_reload_applies_a_good_file_and_keeps_the_old_on_a_bad_one(tmp_path: Path) -> None:
+    settings = base_settings(tmp_path, 2525)
+    path = tmp_path / "c.toml"
+    live = LiveConfig(write_config(path, settings), Metrics())
+    settings["projects"][0]["routes"][0]["track_clicks"] = False
+    write_config(path, settings)
+    assert await live.reload()
+    assert not live().projects[0].routes[0].track_clicks
+    path.write_text(path.read_text().replace("[smtp]", "[smtp]\nbogus = 1"))
+    assert not await live.reload()
+    assert not live().projects[0].routes[0].track_clicks  # the running one is kept
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    ok = subprocess.run([sys.executable, "-m", "relay.cli", "check-config", "--config",
+                         str(EXAMPLE)], capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr
+    settings = base_settings(tmp_path, 2525)
+    settings["api"]["team_tokn"] = "x"
+    bad = subprocess.run([sys.executable, "-m", "relay.cli", "check-config", "--config",
+                          str(_write(tmp_path, settings))], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert bad.returncode == 2
+    assert "api.team_tokn: unknown key" in bad.stderr

@@ -1,0 +1,1 @@
+"""Tokens, the redirect server, click classification, promotion and webhook dispatch."""
