@@ -43,7 +43,7 @@ class Table:
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.error(name, f"must be {_kind_name(kind)}, not {_kind_name(type(value))}")
-        return value  # type: ignore[return-value]
+        return value
 
     def text(self, name: str, default: str = _MISSING, *, secret: bool = False) -> str:
         value = self.get(name, str, default)

@@ -80,7 +80,8 @@ class DeliveryWorker:
                     await slots.acquire()
                     task = asyncio.create_task(self._deliver(message))
                     tasks.add(task)
-                    task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+                    task.add_done_callback(tasks.discard)
+                    task.add_done_callback(lambda _: slots.release())
                 if not claimed or len(tasks) >= upstream.concurrency:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL_SECONDS)

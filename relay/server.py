@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -71,7 +72,9 @@ async def running(config: Config) -> AsyncIterator[Running]:
         yield r
 
 
-async def _start_workers(stack: AsyncExitStack, workers: list[Callable[[], Awaitable[None]]]):
+async def _start_workers(
+    stack: AsyncExitStack, workers: list[Callable[[], Coroutine[Any, Any, None]]]
+) -> None:
     tasks = [asyncio.create_task(w(), name=getattr(w, "__qualname__", "worker"))
              for w in workers]
 

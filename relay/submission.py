@@ -15,9 +15,16 @@ from typing import Protocol
 from relay.config import Config
 from relay.controls import Controls, is_control_header, read_controls
 from relay.errors import BadInput
-from relay.headers import decoded, get_value, line_ending, parse_fields, remove_fields, split_message
+from relay.headers import (
+    decoded,
+    get_value,
+    line_ending,
+    parse_fields,
+    remove_fields,
+    split_message,
+)
 from relay.tracking import track_links
-from store.records import NewMessage
+from store.records import LinkRecord, NewMessage
 from tracker.config import ProjectConfig, RouteConfig
 from tracker.metrics import Metrics
 
@@ -118,7 +125,8 @@ def make_copies(
     failures = 0
     for rcpt in rcpt_tos:
         message_id = str(uuid.uuid4())
-        body, links, failed = forwarded, (), 0
+        body, failed = forwarded, 0
+        links: tuple[LinkRecord, ...] = ()
         if tracking:
             tracked = track_links(config, project, route, message_id, created_at, forwarded)
             body, links, failed = tracked.body, tracked.links, tracked.failed_parts

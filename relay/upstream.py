@@ -60,7 +60,7 @@ class SmtpUpstream:
             raise _by_code(refused.code, refused.message) from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise _by_code(exc.code, exc.message) from exc
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise UpstreamTemporary(f"{type(exc).__name__}: {exc}") from exc
         if errors:
             code, message = next(iter(errors.values()))

@@ -19,7 +19,7 @@ class HealthStore(Protocol):
     async def ping(self) -> None: ...
 
 
-CONFIG_KEY = web.AppKey("config", ConfigSource)
+CONFIG_KEY: web.AppKey[ConfigSource] = web.AppKey("config")
 STORE_KEY = web.AppKey("store", HealthStore)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 
