@@ -54,7 +54,9 @@ def newsletter() -> bytes:
         parts.append((CORPUS / "html" / name).read_text(encoding="utf-8"))
     html = "\n".join(parts)
     while len(html) < 100_000:
-        html += '\n<p><a href="https://shop.example.com/item?id=%d&amp;utm_source=news">Item</a></p>' % len(html)
+        item = len(html)
+        html += f'\n<p><a href="https://shop.example.com/item?id={item}&amp;utm=news">Item</a></p>'
+
     body = html.encode("utf-8")
     head = (b"From: News <news@acme.test>\r\nTo: reader@example.org\r\nSubject: Newsletter\r\n"
             b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n"
@@ -88,7 +90,8 @@ def start_clickrelay(tmp: Path, smtp_port: int, sink_port: int) -> subprocess.Po
         "upstream": {"url": f"smtp://127.0.0.1:{sink_port}", "concurrency": 8},
         "http": {"listen": f"127.0.0.1:{free_port()}"},
         "tracking": {"base_url": "http://t.localhost:8080",
-                     "signing_keys": [{"id": "k1", "secret": "bench-signing-key-0123456789abcdef"}]},
+                     "signing_keys": [{"id": "k1",
+                                       "secret": "bench-signing-key-0123456789abcdef"}]},
         "store": {"url": f"sqlite:///{tmp / 'clickrelay.db'}"},
         "api": {"team_token": "bench-team-token"},
         "projects": [{"id": "bench", "sid": "bench1", "token": TOKEN,
@@ -171,8 +174,9 @@ async def main() -> None:
     ours, bare = statistics.median(rates["clickrelay"]), statistics.median(rates["bare"])
     print(f"message size: {len(message)} bytes, {args.messages} messages x {args.rounds} rounds, "
           f"{args.clients} client connections, cpus={os.cpu_count()}")
-    print(f"clickrelay: {ours:.1f} msg/s  (rounds: {', '.join(f'{r:.1f}' for r in rates['clickrelay'])})")
-    print(f"bare forwarder: {bare:.1f} msg/s  (rounds: {', '.join(f'{r:.1f}' for r in rates['bare'])})")
+    for name, rate in (("clickrelay", ours), ("bare forwarder", bare)):
+        rounds = ", ".join(f"{r:.1f}" for r in rates[name.split()[0]])
+        print(f"{name}: {rate:.1f} msg/s  (rounds: {rounds})")
     print(f"ratio clickrelay/bare: {ours / bare:.2f}")
 
 
