@@ -121,3 +121,10 @@ def replace_field(header_block: bytes, name: str, new_raw: bytes) -> bytes:
     if not done:
         out.append(new_raw)
     return b"".join(out)
+
+
+def split_entity(raw: bytes) -> tuple[bytes, bytes, bytes]:
+    """``raw`` as (header block, separator, body) with ``header + separator + body == raw``:
+    the blank line between header and body is kept exactly as it was written."""
+    header, body = split_message(raw)
+    return header, raw[len(header) : len(raw) - len(body)], body

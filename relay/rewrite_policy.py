@@ -1,0 +1,112 @@
+"""Which hrefs are tracked: the skip rules of DESIGN §4, applied to one link.
+
+Pure functions over an href value (already decoded by the HTML parser) and the element's
+attributes; ``relay.rewrite`` calls them for every link lexbor found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Collection, Mapping
+from urllib.parse import unquote
+
+# Opt-out attributes (DESIGN §4): ours, and the ones templates written for other
+# platforms already carry (Postmark, Amazon SES, SendGrid, Mautic, …); Mandrill's and
+# SparkPost's are honoured as well.
+_OPT_OUT_PRESENT = frozenset(
+    {
+        "data-lm-no-track",
+        "data-pm-no-track",
+        "ses:no-track",
+        "mautic:disable-tracking",
+        "mc:disable-tracking",
+    }
+)
+_OPT_OUT_VALUE = {"clicktracking": "off", "disable-tracking": "true", "data-msys-clicktrack": "0"}
+
+# The URL parser strips leading and trailing C0 controls and spaces and drops every tab
+# and newline inside (WHATWG URL, "basic URL parser").
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+_TAB_NEWLINE = str.maketrans("", "", "\t\n\r")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_AUTHORITY_END = re.compile(r"[/\\?#]")
+# Merge tags of the template languages senders use; one left in a URL means the mail
+# was not rendered yet, or will be by someone downstream, so the URL is not final.
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{%|%\}|\*\|[^|]*\|\*|<%|%>|\[\[|\]\]|%%[A-Za-z_=]|\$\{")
+
+
+def browser_destination(href: str) -> str:
+    """The URL a browser follows for this (entity-decoded) href value."""
+    return href.strip(_C0_AND_SPACE).translate(_TAB_NEWLINE)
+
+
+def opted_out(attributes: Mapping[str, str | None]) -> bool:
+    for name, value in attributes.items():
+        if name in _OPT_OUT_PRESENT:
+            return True
+        wanted = _OPT_OUT_VALUE.get(name)
+        if wanted is not None and (value or "").strip().lower() == wanted:
+            return True
+    return False
+
+
+def normalise_hosts(hosts: Collection[str]) -> tuple[str, ...]:
+    """Tracking host names, lowercased, without a port or a trailing dot (an IDN host
+    also in its ASCII form)."""
+    out = []
+    for host in hosts:
+        name = host.strip().lower()
+        if not name.startswith("["):
+            name = name.partition(":")[0]
+        name = name.rstrip(".")
+        if name:
+            out.append(name)
+        if not name.isascii():
+            with contextlib.suppress(UnicodeError):
+                out.append(name.encode("idna").decode("ascii"))
+    return tuple(out)
+
+
+def skip_reason(destination: str, tracking_hosts: tuple[str, ...]) -> str | None:
+    """Why this destination is not tracked, or None if it is (``tracking_hosts`` as
+    returned by ``normalise_hosts``)."""
+    if not destination:
+        return "empty"
+    scheme = _SCHEME.match(destination)
+    if scheme is None:
+        return "relative"
+    if scheme.group(1).lower() not in ("http", "https"):
+        return f"scheme {scheme.group(1).lower()}"
+    if _PLACEHOLDER.search(destination):
+        return "placeholder"
+    lowered = destination.lower()
+    if "unsubscribe" in lowered or "unsubscribe" in unquote(lowered):
+        return "unsubscribe"
+    host = url_host(destination, scheme.end())
+    if not host:
+        return "no host"
+    if _is_ours(host, tracking_hosts):
+        return "tracking host"
+    return None
+
+
+def url_host(url: str, after_scheme: int) -> str:
+    """The host of a special-scheme URL, found the way a browser finds it: any run of
+    "/" or "\\" after the scheme, userinfo up to the last "@", no port, no final dot."""
+    rest = url[after_scheme:].lstrip("/\\")
+    end = _AUTHORITY_END.search(rest)
+    authority = rest[: end.start()] if end else rest
+    host = authority.rpartition("@")[2]
+    host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+    return unquote(host).lower().rstrip(".")
+
+
+def _is_ours(host: str, tracking_hosts: tuple[str, ...]) -> bool:
+    candidates = {host}
+    if not host.isascii():
+        with contextlib.suppress(UnicodeError):
+            candidates.add(host.encode("idna").decode("ascii"))
+    return any(
+        name == ours or name.endswith("." + ours) for name in candidates for ours in tracking_hosts
+    )

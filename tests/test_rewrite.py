@@ -1,0 +1,508 @@
+"""The HTML rewriter, rule by rule (DESIGN §4): what is tracked, what is left alone,
+and that nothing but the href values changes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from selectolax.lexbor import LexborHTMLParser
+
+from relay.rewrite import ANCHOR_TEXT_LIMIT, Link, RewriteResult, rewrite_links
+from relay.rewrite_scan import conditional_regions, decode_attribute
+
+TRACKER = "https://t.test/c/"
+C0_AND_SPACE = "".join(map(chr, range(0x21)))
+
+
+def mint(link: Link) -> str:
+    return f"{TRACKER}{link.index}"
+
+
+def rewrite(html: str, **options: object) -> RewriteResult:
+    options.setdefault("tracking_hosts", ["t.test"])
+    return rewrite_links(html, mint, **options)  # type: ignore[arg-type]
+
+
+def assert_only_hrefs_changed(before: str, after: str, links: tuple[Link, ...]) -> None:
+    """``after`` is ``before`` with each tracked href value replaced by its minted URL,
+    and lexbor reads exactly those URLs back as hrefs. Shared by the other test modules."""
+    pos = 0
+    rest = after
+    for link in links:
+        minted = mint(link)
+        at = rest.index(minted)
+        head, rest = rest[:at], rest[at + len(minted) :]
+        assert before.startswith(head, pos), f"text before link {link.index} changed"
+        pos += len(head)
+        # The old value ends at the first character of what follows the new one: a
+        # closing quote, or the blank or ">" that ends an unquoted value.
+        end = before.index(rest[0], pos) if rest else len(before)
+        # A URL parser strips C0 controls and spaces around it, and tabs and newlines.
+        old = decode_attribute(before[pos:end]).strip(C0_AND_SPACE)
+        assert old.replace("\t", "").replace("\n", "").replace("\r", "") == link.destination
+        pos = end
+    assert before[pos:] == rest, "text after the last link changed"
+    # Outlook reads conditional comments as markup: links inside them are hrefs once the
+    # comments the rewriter looks into are opened.
+    starts = [start for start, _ in conditional_regions(after)]
+    ends = [start + 4 for start in starts]
+    pieces = [after[a:b] for a, b in zip([0, *ends], [*starts, len(after)], strict=True)]
+    revealed = "<!-X".join(pieces)
+    hrefs = set()
+    for document in (after, revealed):
+        hrefs |= {node.attributes.get("href") for node in LexborHTMLParser(document).css("[href]")}
+    assert {mint(link) for link in links} <= hrefs
+
+
+def only_link(html: str) -> Link:
+    result = rewrite(html)
+    assert len(result.links) == 1, result.links
+    assert_only_hrefs_changed(html, result.html, result.links)
+    return result.links[0]
+
+
+# --- what is tracked, and the exact output -------------------------------------------
+
+EXACT = [
+    (
+        "double-quoted",
+        '<a href="https://example.com/a">A</a>',
+        '<a href="https://t.test/c/0">A</a>',
+    ),
+    (
+        "single-quoted",
+        "<a href='https://example.com/a'>A</a>",
+        "<a href='https://t.test/c/0'>A</a>",
+    ),
+    ("unquoted", "<a href=https://example.com/a>A</a>", "<a href=https://t.test/c/0>A</a>"),
+    ("unquoted-last", "<a x=1 href=https://example.com/a>", "<a x=1 href=https://t.test/c/0>"),
+    (
+        "spaces-around-equals",
+        '<a  href = "https://example.com/a" >A</a>',
+        '<a  href = "https://t.test/c/0" >A</a>',
+    ),
+    (
+        "tab-before-equals",
+        "<a href\t=\t'https://example.com/a'>",
+        "<a href\t=\t'https://t.test/c/0'>",
+    ),
+    ("uppercase", '<A HREF="https://example.com/a">A</A>', '<A HREF="https://t.test/c/0">A</A>'),
+    ("mixed-case", '<A Href="https://example.com/a">A</a>', '<A Href="https://t.test/c/0">A</a>'),
+    (
+        "attributes-around",
+        '<a class="b" href="http://example.com/" target=_blank style="x">',
+        '<a class="b" href="https://t.test/c/0" target=_blank style="x">',
+    ),
+    (
+        "no-blank-after-value",
+        '<a href="http://e.com/"title="t">x</a>',
+        '<a href="https://t.test/c/0"title="t">x</a>',
+    ),
+    ("slash-separator", '<a x="1"/href="http://e.com/">', '<a x="1"/href="https://t.test/c/0">'),
+    (
+        "duplicate-href-first-wins",
+        '<a href="https://example.com/1" href="https://example.com/2">x</a>',
+        '<a href="https://t.test/c/0" href="https://example.com/2">x</a>',
+    ),
+    (
+        "area",
+        '<map name="m"><area shape="rect" coords="0,0,9,9" href="https://e.com/r" alt=R></map>',
+        '<map name="m"><area shape="rect" coords="0,0,9,9" href="https://t.test/c/0" alt=R></map>',
+    ),
+    (
+        "table-without-tbody",
+        '<table><tr><td><a href="https://example.com/">x</a></td></tr></table>',
+        '<table><tr><td><a href="https://t.test/c/0">x</a></td></tr></table>',
+    ),
+    (
+        "entities-and-doctype-untouched",
+        '<!DOCTYPE html>\n<!-- note --><p>&nbsp;&copy; &amp;<a href="https://e.com/?a=1&amp;b=2">'
+        "Fish &amp; chips</a>&lt;&gt;</p>",
+        '<!DOCTYPE html>\n<!-- note --><p>&nbsp;&copy; &amp;<a href="https://t.test/c/0">'
+        "Fish &amp; chips</a>&lt;&gt;</p>",
+    ),
+    (
+        "crlf",
+        '<html>\r\n<body>\r\n<a\r\nhref="https://example.com/crlf"\r\n>x</a>\r\n</body>\r\n',
+        '<html>\r\n<body>\r\n<a\r\nhref="https://t.test/c/0"\r\n>x</a>\r\n</body>\r\n',
+    ),
+    (
+        "misnested",
+        '<b><a href="https://example.com/x">bold <i>italic</b> tail</i></a>',
+        '<b><a href="https://t.test/c/0">bold <i>italic</b> tail</i></a>',
+    ),
+    (
+        "foster-parented",
+        '<table><a href="https://example.com/t">in</a><tr><td>c</table>',
+        '<table><a href="https://t.test/c/0">in</a><tr><td>c</table>',
+    ),
+    (
+        "mso-conditional-a",
+        '<!--[if mso]><a href="https://example.com/o">Outlook</a><![endif]-->',
+        '<!--[if mso]><a href="https://t.test/c/0">Outlook</a><![endif]-->',
+    ),
+]
+
+
+@pytest.mark.parametrize(("html", "expected"), [c[1:] for c in EXACT], ids=[c[0] for c in EXACT])
+def test_tracked_href_is_replaced_and_nothing_else(html: str, expected: str) -> None:
+    result = rewrite(html)
+    assert result.html == expected
+    assert len(result.links) == 1
+    assert_only_hrefs_changed(html, result.html, result.links)
+
+
+# --- destinations as a browser follows them -------------------------------------------
+
+DESTINATIONS = [
+    ("entity-amp", "https://e.com/?a=1&amp;b=2", "https://e.com/?a=1&b=2"),
+    ("entity-numeric", "https://e.com/?a=1&#38;b=2&#x26;c=3", "https://e.com/?a=1&b=2&c=3"),
+    ("entity-scheme", "&#104;ttps://e.com/p", "https://e.com/p"),
+    ("entity-quot", "https://e.com/?q=&quot;x&quot;", 'https://e.com/?q="x"'),
+    ("legacy-entity-kept", "https://e.com/?a=1&copy=2&not=3", "https://e.com/?a=1&copy=2&not=3"),
+    ("bare-amp", "https://e.com/?a=1&b=2", "https://e.com/?a=1&b=2"),
+    ("surrounding-blanks", "  \n https://e.com/p \t", "https://e.com/p"),
+    (
+        "embedded-newlines",
+        "https://e.com/very\n/long\r\n/path\t/x",
+        "https://e.com/very/long/path/x",
+    ),
+    ("query-and-fragment", "https://e.com/a%20b?x=%2F#frag", "https://e.com/a%20b?x=%2F#frag"),
+    ("idn-host", "https://bücher.example/straße?q=ü", "https://bücher.example/straße?q=ü"),
+    ("punycode-host", "https://xn--bcher-kva.example/", "https://xn--bcher-kva.example/"),
+    (
+        "url-in-query",
+        "https://r.e.com/?u=https://d.e.com/p?a=1%26b=2",
+        "https://r.e.com/?u=https://d.e.com/p?a=1%26b=2",
+    ),
+    ("at-signs", "https://user@e.com/p@x?mail=a@b.c#f@g", "https://user@e.com/p@x?mail=a@b.c#f@g"),
+    ("ours-as-userinfo", "https://t.test@evil.example/", "https://t.test@evil.example/"),
+    ("uppercase-scheme", "HTTP://E.COM/", "HTTP://E.COM/"),
+    ("port", "http://e.com:8080/x", "http://e.com:8080/x"),
+    ("ipv6", "http://[2001:db8::1]/x", "http://[2001:db8::1]/x"),
+    ("backslashes", "https:\\\\e.com\\p", "https:\\\\e.com\\p"),
+    ("soft-hyphen", "https://e&shy;x.com/", "https://e\xadx.com/"),
+]
+
+
+@pytest.mark.parametrize(
+    ("href", "destination"), [c[1:] for c in DESTINATIONS], ids=[c[0] for c in DESTINATIONS]
+)
+def test_destination_is_what_a_browser_follows(href: str, destination: str) -> None:
+    assert only_link(f'<a href="{href}">x</a>').destination == destination
+
+
+# --- what is not tracked ---------------------------------------------------------------
+
+SKIPPED = [
+    ("mailto", '<a href="mailto:a@example.com">m</a>'),
+    ("mailto-query", '<a href="mailto:a@e.com?subject=Hi%20there&amp;cc=b@e.com">m</a>'),
+    ("tel", '<a href="tel:+15551234">t</a>'),
+    ("sms", '<a href="sms:+15551234">s</a>'),
+    ("javascript", '<a href="javascript:void(0)">j</a>'),
+    ("javascript-blanked", '<a href=" java&#x09;script:alert(1)">j</a>'),
+    ("data", '<a href="data:text/html,hi">d</a>'),
+    ("ftp", '<a href="ftp://e.com/f">f</a>'),
+    ("fragment", '<a href="#top">top</a>'),
+    ("empty", '<a href="">e</a>'),
+    ("no-value", "<a href>e</a>"),
+    ("relative-path", '<a href="/account">r</a>'),
+    ("relative-dot", '<a href="./page.html">r</a>'),
+    ("relative-bare", '<a href="page.html">r</a>'),
+    ("scheme-less-host", '<a href="twitter.com/acme">r</a>'),
+    ("protocol-relative", '<a href="//e.com/vcard">r</a>'),
+    ("bare-scheme", '<a href="http://">b</a>'),
+    ("handlebars", '<a href="{{action_url}}">p</a>'),
+    ("triple-stache", '<a href="{{{c2a_link}}}">p</a>'),
+    ("placeholder-in-url", '<a href="https://e.com/?id={{user_id}}">p</a>'),
+    ("placeholder-host", '<a href="https://{{domain}}/p">p</a>'),
+    ("mailchimp-merge-tag", '<a href="*|UNSUB|*">p</a>'),
+    ("mailchimp-in-url", '<a href="https://e.com/?e=*|EMAIL|*">p</a>'),
+    ("bracket-tag", '<a href="[Unsubscribe]">p</a>'),
+    ("asp-tag", '<a href="<%asm_group_unsubscribe_raw_url%>">p</a>'),
+    ("liquid", '<a href="https://e.com/{% raw %}x">p</a>'),
+    ("unsubscribe", '<a href="https://e.com/unsubscribe?u=1">u</a>'),
+    ("unsubscribe-any-case", '<a href="https://e.com/List-UnSubscribe">u</a>'),
+    ("unsubscribe-percent-encoded", '<a href="https://e.com/%75nsubscribe">u</a>'),
+    ("unsubscribe-in-query", '<a href="https://e.com/p?action=UNSUBSCRIBE">u</a>'),
+    ("tracking-host", '<a href="https://t.test/c/abc">o</a>'),
+    ("tracking-subdomain", '<a href="http://pacme1.t.test:8080/c/abc">o</a>'),
+    ("tracking-host-case-and-dot", '<a href="HTTPS://T.TEST./c/abc">o</a>'),
+    ("tracking-host-userinfo", '<a href="https://someone@t.test/c/abc">o</a>'),
+    ("link-element", '<link rel="stylesheet" href="https://e.com/s.css">'),
+    ("base-element", '<base href="https://e.com/">'),
+    ("img", '<img src="https://e.com/i.png" alt="i">'),
+    ("form", '<form action="https://e.com/post"><input type=submit></form>'),
+    ("div-with-href", '<div href="https://e.com/">x</div>'),
+    ("unterminated-tag", '<p>x</p><a href="https://e.com/"'),
+    ("unterminated-quote", '<a href="https://e.com/>x</a>'),
+    ("plain-comment", '<!-- <a href="https://e.com/">old</a> -->'),
+    ("comment-with-if-text", '<!-- [if mso]><a href="https://e.com/">x</a> -->'),
+    (
+        "conditional-inside-comment",
+        '<!-- x <!--[if mso]><a href="https://e.com/">x</a><![endif]-->',
+    ),
+    ("script", "<script>var a = '<a href=\"https://e.com/\">x</a>';</script>"),
+    (
+        "script-with-conditional",
+        "<script>s='<!--[if mso]><a href=\"https://e.com/\">x</a><![endif]-->'</script>",
+    ),
+    ("style", '<style>/* <a href="https://e.com/"> */</style>'),
+    ("textarea", '<textarea><a href="https://e.com/">x</a></textarea>'),
+    (
+        "textarea-with-conditional",
+        '<textarea><!--[if mso]><a href="https://e.com/">x</a><![endif]--></textarea>',
+    ),
+    ("title", '<title><a href="https://e.com/">x</a></title>'),
+    ("attribute-value", "<img alt='<a href=\"https://e.com/\">x</a>'>"),
+    (
+        "conditional-in-attribute",
+        "<div title='<!--[if mso]><a href=\"https://e.com/\">x</a><![endif]-->'>",
+    ),
+    ("template", '<template><a href="https://e.com/">x</a></template>'),
+    ("svg-cdata", '<svg><![CDATA[ <a href="https://e.com/">x</a> ]]></svg>'),
+]
+
+OPT_OUT = [
+    "data-lm-no-track",
+    'data-lm-no-track="true"',
+    'clicktracking="off"',
+    "clicktracking=OFF",
+    "data-pm-no-track",
+    "ses:no-track",
+    'disable-tracking="true"',
+    "mautic:disable-tracking",
+    "mc:disable-tracking",
+    'data-msys-clicktrack="0"',
+    "DATA-LM-NO-TRACK",
+]
+
+
+@pytest.mark.parametrize("html", [c[1] for c in SKIPPED], ids=[c[0] for c in SKIPPED])
+def test_not_tracked(html: str) -> None:
+    result = rewrite(html)
+    assert result.links == ()
+    assert result.html == html
+
+
+@pytest.mark.parametrize("attribute", OPT_OUT)
+def test_opt_out_attribute(attribute: str) -> None:
+    for html in (
+        f'<a {attribute} href="https://e.com/">x</a>',
+        f'<a href="https://e.com/" {attribute}>x</a>',
+        f'<!--[if mso]><v:roundrect {attribute} href="https://e.com/"></v:roundrect><![endif]-->',
+    ):
+        assert rewrite(html).links == ()
+
+
+@pytest.mark.parametrize("attribute", ['clicktracking="on"', 'disable-tracking="false"'])
+def test_opt_out_attribute_with_other_value_still_tracks(attribute: str) -> None:
+    only_link(f'<a {attribute} href="https://e.com/">x</a>')
+
+
+# --- Outlook: VML and conditional comments --------------------------------------------
+
+BUTTON = """<div><!--[if mso]>
+  <v:roundrect xmlns:v="urn:schemas-microsoft-com:vml"
+    xmlns:w="urn:schemas-microsoft-com:office:word"
+    href="https://example.com/buy?utm=1&amp;x=2" style="height:40px;width:200px;" arcsize="10%"
+    strokecolor="#1e3650" fillcolor="#556270">
+    <w:anchorlock/>
+    <center style="color:#ffffff;font-family:sans-serif;">Buy  now</center>
+  </v:roundrect>
+<![endif]--><a href="https://example.com/buy?utm=1&amp;x=2"
+style="background-color:#556270;mso-hide:all;">Buy now</a></div>"""
+
+
+def test_vml_button_and_its_a_twin_are_two_links() -> None:
+    result = rewrite(BUTTON)
+    assert result.links == (
+        Link(0, "https://example.com/buy?utm=1&x=2", "Buy now"),
+        Link(1, "https://example.com/buy?utm=1&x=2", "Buy now"),
+    )
+    assert_only_hrefs_changed(BUTTON, result.html, result.links)
+    assert result.html.count("<![endif]-->") == 1
+    assert 'href="https://t.test/c/0" style="height:40px' in result.html
+
+
+@pytest.mark.parametrize("shape", ["v:roundrect", "v:rect", "v:oval", "v:shape", "V:RECT"])
+def test_vml_shapes_in_conditional_comments(shape: str) -> None:
+    html = f'<!--[if gte mso 9]><{shape} href="https://e.com/{shape}"><center>Go</center></{shape}><![endif]-->'
+    link = only_link(html)
+    assert link.destination == f"https://e.com/{shape}"
+    assert link.anchor_text == "Go"
+
+
+def test_conditional_comment_variants() -> None:
+    html = (
+        '<!--[if (gte mso 9)|(IE)]><table><tr><td><a href="https://e.com/1">1</a><![endif]-->'
+        '<!--[if !mso]><!--><a href="https://e.com/2">2</a><!--<![endif]-->'
+        '<!--[if mso | IE]><v:rect href="https://e.com/3">3</v:rect><![endif]-->'
+        '<!--[if mso]><a href="https://e.com/4">4</a>--!>'
+    )
+    result = rewrite(html)
+    assert [link.destination for link in result.links] == [f"https://e.com/{n}" for n in "1234"]
+    assert_only_hrefs_changed(html, result.html, result.links)
+
+
+def test_links_in_and_out_of_conditional_comments_keep_document_order() -> None:
+    html = (
+        '<a href="https://e.com/a">a</a><!--[if mso]><v:rect href="https://e.com/b"></v:rect>'
+        '<![endif]--><a href="https://e.com/c">c</a><!--[if mso]><a href="https://e.com/d">d</a>'
+        "<![endif]-->"
+    )
+    result = rewrite(html)
+    assert [link.destination[-1] for link in result.links] == ["a", "b", "c", "d"]
+    assert [link.index for link in result.links] == [0, 1, 2, 3]
+
+
+# --- link order, duplicates, caps -----------------------------------------------------
+
+
+def test_duplicate_urls_are_two_links_with_two_indexes() -> None:
+    html = '<a href="https://e.com/">one</a> <a href="https://e.com/">two</a>'
+    result = rewrite(html)
+    assert result.links == (Link(0, "https://e.com/", "one"), Link(1, "https://e.com/", "two"))
+    assert (
+        result.html == '<a href="https://t.test/c/0">one</a> <a href="https://t.test/c/1">two</a>'
+    )
+
+
+def test_first_index_and_max_links() -> None:
+    html = "".join(f'<a href="https://e.com/{n}">{n}</a>' for n in range(5))
+    result = rewrite(html, first_index=7, max_links=3)
+    assert [(link.index, link.anchor_text) for link in result.links] == [
+        (7, "0"),
+        (8, "1"),
+        (9, "2"),
+    ]
+    assert result.html.count(TRACKER) == 3
+    assert result.html.endswith('<a href="https://e.com/3">3</a><a href="https://e.com/4">4</a>')
+    assert rewrite(html, max_links=0).html == html
+
+
+def test_default_cap_is_1000_links() -> None:
+    html = '<a href="https://e.com/">x</a>' * 1005
+    result = rewrite(html)
+    assert len(result.links) == 1000
+    assert result.html.count(TRACKER) == 1000
+
+
+def test_tracking_hosts_are_normalised() -> None:
+    html = '<a href="https://p1.t.test/c/1">a</a><a href="https://t.testing.example/">b</a>'
+    result = rewrite_links(html, mint, tracking_hosts=["T.Test.:8080"])
+    assert [link.destination for link in result.links] == ["https://t.testing.example/"]
+
+
+def test_rewritten_document_is_left_alone() -> None:
+    first = rewrite(BUTTON)
+    again = rewrite(first.html)
+    assert again.links == ()
+    assert again.html == first.html
+
+
+# --- the minted value inside the original quotes ----------------------------------------
+
+AWKWARD = "https://t.test/c/a?x=1&y=\"2\"&z='3'"
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        (
+            '<a href="https://e.com/">',
+            "<a href=\"https://t.test/c/a?x=1&amp;y=&quot;2&quot;&amp;z='3'\">",
+        ),
+        (
+            "<a href='https://e.com/'>",
+            "<a href='https://t.test/c/a?x=1&amp;y=\"2\"&amp;z=&#39;3&#39;'>",
+        ),
+        (
+            "<a href=https://e.com/>",
+            "<a href=\"https://t.test/c/a?x=1&amp;y=&quot;2&quot;&amp;z='3'\">",
+        ),
+    ],
+    ids=["double", "single", "unquoted"],
+)
+def test_minted_url_is_escaped_for_its_quotes(html: str, expected: str) -> None:
+    result = rewrite_links(html, lambda link: AWKWARD)
+    assert result.html == expected
+    node = LexborHTMLParser(result.html).css_first("a")
+    assert node is not None and node.attributes["href"] == AWKWARD
+
+
+def test_unquoted_value_stays_unquoted_when_it_can() -> None:
+    result = rewrite_links(
+        "<a href=https://e.com/>x</a>", lambda link: "https://t.test/c/a.b_c~d&e"
+    )
+    assert result.html == "<a href=https://t.test/c/a.b_c~d&amp;e>x</a>"
+    result = rewrite_links("<a href=https://e.com/>x</a>", lambda link: "https://t.test/c?t=1")
+    assert result.html == '<a href="https://t.test/c?t=1">x</a>'
+
+
+# --- anchor text ------------------------------------------------------------------------
+
+ANCHORS = [
+    (
+        "collapsed",
+        '<a href="https://e.com/">  Hi \n\n <b>brave</b>\tnew  world </a>',
+        "Hi brave new world",
+    ),
+    ("entities", '<a href="https://e.com/">Fish&nbsp;&amp;&nbsp;chips</a>', "Fish & chips"),
+    ("line-break", '<a href="https://e.com/">Read<br>more</a>', "Read more"),
+    ("blocks", '<a href="https://e.com/"><div>One</div><div>Two</div></a>', "One Two"),
+    ("image-only", '<a href="https://e.com/"> <img src="l.png" alt="Acme logo"> </a>', "Acme logo"),
+    ("images-only", '<a href="https://e.com/"><img alt="A"><img alt=""><img alt="B"></a>', "A B"),
+    ("text-beats-alt", '<a href="https://e.com/"><img alt="logo"> Shop</a>', "Shop"),
+    ("image-without-alt", '<a href="https://e.com/"><img src="x.png"></a>', ""),
+    ("area-alt", '<map><area href="https://e.com/" alt="Region"></map>', "Region"),
+    ("empty", '<a href="https://e.com/"></a>', ""),
+    ("clones", '<p><a href="https://e.com/">one<p>two</a>', "one two"),
+    ("non-ascii", '<a href="https://e.com/">Größe ändern – jetzt</a>', "Größe ändern – jetzt"),
+]
+
+
+@pytest.mark.parametrize(("html", "anchor"), [c[1:] for c in ANCHORS], ids=[c[0] for c in ANCHORS])
+def test_anchor_text(html: str, anchor: str) -> None:
+    assert only_link(html).anchor_text == anchor
+
+
+def test_anchor_text_is_cut_at_500_characters() -> None:
+    words = " ".join(f"word{n}" for n in range(400))
+    link = only_link(f'<a href="https://e.com/">{words}</a>')
+    assert link.anchor_text == words[:ANCHOR_TEXT_LIMIT]
+    assert len(link.anchor_text) == 500
+
+
+def test_nested_vml_links_stay_cheap() -> None:
+    # Nested shapes each carry an href: every anchor-text walk is bounded.
+    depth = 800
+    html = "<!--[if mso]>" + '<v:rect href="https://e.com/">x' * depth + "<![endif]-->"
+    result = rewrite(html)
+    assert len(result.links) == depth
+    assert all(len(link.anchor_text) <= ANCHOR_TEXT_LIMIT for link in result.links)
+
+
+# --- bounded work on hostile input ------------------------------------------------------
+
+HOSTILE = [
+    ("unclosed-tags", "<a " * 60_000),
+    ("unclosed-quotes", '<a href="' * 60_000),
+    ("unclosed-conditionals", "<!--[if mso]>" * 30_000 + '<a href="http://e.com/">x</a>'),
+    ("conditionals-without-end", '<!--[if mso]><a href="http://e.com/">x' * 5_000),
+    ("links-in-attribute-values", "<img alt='<a href=http://e.com/ " * 30_000),
+    ("many-links", '<a href="http://e.com/">x</a>' * 20_000),
+    ("entities", '<a href="http://e.com/?' + "&amp;&#38;&copy" * 20_000 + '">x</a>'),
+    ("deep-nesting", "<div><span>" * 5_000 + '<a href="http://e.com/">x</a>'),
+]
+
+
+@pytest.mark.parametrize("html", [c[1] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_hostile_input_stays_linear(html: str) -> None:
+    # Sizes at which a quadratic path would take minutes; linear work takes milliseconds.
+    start = time.perf_counter()
+    result = rewrite(html)
+    assert time.perf_counter() - start < 5
+    assert len(result.links) <= 1000
+    assert_only_hrefs_changed(html, result.html, result.links)
