@@ -3,7 +3,8 @@
 SIGHUP or a change of the file loads it anew; projects, routes and webhooks take effect
 at once (every reader asks for the current object), and a file that does not load keeps
 the running configuration (DESIGN §2). Listeners, the store and the upstream are fixed at
-start: a change there is logged as needing a restart."""
+start: a change there is logged as needing a restart. ``http.trusted_proxies`` and the
+network lists are read per request, so they follow a reload."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tracker.metrics import Metrics
 log = logging.getLogger("clickrelay.config")
 
 WATCH_INTERVAL_SECONDS = 1.0
-_FIXED = ("smtp", "upstream", "http", "store")
+_FIXED = ("smtp", "upstream", "store")
 
 
 class LiveConfig:
@@ -52,6 +53,8 @@ class LiveConfig:
             for section in _FIXED:
                 if getattr(new, section) != getattr(self._current, section):
                     log.warning("[%s] changed: it takes effect after a restart", section)
+            if new.http.listen != self._current.http.listen:
+                log.warning("http.listen changed: it takes effect after a restart")
             self._current = new
             self._metrics.config_reloads.labels("ok").inc()
             log.info("configuration reloaded from %s", self.path)

@@ -7,6 +7,7 @@ attributes; ``relay.rewrite`` calls them for every link lexbor found.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Collection, Mapping
 from urllib.parse import unquote
@@ -31,6 +32,10 @@ _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 _TAB_NEWLINE = str.maketrans("", "", "\t\n\r")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _AUTHORITY_END = re.compile(r"[/\\?#]")
+# A destination must fit in a token the redirect accepts (tracker.tokens.MAX_TOKEN_LENGTH,
+# 8000 characters): the token carries it JSON-escaped (a non-ASCII character may take six
+# characters) and base64 makes that a third longer. A longer one stays as it is.
+MAX_DESTINATION_LENGTH = 4096
 # Merge tags of the template languages senders use; one left in a URL means the mail
 # was not rendered yet, or will be by someone downstream, so the URL is not final.
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{%|%\}|\*\|[^|]*\|\*|<%|%>|\[\[|\]\]|%%[A-Za-z_=]|\$\{")
@@ -73,6 +78,10 @@ def skip_reason(destination: str, tracking_hosts: tuple[str, ...]) -> str | None
     returned by ``normalise_hosts``)."""
     if not destination:
         return "empty"
+    if len(destination) > MAX_DESTINATION_LENGTH or (
+        not destination.isascii() and len(json.dumps(destination)) > MAX_DESTINATION_LENGTH
+    ):
+        return "too long"
     scheme = _SCHEME.match(destination)
     if scheme is None:
         return "relative"

@@ -506,3 +506,31 @@ def test_hostile_input_stays_linear(html: str) -> None:
     assert time.perf_counter() - start < 5
     assert len(result.links) <= 1000
     assert_only_hrefs_changed(html, result.html, result.links)
+
+
+def test_destination_too_long_for_a_token_is_left_untracked() -> None:
+    from relay.rewrite_policy import MAX_DESTINATION_LENGTH
+
+    long_url = "https://example.com/?q=" + "x" * MAX_DESTINATION_LENGTH
+    html = f'<a href="{long_url}">long</a><a href="https://example.com/ok">ok</a>'
+    result = rewrite_links(html, lambda link: f"https://t.example/c/{link.index}")
+    assert [link.destination for link in result.links] == ["https://example.com/ok"]
+    assert long_url in result.html
+
+
+@pytest.mark.parametrize("char", ["x", "ä", "😀"])
+def test_longest_tracked_destination_fits_in_a_token(char: str) -> None:
+    from relay.rewrite_policy import MAX_DESTINATION_LENGTH
+    from tracker.config import SigningKey
+    from tracker.tokens import MAX_TOKEN_LENGTH, ClickClaims, mint_token
+
+    longest = ""
+    for n in range(MAX_DESTINATION_LENGTH, 0, -1):
+        candidate = "https://example.com/" + char * n
+        html = f'<a href="{candidate}">x</a>'
+        if rewrite_links(html, lambda link: "https://t.example/c/x").links:
+            longest = candidate
+            break
+    key = SigningKey("k1", "s" * 40)
+    claims = ClickClaims("0" * 36, 999, longest, "abcdefgh", 4_102_444_800)
+    assert len(mint_token(key, claims)) <= MAX_TOKEN_LENGTH
