@@ -1,19 +1,43 @@
 """Click tokens: HS256 JWTs naming a message, a link and its destination (DESIGN §5).
 
 Claim names are one letter to keep links short. The first configured key signs; every
-configured key verifies, so keys rotate without breaking links already sent."""
+configured key verifies, so keys rotate without breaking links already sent.
+
+Minting goes through pyjwt. Verification runs on every click and is the JWS check itself
+(RFC 7515 §5.2, HS256 only): ``jwt.decode`` re-checks the shape of the secret on every
+call (PEM, SSH, JWK look-alikes) and costs five times the signature; those checks are
+made once, when the configuration is loaded (``check_signing_secret``), and pyjwt decodes
+our tokens as well (tests/test_tokens.py). The parsing is strict: three base64url
+segments without padding, a JSON object header with ``alg`` exactly HS256 and a known
+``kid``, a 32-byte signature in canonical spelling."""
 
 from __future__ import annotations
 
+import binascii
+import hmac
+import json
+import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
+from jwt.exceptions import InvalidKeyError
 
 from tracker.config import SigningKey
 
 ALGORITHM = "HS256"
-MAX_TOKEN_LENGTH = 8192  # a token longer than this is refused before any decoding
+# Below aiohttp's request-line limit (8190 bytes), so that every token we accept to mint
+# reaches the handler; anything longer is refused before it is decoded.
+MAX_TOKEN_LENGTH = 8000
+
+_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+_SEGMENT = "[A-Za-z0-9_-]+"
+_SHAPE = re.compile(rf"{_SEGMENT}\.{_SEGMENT}\.{_SEGMENT}")
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_CANONICAL_LAST = frozenset("AEIMQUYcgkosw048")
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,15 @@ class ExpiredToken(Exception):
         self.claims = claims
 
 
+def check_signing_secret(secret: str) -> str | None:
+    """Why pyjwt would refuse ``secret`` as an HMAC key, or None if it is fine."""
+    try:
+        _HS256.prepare_key(secret.encode("utf-8"))
+    except InvalidKeyError as exc:
+        return str(exc)
+    return None
+
+
 def mint_token(key: SigningKey, claims: ClickClaims) -> str:
     payload = {
         "m": claims.message_id,
@@ -53,38 +86,79 @@ def mint_token(key: SigningKey, claims: ClickClaims) -> str:
 def verify_token(token: str, keys: Sequence[SigningKey], now: float | None = None) -> ClickClaims:
     """The claims of a token signed by one of ``keys``; ``ExpiredToken`` when it is signed
     but expired, ``InvalidToken`` for anything else."""
-    if not token or len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidToken("missing or oversize token")
+    return TokenVerifier(keys).verify(token, now)
+
+
+class TokenVerifier:
+    """``verify_token`` for one set of keys, with the per-key work done once: the HMAC
+    state of each secret, and the header segment that our own tokens carry for each key
+    (a token with that exact header needs no header parsing)."""
+
+    def __init__(self, keys: Sequence[SigningKey]) -> None:
+        self.keys = tuple(keys)
+        self._macs = {k.id: hmac.new(k.secret.encode("utf-8"), None, "sha256") for k in keys}
+        self._ours = {_header_segment(k): self._macs[k.id] for k in keys}
+
+    def verify(self, token: str, now: float | None = None) -> ClickClaims:
+        if not token or len(token) > MAX_TOKEN_LENGTH or not _SHAPE.fullmatch(token):
+            raise InvalidToken("missing, oversize or not three base64url segments")
+        signing_input, _, signature_segment = token.rpartition(".")
+        header_segment, _, payload_segment = signing_input.partition(".")
+        mac = self._ours.get(header_segment) or self._mac_for(header_segment)
+        # 32 bytes take 43 characters whose last one carries 2 unused bits: they must be
+        # zero, so that one signature has one spelling and a token one text.
+        if len(signature_segment) != 43 or signature_segment[-1] not in _CANONICAL_LAST:
+            raise InvalidToken("signature: not 32 bytes in canonical base64url")
+        expected = mac.copy()
+        expected.update(signing_input.encode("ascii"))
+        signature = _decode_segment(signature_segment, "signature")
+        if not hmac.compare_digest(expected.digest(), signature):
+            raise InvalidToken("signature mismatch")
+        claims = _claims(_json_object(payload_segment, "payload"))
+        if claims.expires <= (time.time() if now is None else now):
+            raise ExpiredToken(claims)
+        return claims
+
+    def _mac_for(self, header_segment: str) -> hmac.HMAC:
+        header = _json_object(header_segment, "header")
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken("algorithm not allowed")
+        if "crit" in header:  # RFC 7515 §4.1.11: extensions we do not understand
+            raise InvalidToken("critical header extensions are not supported")
+        kid = header.get("kid")
+        mac = self._macs.get(kid) if isinstance(kid, str) else None
+        if mac is None:
+            raise InvalidToken("unknown key id")
+        return mac
+
+
+def _header_segment(key: SigningKey) -> str:
+    """The protected header of the tokens ``mint_token`` makes with ``key``."""
+    return jwt.encode({}, key.secret.encode("utf-8"), algorithm=ALGORITHM,
+                      headers={"kid": key.id}).partition(".")[0]
+
+
+def _decode_segment(segment: str, what: str) -> bytes:
+    if len(segment) % 4 == 1:  # no base64 text has this length
+        raise InvalidToken(f"{what}: truncated")
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise InvalidToken(f"malformed: {exc}") from exc
-    if header.get("alg") != ALGORITHM:
-        raise InvalidToken("algorithm not allowed")
-    key = next((k for k in keys if k.id == header.get("kid")), None)
-    if key is None:
-        raise InvalidToken("unknown key id")
-    secret = key.secret.encode("utf-8")
+        padded = (segment + "=" * (-len(segment) % 4)).encode("ascii")
+        return binascii.a2b_base64(padded.translate(_TO_STANDARD))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidToken(f"{what}: not base64url") from exc
+
+
+def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        payload = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            options={"require": ["exp"], "verify_exp": False},
-        )
-    except jwt.PyJWTError as exc:
-        raise InvalidToken(str(exc)) from exc
-    claims = _claims(payload)
-    if now is None:
-        import time
-
-        now = time.time()
-    if claims.expires <= now:
-        raise ExpiredToken(claims)
-    return claims
+        value = json.loads(_decode_segment(segment, what).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise InvalidToken(f"{what}: not JSON") from exc
+    if not isinstance(value, dict):
+        raise InvalidToken(f"{what}: not a JSON object")
+    return value
 
 
-def _claims(payload: dict[str, object]) -> ClickClaims:
+def _claims(payload: dict[str, Any]) -> ClickClaims:
     message_id, index, url = payload.get("m"), payload.get("i"), payload.get("u")
     sid, exp = payload.get("s"), payload.get("exp")
     if not (
@@ -93,6 +167,8 @@ def _claims(payload: dict[str, object]) -> ClickClaims:
         and isinstance(url, str)
         and isinstance(sid, str)
         and isinstance(exp, int)
+        and not isinstance(index, bool)  # JSON true is not a link index
+        and not isinstance(exp, bool)
     ):
         raise InvalidToken("claims missing or of the wrong type")
     return ClickClaims(message_id, index, url, sid, exp)

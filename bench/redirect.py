@@ -1,0 +1,327 @@
+"""Redirect throughput and latency: clickrelay's ``/c/{token}`` (verify, store the
+observation durably with group commit, 302) against a bare aiohttp handler that answers
+302 with no work, alternating A/B in one run; the medians of the rounds are reported.
+
+    .venv/bin/python bench/redirect.py [--requests 20000] [--rounds 3] [--connections 50]
+
+Both servers run as child processes; the load generator is a third process (an asyncio
+HTTP/1.1 client written for the purpose: 50 keep-alive connections, one request in
+flight on each, a bounded number of requests per round). After the rounds clickrelay is
+stopped and its SQLite file is opened to count the stored observations: every 302 it
+sent must have one. ``settle_seconds`` is set to an hour so that promotion of the
+observations, separate background work, does not run during the measurement."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import tomlkit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tracker.config import SigningKey  # noqa: E402
+from tracker.tokens import ClickClaims, mint_token  # noqa: E402
+
+SECRET = "bench-signing-key-0123456789abcdef"
+HOST = "pbench1.t.localhost:8080"
+DESTINATION = "https://shop.example.com/item?id=12345&utm_source=newsletter&utm_medium=email"
+
+BARE_HANDLER = """
+import asyncio, sys
+from aiohttp import web
+async def click(request):
+    return web.Response(status=302, headers={"Location": "https://shop.example.com/item",
+                                             "Cache-Control": "no-store"})
+async def main():
+    app = web.Application()
+    app.router.add_get("/c/{token:.*}", click)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(sys.argv[1]), backlog=1024).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+@dataclass(frozen=True)
+class Round:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[int, int]
+
+
+# -- the load generator (runs in its own process) -------------------------------------
+
+
+class _Client(asyncio.Protocol):
+    """One keep-alive connection with one request in flight at a time."""
+
+    def __init__(self, work: _Work) -> None:
+        self.work = work
+        self.buffer = b""
+        self.started = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.send()
+
+    def send(self) -> None:
+        job = self.work.next_request()
+        assert self.transport is not None
+        if job is None:
+            self.transport.close()
+            return
+        request, self.started = job
+        delay = (self.started - time.perf_counter_ns()) / 1e9
+        if delay > 0:  # paced: wait for the request's turn; its latency counts from then
+            asyncio.get_running_loop().call_later(delay, self.transport.write, request)
+        else:
+            self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end].lower()
+        length = _content_length(head)
+        if len(self.buffer) < end + 4 + length:
+            return
+        self.work.done(int(head[9:12]), time.perf_counter_ns() - self.started)
+        self.buffer = self.buffer[end + 4 + length :]
+        self.send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.work.closed()
+
+
+def _content_length(head: bytes) -> int:
+    at = head.find(b"\r\ncontent-length:")
+    if at < 0:
+        return 0
+    end = head.find(b"\r\n", at + 2)
+    return int(head[at + 17 : end if end > 0 else len(head)])
+
+
+class _Work:
+    """The requests of one round. With a ``rate``, request n is due at start + n/rate
+    (an open loop: a slow answer does not delay the schedule, so it cannot hide)."""
+
+    def __init__(self, requests: list[bytes], total: int, connections: int, rate: float) -> None:
+        self.requests, self.left, self.open = requests, total, connections
+        self.interval_ns = int(1e9 / rate) if rate else 0
+        self.start_ns = time.perf_counter_ns()
+        self.sent = 0
+        self.latencies: list[int] = []
+        self.statuses: dict[int, int] = {}
+        self.finished = asyncio.get_running_loop().create_future()
+
+    def next_request(self) -> tuple[bytes, int] | None:
+        if self.left == 0:
+            return None
+        self.left -= 1
+        self.sent += 1
+        due = (self.start_ns + self.sent * self.interval_ns if self.interval_ns
+               else time.perf_counter_ns())
+        return self.requests[self.sent % len(self.requests)], due
+
+    def done(self, status: int, latency_ns: int) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.latencies.append(latency_ns)
+
+    def closed(self) -> None:
+        self.open -= 1
+        if self.open == 0 and not self.finished.done():
+            self.finished.set_result(None)
+
+
+async def _load(
+    port: int, requests: list[bytes], total: int, connections: int, rate: float
+) -> Round:
+    loop = asyncio.get_running_loop()
+    work = _Work(requests, total, connections, rate)
+    started = time.perf_counter()
+    for _ in range(connections):
+        await loop.create_connection(lambda: _Client(work), "127.0.0.1", port)
+    await asyncio.wait_for(work.finished, 600)
+    elapsed = time.perf_counter() - started
+    cuts = statistics.quantiles(work.latencies, n=100)
+    return Round(len(work.latencies) / elapsed, cuts[49] / 1e6, cuts[98] / 1e6, work.statuses)
+
+
+def load_generator(pipe: Connection) -> None:
+    """Serve load requests from the parent: (port, requests, total, connections, rate)."""
+    while True:
+        job = pipe.recv()
+        if job is None:
+            return
+        pipe.send(asyncio.run(_load(*job)))
+
+
+# -- the servers and the rounds -------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_clickrelay(tmp: Path, http_port: int) -> subprocess.Popen[bytes]:
+    settings = {
+        "smtp": {"listen": f"127.0.0.1:{free_port()}"},
+        "upstream": {"url": f"maildir:{tmp / 'outbox'}"},
+        "http": {"listen": f"127.0.0.1:{http_port}"},
+        "tracking": {"base_url": "http://t.localhost:8080", "settle_seconds": 3600,
+                     "signing_keys": [{"id": "k1", "secret": SECRET}]},
+        "store": {"url": f"sqlite:///{tmp / 'clickrelay.db'}"},
+        "api": {"team_token": "bench-team-token-0123456789"},
+        "projects": [{"id": "bench", "sid": "bench1", "token": "bench-project-token-0123456789",
+                      "routes": [{"id": "r", "slug": "r", "default": True, "track_clicks": True}]}],
+    }
+    path = tmp / "bench.toml"
+    path.write_text(tomlkit.dumps(settings))
+    return subprocess.Popen([sys.executable, "-m", "relay.cli", "--log-level", "error", "serve",
+                             "--config", str(path)], cwd=ROOT)
+
+
+def start_bare(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-c", BARE_HANDLER, str(port)],
+                            stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    return proc
+
+
+def wait_listening(port: int) -> None:
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def click_requests(count: int) -> list[bytes]:
+    """Distinct signed links (one per message and link), sent as a browser would."""
+    key = SigningKey("k1", SECRET)
+    expires = int(time.time()) + 86_400
+    out = []
+    for i in range(count):
+        claims = ClickClaims(f"0193c5a2-7b1e-7c3a-9f0e-{i:012d}", i % 7, DESTINATION, "bench1",
+                             expires)
+        out.append(
+            f"GET /c/{mint_token(key, claims)} HTTP/1.1\r\nHost: {HOST}\r\n"
+            "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
+            "like Gecko) Chrome/131.0.0.0 Safari/537.36\r\n"
+            "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+            "Accept-Language: en-GB,en;q=0.9\r\nSec-Fetch-Site: none\r\n"
+            "Sec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\nSec-Fetch-User: ?1\r\n"
+            "\r\n".encode()
+        )
+    return out
+
+
+def dropped(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("clickrelay_observations_dropped_total "):
+                return float(line.split()[1])
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=20_000, help="per saturated round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--paced-rate", type=float, default=1000.0,
+                        help="requests/s of the paced rounds (0: none)")
+    parser.add_argument("--paced-requests", type=int, default=5000)
+    args = parser.parse_args()
+    requests = click_requests(2000)
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    generator = multiprocessing.get_context("spawn").Process(target=load_generator,
+                                                             args=(child,))
+    generator.start()
+
+    def load(port: int, total: int, rate: float = 0.0) -> Round:
+        parent.send((port, requests, total, args.connections, rate))
+        result: Round = parent.recv()
+        return result
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ports = {"clickrelay": free_port(), "bare": free_port()}
+        relay = start_clickrelay(Path(tmp), ports["clickrelay"])
+        bare = start_bare(ports["bare"])
+        results: dict[tuple[str, str], list[Round]] = {}
+        try:
+            wait_listening(ports["clickrelay"])
+            for port in ports.values():
+                results.setdefault(("warm-up", ""), []).append(load(port, 2000))
+            for _ in range(args.rounds):  # A/B/A/B: both see the same machine state
+                for name, port in ports.items():
+                    results.setdefault(("saturated", name), []).append(
+                        load(port, args.requests))
+                    if args.paced_rate:
+                        results.setdefault(("paced", name), []).append(
+                            load(port, args.paced_requests, args.paced_rate))
+            lost = dropped(ports["clickrelay"])
+        finally:
+            parent.send(None)
+            generator.join()
+            bare.terminate()
+            relay.send_signal(signal.SIGTERM)
+            relay.wait(60)
+            bare.wait()
+        with sqlite3.connect(Path(tmp) / "clickrelay.db") as db:
+            stored = db.execute("SELECT COUNT(*) FROM observations").fetchone()[0]
+    redirected = results[("warm-up", "")][0].statuses.get(302, 0) + sum(
+        r.statuses.get(302, 0) for (mode, name), rounds in results.items()
+        if name == "clickrelay" for r in rounds)
+    report(args, results, redirected, stored, lost)
+
+
+def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Round]],
+           redirected: int, stored: int, lost: float) -> None:
+    print(f"{args.rounds} rounds per server and mode, {args.connections} keep-alive "
+          f"connections, cpus={os.cpu_count()}, python {sys.version.split()[0]}")
+    medians: dict[tuple[str, str], dict[str, float]] = {}
+    for (mode, name), rounds in results.items():
+        if mode == "warm-up":
+            continue
+        m = medians[(mode, name)] = {k: statistics.median(getattr(r, k) for r in rounds)
+                                     for k in ("rps", "p50_ms", "p99_ms")}
+        statuses = sorted({s for r in rounds for s in r.statuses})
+        print(f"{mode:>9} {name:>10}: {m['rps']:7.0f} req/s  p50 {m['p50_ms']:6.2f} ms  "
+              f"p99 {m['p99_ms']:6.2f} ms  (rounds: {', '.join(f'{r.rps:.0f}' for r in rounds)}"
+              f" req/s; statuses {statuses})")
+    ratio = medians[("saturated", "clickrelay")]["rps"] / medians[("saturated", "bare")]["rps"]
+    print(f"throughput ratio clickrelay/bare: {ratio:.2f}")
+    print(f"clickrelay: {redirected} redirects, {stored} observations stored, "
+          f"dropped counter {lost:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Recording observations with group commit (DESIGN §5): durable and fast at once.
+
+Every click's observation must be on disk before its 302 goes out, but one fsync per
+click would cap the redirect at the disk's fsync rate. So ``record`` only queues the
+observation and waits; a single writer task takes everything queued, writes it in one
+transaction (one fsync) and wakes every waiter. While one batch commits the next one
+gathers, so batches grow with the load by themselves and the first click of a quiet
+period is written at once.
+
+A click never waits longer than ``store_deadline_ms``: then the recipient is redirected
+anyway and the click is counted as dropped (``clickrelay_observations_dropped_total``).
+The observation stays queued, so a store that is only slow (a large mail spool
+transaction holds the write lock) still gets it, counted again as late; only a queue
+that overflows, a store that keeps failing or a shutdown that cannot flush loses it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from store.records import Observation
+from tracker.config import ConfigSource
+from tracker.metrics import Metrics
+
+log = logging.getLogger("clickrelay.observations")
+
+MAX_BATCH = 500  # observations per transaction (one INSERT statement in the store)
+MAX_QUEUED = 50_000  # beyond this, clicks are redirected at once and not recorded
+RETRY_DELAYS = (0.05, 0.5, 2.0)  # a failed batch is tried again after these pauses
+DEADLINE_SLACK = 0.005  # clicks whose deadlines fall this close together are let go at once
+LOG_INTERVAL = 1.0  # seconds over which dropped clicks are summed up in one log line
+
+
+class ObservationStore(Protocol):
+    async def record_observations(self, batch: Sequence[Observation]) -> None: ...
+
+
+@dataclass(slots=True)
+class _Queued:
+    observation: Observation
+    waiter: asyncio.Future[bool]
+    deadline: float  # event loop time
+
+
+class ObservationRecorder:
+    def __init__(self, config: ConfigSource, store: ObservationStore, metrics: Metrics) -> None:
+        self._config = config
+        self._store = store
+        self._metrics = metrics
+        self._queue: list[_Queued] = []
+        self._inflight: list[_Queued] = []
+        # Every waiting click in arrival order, so that one timer serves all deadlines.
+        self._deadlines: deque[_Queued] = deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._unreported: dict[str, int] = {}
+        self._report_timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="observation-writer")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Flush what is queued (waiting at most ``timeout``), then stop the writer."""
+        self._closing = True
+        self._closed.set()
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._task, timeout)
+        self._give_up(self._inflight + self._queue, "shutdown")
+        self._inflight, self._queue = [], []
+        self._deadlines.clear()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._report()
+
+    @property
+    def queued(self) -> int:
+        """Observations waiting for the writer (not counting the batch being written)."""
+        return len(self._queue)
+
+    async def record(self, observation: Observation) -> bool:
+        """Queue the observation; True once it is committed, False if the deadline passed
+        first or it could not be queued (the caller redirects either way)."""
+        if self._closing or self._task is None or len(self._queue) >= MAX_QUEUED:
+            self._lost(1, "not accepting" if self._closing else "queue full")
+            return False
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        wait = self._config().tracking.store_deadline_ms / 1000
+        entry = _Queued(observation, waiter, loop.time() + wait)
+        self._queue.append(entry)
+        self._deadlines.append(entry)
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_at(entry.deadline, self._expire_due)
+        self._wake.set()
+        return await waiter
+
+    def _expire_due(self) -> None:
+        """Let every click whose deadline has passed go (False: redirect without it), and
+        wait for the next one; committed clicks are only taken off the front."""
+        self._deadline_timer = None
+        loop = asyncio.get_running_loop()
+        now, expired = loop.time(), 0
+        while self._deadlines:
+            first = self._deadlines[0]
+            if not first.waiter.done():
+                if first.deadline > now:
+                    self._deadline_timer = loop.call_at(first.deadline + DEADLINE_SLACK,
+                                                        self._expire_due)
+                    break
+                first.waiter.set_result(False)
+                expired += 1
+            self._deadlines.popleft()
+        if expired:
+            self._lost(expired, "deadline passed")
+
+    async def _run(self) -> None:
+        while self._queue or not self._closing:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._inflight, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            await self._write(self._inflight)
+            self._inflight = []
+
+    async def _write(self, batch: list[_Queued]) -> None:
+        observations = [q.observation for q in batch]
+        for attempt, pause in enumerate((*RETRY_DELAYS, None)):
+            try:
+                await self._store.record_observations(observations)
+            except Exception as exc:
+                if pause is None or self._closing:
+                    log.error("observations not stored, %d clicks lost: %s", len(batch), exc)
+                    self._give_up(batch, "store error")
+                    return
+                log.warning("storing %d observations failed (attempt %d), retrying: %s",
+                            len(batch), attempt + 1, exc)
+                with contextlib.suppress(asyncio.TimeoutError):  # a shutdown cuts it short
+                    await asyncio.wait_for(self._closed.wait(), pause)
+            else:
+                self._metrics.observation_batch.observe(len(batch))
+                self._committed(batch)
+                return
+
+    def _committed(self, batch: list[_Queued]) -> None:
+        late = 0
+        for q in batch:
+            if not q.waiter.done():
+                q.waiter.set_result(True)
+            elif not q.waiter.cancelled():
+                late += 1  # its redirect went out without it; it is stored now
+        if late:
+            self._metrics.observations_late.inc(late)
+            log.info("%d observations stored after their redirect", late)
+
+    def _give_up(self, batch: list[_Queued], reason: str) -> None:
+        """Observations that will not be stored: those still waited for count as dropped
+        now (the others were counted when their deadline passed)."""
+        lost = 0
+        for q in batch:
+            if not q.waiter.done():
+                q.waiter.set_result(False)
+                lost += 1
+            elif q.waiter.cancelled():  # its client went away, and the click is lost too
+                lost += 1
+        if lost:
+            self._lost(lost, reason)
+
+    def _lost(self, count: int, reason: str) -> None:
+        self._metrics.observations_dropped.inc(count)
+        self._unreported[reason] = self._unreported.get(reason, 0) + count
+        if self._report_timer is None:
+            # Summed up once per interval, so that a stuck store does not flood the log.
+            loop = asyncio.get_running_loop()
+            self._report_timer = loop.call_later(LOG_INTERVAL, self._report)
+
+    def _report(self) -> None:
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
+        if self._unreported:
+            summary = ", ".join(f"{n} ({why})" for why, n in sorted(self._unreported.items()))
+            log.warning("clicks redirected without a stored observation: %s", summary)
+            self._unreported.clear()
