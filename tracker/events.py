@@ -1,0 +1,126 @@
+"""Click events and the webhook envelope, as data, turned into JSON in one place.
+
+``ClickEvent`` is the ``data`` of a ``message.clicked`` webhook, field for field as in
+Lettermint's click tracking document; ``Envelope`` wraps any event (DESIGN §7). The body
+is written once, when the delivery is put in the outbox, so that every attempt sends the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from store.events import EventRecord
+from store.records import MessageInfo
+
+MESSAGE_CLICKED = "message.clicked"
+# The link index of a route's hidden honeypot link (DESIGN §6): above every real link's
+# (at most 1000 per message), so that it never shifts them.
+HONEYPOT_LINK_INDEX = 1_000_000
+
+
+@dataclass(frozen=True)
+class Bot:
+    """The verdict on a click, as the webhook reports it."""
+
+    detected: bool
+    probability: int  # 0–100, higher = more likely automated
+    classification: str  # genuine | privacy_proxy | security_scanner | link_preview | generic_bot
+    proxy_type: str | None
+    reason_codes: tuple[str, ...]  # Lettermint's broad categories
+    machine: bool
+    counts_for_metrics: bool
+
+
+@dataclass(frozen=True)
+class ClickEvent:
+    """The ``data`` of ``message.clicked``; the field order is the document's."""
+
+    message_id: str
+    subject: str | None
+    metadata: Mapping[str, str]
+    tag: str | None
+    recipient: str | None
+    clicked_at: str  # ISO-8601 UTC with milliseconds and Z
+    destination_url: str
+    link_index: int
+    anchor_text: str | None
+    first_click: bool
+    device_type: str | None
+    client_type: str | None
+    client_name: str | None
+    user_agent: str | None
+    bot: Bot
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: str  # the delivery id: the same on every attempt
+    event: str
+    timestamp: str  # ISO-8601 UTC with milliseconds and Z
+    data: ClickEvent | Mapping[str, Any] = field(repr=False)
+
+
+def click_event(event: EventRecord, message: MessageInfo | None,
+                anchor_text: str | None) -> ClickEvent:
+    """The ``message.clicked`` data of a stored event (``message`` is ``None`` once the
+    message data has been purged)."""
+    return ClickEvent(
+        message_id=event.message_id,
+        subject=message.subject if message else None,
+        metadata=dict(message.metadata) if message else {},
+        tag=message.tag if message else None,
+        recipient=message.rcpt_to if message else None,
+        clicked_at=iso_timestamp(event.clicked_at),
+        destination_url=event.destination,
+        link_index=event.link_index,
+        anchor_text=anchor_text,
+        first_click=event.first_click,
+        device_type=event.device_type,
+        client_type=event.client_type,
+        client_name=event.client_name,
+        user_agent=event.user_agent,
+        bot=Bot(
+            detected=event.machine,  # DESIGN §6: detected and machine are probability ≥ 50
+            probability=event.probability,
+            classification=event.classification,
+            proxy_type=event.proxy_type,
+            reason_codes=event.reason_codes,
+            machine=event.machine,
+            counts_for_metrics=event.counts_for_metrics,
+        ),
+    )
+
+
+def iso_timestamp(us: int) -> str:
+    """``2025-01-31T12:34:56.789Z`` for a time in microseconds since the epoch."""
+    moment = datetime.fromtimestamp(us // 1_000_000, UTC).replace(
+        microsecond=us % 1_000_000
+    )
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope_body(envelope: Envelope) -> str:
+    """The exact JSON a webhook receives: compact, unicode and slashes unescaped (as
+    Lettermint's own bodies are)."""
+    data = envelope.data
+    payload = {
+        "id": envelope.id,
+        "event": envelope.event,
+        "timestamp": envelope.timestamp,
+        "data": _plain(asdict(data) if isinstance(data, ClickEvent) else data),
+    }
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and tuples as JSON objects and arrays (``asdict`` keeps tuples)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,303 @@
+"""Promotion: observations become classified click events (DESIGN §6).
+
+An observation waits ``settle_seconds`` (its ``promote_after``) so that the hits around it
+can be seen; then this worker claims it, reads its context (the message's other hits,
+the address's fan-out over recipients, the send time, the message's links), classifies it
+once, and writes the event together with one outbox delivery per webhook that wants it,
+in one transaction with marking the observation done (one transaction per claimed batch).
+Claims are atomic and leased, so several workers (in several processes) may share one
+database; the claim hands out a message's observations in click order (store/events.py),
+so ``first_click`` is decided with every earlier click of the message already promoted.
+
+A hit on a route's hidden honeypot link is no click on a link of the message: it has no
+event of its own, and is context that makes the clicks near it machine clicks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from store.events import EarlierClicks, EventRecord, HitRecord, Promoted
+from store.records import LinkRecord, MessageInfo, Observation
+from store.webhooks import NewDelivery
+from tracker.classify import ClickContext, Hit, Verdict, classify
+from tracker.config import ProjectConfig, WebhookConfig
+from tracker.events import (
+    HONEYPOT_LINK_INDEX,
+    MESSAGE_CLICKED,
+    ClickEvent,
+    Envelope,
+    click_event,
+    envelope_body,
+    iso_timestamp,
+)
+from tracker.metrics import Metrics
+from tracker.rules import Rules
+from tracker.useragent import client_info
+
+log = logging.getLogger("clickrelay.promote")
+
+BATCH = 100
+LEASE_SECONDS = 60.0
+IDLE_POLL_SECONDS = 0.5
+# How far apart two hits of one address on different recipients' messages still count as
+# one fan-out: a gateway scans every copy of a bulk send as it arrives.
+FANOUT_WINDOW_SECONDS = 120.0
+FANOUT_CAP = 100  # messages counted at most: far above any threshold
+_US = 1_000_000
+
+
+class PromoteView(Protocol):
+    """What promotion reads of the live configuration."""
+
+    @property
+    def projects(self) -> tuple[ProjectConfig, ...]: ...
+
+
+class PromoteStore(Protocol):
+    async def claim_due_observations(
+        self, worker: str, now: int, lease_us: int, limit: int
+    ) -> list[Observation]: ...
+
+    async def release_observation_claims(self, worker: str | None = None) -> int: ...
+
+    async def next_observation_due(self) -> int | None: ...
+
+    async def message_hits(
+        self, message_id: str, start: int, end: int, *, exclude: int, honeypot_index: int,
+        limit: int = 1000,
+    ) -> list[HitRecord]: ...
+
+    async def address_fanout(self, addr_hash: str, start: int, end: int, cap: int) -> int: ...
+
+    async def earlier_clicks(
+        self, message_id: str, at: int, observation_id: int
+    ) -> EarlierClicks: ...
+
+    async def record_promotions(self, worker: str, promoted: Sequence[Promoted]) -> set[int]: ...
+
+    async def get_message(self, message_id: str) -> MessageInfo | None: ...
+
+    async def get_links(self, message_id: str) -> list[LinkRecord]: ...
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the store knows about the clicked message."""
+
+    message: MessageInfo | None
+    project: ProjectConfig | None
+    links: Mapping[int, LinkRecord]
+
+    @property
+    def project_id(self) -> str | None:
+        return self.message.project_id if self.message else (
+            self.project.id if self.project else None)
+
+
+@dataclass
+class _Batch:
+    """One claim's worth of observations, promoted in click order and written in one
+    transaction: the message facts are read once, ``first_click`` follows the batch's own
+    events, and a message whose promotion failed keeps its later clicks waiting."""
+
+    facts: dict[str, Facts] = field(default_factory=dict)
+    earlier: dict[str, EarlierClicks] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+    promoted: list[Promoted] = field(default_factory=list)
+
+
+def wanted_by(hook: WebhookConfig, machine: bool) -> bool:
+    """Machine clicks go only to webhooks that asked for them (DESIGN §7)."""
+    return (hook.enabled and MESSAGE_CLICKED in hook.events
+            and (not machine or hook.include_machine_events))
+
+
+class PromotionWorker:
+    def __init__(
+        self,
+        config: Callable[[], PromoteView],
+        store: PromoteStore,
+        metrics: Metrics,
+        rules: Callable[[], Rules],
+        *,
+        on_deliveries: Callable[[], None] = lambda: None,
+        clock: Callable[[], int] = lambda: time.time_ns() // 1000,
+        batch: int = BATCH,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._metrics = metrics
+        self._rules = rules
+        self._on_deliveries = on_deliveries
+        self._clock = clock
+        self._batch = batch
+        self.worker_id = f"promote-{uuid.uuid4().hex[:12]}"
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    promoted = await self.promote_due()
+                except Exception:
+                    log.exception("promotion round failed; retrying")
+                    promoted = 0
+                if not promoted:
+                    await self._idle()
+        finally:
+            with contextlib.suppress(Exception):
+                await self._store.release_observation_claims(self.worker_id)
+
+    async def _idle(self) -> None:
+        delay = IDLE_POLL_SECONDS
+        with contextlib.suppress(Exception):
+            due = await self._store.next_observation_due()
+            now = self._clock()
+            # A due observation that was not claimed waits for an earlier one of its
+            # message (held by another worker): poll, do not spin.
+            if due is not None and due > now:
+                delay = min(delay, (due - now) / _US)
+        await asyncio.sleep(delay)
+
+    async def promote_due(self) -> int:
+        """Claim the observations that are due and promote them; how many were claimed."""
+        claimed = await self._store.claim_due_observations(
+            self.worker_id, self._clock(), int(LEASE_SECONDS * _US), self._batch
+        )
+        if claimed:
+            await self.promote(claimed)
+        return len(claimed)
+
+    async def promote(self, observations: Sequence[Observation]) -> None:
+        """Promote claimed observations, given in click order, and write the result."""
+        batch, rules = _Batch(), self._rules()
+        for observation in observations:
+            if observation.message_id in batch.failed:
+                continue  # it waits for the earlier click of its message to be retried
+            try:
+                batch.promoted.append(await self._promote(observation, batch, rules))
+            except Exception:
+                # The claim lapses and the observation is tried again, in click order.
+                batch.failed.add(observation.message_id)
+                self._metrics.promotion_failures.inc()
+                log.exception("promotion failed observation_id=%s", observation.id)
+        written = await self._store.record_promotions(self.worker_id, batch.promoted)
+        self._account([p for p in batch.promoted if p.observation_id in written])
+        if len(written) < len(batch.promoted):
+            log.warning("%d observations were taken over by another worker",
+                        len(batch.promoted) - len(written))
+
+    async def _promote(self, obs: Observation, batch: _Batch, rules: Rules) -> Promoted:
+        oid = obs.id
+        if oid is None:
+            raise ValueError("only a stored observation can be promoted")
+        facts = batch.facts.get(obs.message_id) or await self._facts(obs)
+        batch.facts[obs.message_id] = facts
+        link = facts.links.get(obs.link_index)
+        # The index alone tells a honeypot hit whose link rows are gone (retention).
+        if obs.link_index == HONEYPOT_LINK_INDEX or (link is not None and link.honeypot):
+            self._metrics.honeypot_hits.inc()
+            log.info("honeypot hit message_id=%s", obs.message_id)
+            return Promoted(oid)
+        if facts.project_id is None:
+            log.warning("click on a message of an unknown project dropped observation_id=%d "
+                        "project_sid=%s", oid, obs.project_sid)
+            return Promoted(oid)
+        verdict = classify(await self._context(obs, oid, facts, rules), rules)
+        earlier = batch.earlier.get(obs.message_id) or await self._store.earlier_clicks(
+            obs.message_id, obs.at, oid)
+        first = not (earlier.human if verdict.counts_for_metrics else earlier.any)
+        batch.earlier[obs.message_id] = EarlierClicks(
+            True, earlier.human or verdict.counts_for_metrics)
+        return self._event(obs, oid, facts, facts.project_id, verdict, first)
+
+    def _account(self, written: Sequence[Promoted]) -> None:
+        now, woke = self._clock(), False
+        for p in written:
+            if p.event is None:
+                continue
+            e = p.event
+            self._metrics.clicks_classified.labels(e.classification).inc()
+            self._metrics.promotion_lag.observe(max(0, now - e.clicked_at) / _US)
+            log.info("click message_id=%s link=%d classification=%s probability=%d first=%s "
+                     "webhooks=%d", e.message_id, e.link_index, e.classification,
+                     e.probability, e.first_click, len(p.deliveries))
+            woke = woke or bool(p.deliveries)
+        if woke:
+            self._on_deliveries()
+
+    async def _facts(self, observation: Observation) -> Facts:
+        message = await self._store.get_message(observation.message_id)
+        links = {lk.index: lk for lk in await self._store.get_links(observation.message_id)}
+        projects = self._config().projects
+        project = (next((p for p in projects if p.id == message.project_id), None) if message
+                   else next((p for p in projects if p.sid == observation.project_sid), None))
+        return Facts(message, project, links)
+
+    async def _context(
+        self, obs: Observation, oid: int, facts: Facts, rules: Rules
+    ) -> ClickContext:
+        window = int(max(rules.burst_window_s, rules.rapid_window_s, rules.all_links_window_s,
+                         rules.honeypot_window_s) * _US)
+        hits = await self._store.message_hits(obs.message_id, obs.at - window, obs.at + window,
+                                              exclude=oid, honeypot_index=HONEYPOT_LINK_INDEX)
+        fan = int(FANOUT_WINDOW_SECONDS * _US)
+        fanout = await self._store.address_fanout(obs.addr_hash, obs.at - fan, obs.at + fan,
+                                                  FANOUT_CAP)
+        return ClickContext(
+            method=obs.method,
+            user_agent=obs.user_agent,
+            headers=obs.headers,
+            network=obs.network,
+            addr_hash=obs.addr_hash,
+            at_us=obs.at,
+            sent_at_us=facts.message.created_at if facts.message else 0,
+            link_index=obs.link_index,
+            honeypot=False,
+            message_hits=[Hit(h.at, h.link_index, h.addr_hash, h.user_agent, h.honeypot)
+                          for h in hits],
+            message_link_count=sum(1 for lk in facts.links.values() if not lk.honeypot),
+            fanout_messages=fanout,
+        )
+
+    def _event(
+        self, obs: Observation, oid: int, facts: Facts, project_id: str, verdict: Verdict,
+        first: bool,
+    ) -> Promoted:
+        now = self._clock()
+        info = client_info(obs.user_agent)
+        event = EventRecord(
+            id=str(uuid.uuid4()), observation_id=oid, message_id=obs.message_id,
+            project_id=project_id, link_index=obs.link_index, destination=obs.destination,
+            clicked_at=obs.at, classification=verdict.classification,
+            probability=verdict.probability, machine=verdict.machine,
+            counts_for_metrics=verdict.counts_for_metrics, first_click=first,
+            proxy_type=verdict.proxy_type, reason_codes=verdict.reason_codes,
+            rules=verdict.rules, rules_version=verdict.rules_version,
+            device_type=info.device_type, client_type=info.client_type,
+            client_name=info.client_name, user_agent=obs.user_agent or None, created_at=now,
+        )
+        link = facts.links.get(obs.link_index)
+        data = click_event(event, facts.message, link.anchor_text if link else None)
+        return Promoted(oid, event, tuple(self._deliveries(event, data, facts, now)))
+
+    def _deliveries(
+        self, event: EventRecord, data: ClickEvent, facts: Facts, now: int
+    ) -> list[NewDelivery]:
+        hooks = facts.project.webhooks if facts.project else ()
+        out = []
+        for hook in hooks:
+            if not wanted_by(hook, event.machine):
+                continue
+            envelope = Envelope(str(uuid.uuid4()), MESSAGE_CLICKED, iso_timestamp(now), data)
+            out.append(NewDelivery(envelope.id, event.project_id, hook.id, MESSAGE_CLICKED,
+                                   envelope_body(envelope), now, event_id=event.id))
+        return out
+

@@ -1,0 +1,327 @@
+"""Webhook dispatch: the outbox worker that signs and POSTs each delivery (DESIGN §7).
+
+Each attempt sends the body fixed in the outbox with Lettermint's headers: the signature
+``t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`` (the secret as configured,
+``whsec_`` prefix included), ``X-Lettermint-Delivery`` equal to the signed ``t`` and the
+attempt number. A 2xx within the timeout is success; anything else is retried with
+exponential backoff and jitter until ``max_retry_hours`` have passed since the delivery
+was created, across restarts (the outbox is in the store). Attempts run off the request
+path, at most ``concurrency`` at once and at most ``per_webhook_concurrency`` to any one
+webhook (per process), so a slow or failing receiver cannot hold up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import hmac
+import logging
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Protocol
+
+import aiohttp
+
+from store.webhooks import DueDelivery, WebhookRoom
+from tracker.config import ProjectConfig, WebhookConfig, WebhookDeliveryConfig
+from tracker.metrics import Metrics
+
+log = logging.getLogger("clickrelay.webhooks")
+
+MAX_BACKOFF_SECONDS = 3600.0
+IDLE_POLL_SECONDS = 1.0
+SWEEP_SECONDS = 300.0
+GONE = "webhook removed from the configuration or disabled"
+ERROR_BODY_CHARS = 200
+
+
+def user_agent() -> str:
+    try:
+        return f"clickrelay/{version('clickrelay')}"
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "clickrelay/dev"
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Lettermint-Signature`` value for ``body`` signed at ``timestamp``."""
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def signed_headers(
+    secret: str, body: bytes, *, event: str, attempt: int, timestamp: int, agent: str
+) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": agent,
+        "X-Lettermint-Event": event,
+        "X-Lettermint-Delivery": str(timestamp),
+        "X-Lettermint-Attempt": str(attempt),
+        "X-Lettermint-Signature": signature(secret, timestamp, body),
+    }
+
+
+def backoff_seconds(attempt: int, initial: float, rng: random.Random) -> float:
+    """Delay after failed attempt number ``attempt`` (1-based): initial × 2^(attempt-1),
+    at most an hour, ±20 % jitter so that a recovered receiver is not hit all at once."""
+    base = min(MAX_BACKOFF_SECONDS, initial * 2 ** min(attempt - 1, 32))
+    return base * rng.uniform(0.8, 1.2)
+
+
+class DispatchView(Protocol):
+    """What the dispatcher reads of the live configuration."""
+
+    @property
+    def projects(self) -> tuple[ProjectConfig, ...]: ...
+
+    @property
+    def webhook_delivery(self) -> WebhookDeliveryConfig: ...
+
+
+class DispatchStore(Protocol):
+    async def claim_due_deliveries(
+        self, worker: str, now: int, lease_us: int, limit: int, rooms: Sequence[WebhookRoom]
+    ) -> list[DueDelivery]: ...
+
+    async def fail_other_deliveries(
+        self, keep: Sequence[tuple[str, str]], now: int, reason: str
+    ) -> int: ...
+
+    async def record_webhook_attempt(
+        self, delivery_id: str, *, at: int, duration_ms: int, status_code: int | None,
+        error: str | None, delivered: bool, next_attempt_at: int | None,
+    ) -> None: ...
+
+    async def fail_delivery(self, delivery_id: str, now: int, reason: str) -> bool: ...
+
+    async def release_webhook_claims(self, worker: str | None = None) -> int: ...
+
+    async def next_delivery_due(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None
+    error: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def find_webhook(config: DispatchView, project_id: str, webhook_id: str) -> WebhookConfig | None:
+    project = next((p for p in config.projects if p.id == project_id), None)
+    if project is None:
+        return None
+    return next((w for w in project.webhooks if w.id == webhook_id), None)
+
+
+class WebhookDispatcher:
+    def __init__(
+        self, config: Callable[[], DispatchView], store: DispatchStore, metrics: Metrics
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._metrics = metrics
+        self.worker_id = f"webhooks-{uuid.uuid4().hex[:12]}"
+        self._wakeup = asyncio.Event()
+        self._rng = random.Random()
+        self._agent = user_agent()
+        self._in_flight: Counter[tuple[str, str]] = Counter()
+        self._swept: tuple[object, float] | None = None  # the configuration swept, when
+
+    def wake(self) -> None:
+        """Deliveries were added: look for due ones now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        # The pool's own limit is off: the claim decides what is in flight.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            try:
+                while True:
+                    self._wakeup.clear()
+                    config = self._config()
+                    await self._sweep(config)
+                    claimed = await self._claim(config, len(tasks))
+                    for delivery in claimed:
+                        hook = (delivery.project_id, delivery.webhook_id)
+                        self._in_flight[hook] += 1
+                        task = asyncio.create_task(self._attempt(session, delivery))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                        task.add_done_callback(functools.partial(self._done, hook))
+                    if not claimed:
+                        await self._idle()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await self._store.release_webhook_claims(self.worker_id)
+
+    async def _idle(self) -> None:
+        """Nothing could be claimed: sleep until woken (new deliveries, a slot freed), until
+        the next delivery is due, or for the idle poll. A delivery that is due but was not
+        claimed waits for a slot of its webhook, which wakes us when it frees."""
+        timeout = IDLE_POLL_SECONDS
+        with contextlib.suppress(Exception):
+            due = await self._store.next_delivery_due()
+            now = _now_us()
+            if due is not None and due > now:
+                timeout = min(timeout, (due - now) / 1_000_000)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _done(self, hook: tuple[str, str], _: asyncio.Task[None]) -> None:
+        self._in_flight[hook] -= 1
+        self._wakeup.set()
+
+    async def _claim(self, config: DispatchView, in_flight: int) -> list[DueDelivery]:
+        """Due deliveries for the free slots: ``concurrency`` in all, and
+        ``per_webhook_concurrency`` per webhook (counted in this process)."""
+        settings = config.webhook_delivery
+        room = settings.concurrency - in_flight
+        rooms = [WebhookRoom(p.id, w.id, settings.per_webhook_concurrency
+                             - self._in_flight[(p.id, w.id)])
+                 for p in config.projects for w in p.webhooks if w.enabled]
+        if room <= 0 or not rooms:
+            return []
+        lease_us = int(settings.timeout_seconds * 3 * 1_000_000)
+        try:
+            return await self._store.claim_due_deliveries(
+                self.worker_id, _now_us(), lease_us, room, rooms)
+        except Exception:
+            log.exception("claiming webhook deliveries failed; retrying")
+            return []
+
+    async def _sweep(self, config: DispatchView) -> None:
+        """End the deliveries of webhooks that are gone or disabled: at start, after each
+        reload, and every few minutes (a click promoted during a reload may have named
+        one)."""
+        now = time.monotonic()
+        if self._swept is not None and self._swept[0] is config and (
+                now - self._swept[1] < SWEEP_SECONDS):
+            return
+        self._swept = (config, now)
+        keep = [(p.id, w.id) for p in config.projects for w in p.webhooks if w.enabled]
+        try:
+            failed = await self._store.fail_other_deliveries(keep, _now_us(), GONE)
+        except Exception:
+            log.exception("ending deliveries of removed webhooks failed; retrying later")
+            return
+        if failed:
+            self._metrics.webhook_failures.inc(failed)
+            log.warning("%d webhook deliveries ended: %s", failed, GONE)
+
+    async def _attempt(self, session: aiohttp.ClientSession, delivery: DueDelivery) -> None:
+        try:
+            await self._deliver(session, delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The store failed: the claim lapses and the delivery is tried again.
+            log.exception("webhook attempt not recorded delivery_id=%s", delivery.id)
+
+    async def _deliver(self, session: aiohttp.ClientSession, delivery: DueDelivery) -> None:
+        config = self._config()
+        hook = find_webhook(config, delivery.project_id, delivery.webhook_id)
+        if hook is None or not hook.enabled:  # a reload since the claim
+            await self._store.fail_delivery(delivery.id, _now_us(), GONE)
+            self._metrics.webhook_failures.inc()
+            log.warning("webhook delivery ended delivery_id=%s webhook=%s: %s",
+                        delivery.id, delivery.webhook_id, GONE)
+            return
+        started, at = time.monotonic(), _now_us()
+        try:
+            outcome = await self._post(session, hook, delivery, config.webhook_delivery)
+        except asyncio.CancelledError:
+            # Stopping: the attempt was made and is recorded; the delivery is due again.
+            outcome = Outcome(None, "interrupted: clickrelay stopped during the attempt")
+            await self._record(delivery, outcome, at, started, retry_at=at)
+            raise
+        except Exception as exc:  # a bug must not lose the event: retry it like a failure
+            log.exception("webhook attempt crashed delivery_id=%s", delivery.id)
+            outcome = Outcome(None, f"internal error: {type(exc).__name__}: {exc}")
+        retry_at = None if outcome.delivered else self._retry_at(delivery, config)
+        await self._record(delivery, outcome, at, started, retry_at=retry_at)
+
+    async def _post(
+        self,
+        session: aiohttp.ClientSession,
+        hook: WebhookConfig,
+        delivery: DueDelivery,
+        settings: WebhookDeliveryConfig,
+    ) -> Outcome:
+        body = delivery.body.encode("utf-8")
+        headers = signed_headers(
+            hook.secret, body, event=delivery.event_type, attempt=delivery.attempts + 1,
+            timestamp=int(time.time()), agent=self._agent,
+        )
+        timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
+        try:
+            async with session.post(hook.url, data=body, headers=headers, timeout=timeout,
+                                    allow_redirects=False) as response:
+                if 200 <= response.status < 300:
+                    return Outcome(response.status, None)
+                text = (await response.content.read(ERROR_BODY_CHARS)).decode("utf-8", "replace")
+                return Outcome(response.status, f"HTTP {response.status}: {text}".strip())
+        except TimeoutError:
+            return Outcome(None, f"no answer within {settings.timeout_seconds:g} s")
+        except aiohttp.ClientError as exc:
+            return Outcome(None, f"{type(exc).__name__}: {exc}")
+
+    def _retry_at(self, delivery: DueDelivery, config: DispatchView) -> int | None:
+        """When to try again, or ``None`` when the retry window has passed."""
+        settings = config.webhook_delivery
+        now = _now_us()
+        if now - delivery.created_at >= settings.max_retry_hours * 3_600_000_000:
+            return None
+        delay = backoff_seconds(delivery.attempts + 1, settings.retry_initial_seconds, self._rng)
+        return now + int(delay * 1_000_000)
+
+    async def _record(
+        self, delivery: DueDelivery, outcome: Outcome, at: int, started: float,
+        *, retry_at: int | None,
+    ) -> None:
+        """Record the attempt; a stop that comes meanwhile waits for the record, so that
+        an attempt the receiver has seen is never lost from the store."""
+        writing = asyncio.ensure_future(
+            self._write(delivery, outcome, at, started, retry_at=retry_at))
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            await writing
+            raise
+
+    async def _write(
+        self, delivery: DueDelivery, outcome: Outcome, at: int, started: float,
+        *, retry_at: int | None,
+    ) -> None:
+        elapsed = time.monotonic() - started
+        self._metrics.webhook_seconds.observe(elapsed)
+        result = "delivered" if outcome.delivered else "retry" if retry_at else "failed"
+        self._metrics.webhook_attempts.labels(result).inc()
+        if result == "failed":
+            self._metrics.webhook_failures.inc()
+        await self._store.record_webhook_attempt(
+            delivery.id, at=at, duration_ms=int(elapsed * 1000),
+            status_code=outcome.status_code, error=outcome.error,
+            delivered=outcome.delivered, next_attempt_at=retry_at,
+        )
+        level = logging.INFO if outcome.delivered else logging.WARNING
+        log.log(level, "webhook %s delivery_id=%s webhook=%s attempt=%d status=%s%s", result,
+                delivery.id, delivery.webhook_id, delivery.attempts + 1, outcome.status_code,
+                f" error={outcome.error}" if outcome.error else "")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
