@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from relay.confignetworks import parse_networks
+from relay.configops import RetentionConfig, parse_health, parse_retention
 from relay.configtable import ConfigError, Table
 from tracker.config import (
     ROUTE_TYPES,
@@ -20,7 +22,11 @@ from tracker.config import (
     SigningKey,
     TrackingConfig,
     WebhookConfig,
+    WebhookDeliveryConfig,
 )
+from tracker.health import HealthConfig
+from tracker.network import NetworkTable
+from tracker.tokens import check_signing_secret
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -76,6 +82,10 @@ class Config:
     store: StoreConfig
     api: ApiConfig
     projects: tuple[ProjectConfig, ...]
+    webhook_delivery: WebhookDeliveryConfig = field(default_factory=WebhookDeliveryConfig)
+    networks: NetworkTable = field(default_factory=NetworkTable)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def project_by_token(self, token: str) -> ProjectConfig | None:
         import hmac
@@ -100,6 +110,7 @@ class Config:
         """Every configured secret, for the start-up warning about dev secrets."""
         out = [k.secret for k in self.tracking.signing_keys]
         out += [self.api.team_token]
+        out += [self.tracking.address_hash_key] if self.tracking.address_hash_key else []
         for p in self.projects:
             out.append(p.token)
             out += [w.secret for w in p.webhooks]
@@ -129,6 +140,10 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         store=_store(root.table("store"), base),
         api=_api(root.table("api", required=True)),
         projects=_projects(root),
+        webhook_delivery=_webhook_delivery(root.table("webhook_delivery")),
+        networks=parse_networks(root.table("networks"), base),
+        health=parse_health(root.table("health")),
+        retention=parse_retention(root.table("retention")),
     )
     root.done()
     return config
@@ -222,6 +237,8 @@ def _tracking(t: Table) -> TrackingConfig:
         keys.append(SigningKey(kt.text("id"), kt.text("secret", secret=True)))
         if len(keys[-1].secret) < 32:
             raise kt.error("secret", "must be at least 32 characters")
+        if problem := check_signing_secret(keys[-1].secret):
+            raise kt.error("secret", problem)
         kt.done()
     if not keys:
         raise t.error("signing_keys", "needs at least one key")
@@ -232,9 +249,13 @@ def _tracking(t: Table) -> TrackingConfig:
         token_ttl_days=t.positive("token_ttl_days", 30),
         signing_keys=tuple(keys),
         settle_seconds=t.get("settle_seconds", float, 10.0),
+        store_deadline_ms=t.positive("store_deadline_ms", 500),
+        address_hash_key=t.text("address_hash_key", "", secret=True) or None,
     )
     if cfg.settle_seconds < 0:
         raise t.error("settle_seconds", "must not be negative")
+    if cfg.address_hash_key is not None and len(cfg.address_hash_key) < 32:
+        raise t.error("address_hash_key", "must be at least 32 characters")
     t.done()
     return cfg
 
@@ -303,6 +324,23 @@ def _route(t: Table) -> RouteConfig:
         raise t.error("track_clicks", "an inbound route never tracks clicks")
     t.done()
     return route
+
+
+def _webhook_delivery(t: Table) -> WebhookDeliveryConfig:
+    cfg = WebhookDeliveryConfig(
+        max_retry_hours=t.get("max_retry_hours", float, 24.0),
+        retry_initial_seconds=t.get("retry_initial_seconds", float, 10.0),
+        concurrency=t.positive("concurrency", 8),
+        per_webhook_concurrency=t.positive("per_webhook_concurrency", 4),
+        timeout_seconds=t.get("timeout_seconds", float, 10.0),
+    )
+    for name in ("max_retry_hours", "retry_initial_seconds", "timeout_seconds"):
+        if getattr(cfg, name) <= 0:
+            raise t.error(name, "must be positive")
+    if cfg.per_webhook_concurrency > cfg.concurrency:
+        raise t.error("per_webhook_concurrency", "must not exceed concurrency")
+    t.done()
+    return cfg
 
 
 def _webhook(t: Table) -> WebhookConfig:

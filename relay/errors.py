@@ -1,9 +1,13 @@
-"""The relay's failures, and the one place where they become SMTP replies.
+"""The relay's failures, and the one place where they become SMTP replies and HTTP errors.
 
 Bad input is the sender's to fix (5xx); anything else that stops a mail from being
-spooled is temporary (451), so that the client keeps the mail and tries again."""
+spooled is temporary (451), so that the client keeps the mail and tries again. The HTTP
+API maps the same failures to status codes and the JSON error bodies that the Lettermint
+SDKs parse (DESIGN §8): bad input 422 naming the field, anything unexpected 500."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class RelayError(Exception):
@@ -56,3 +60,52 @@ def smtp_reply(exc: BaseException) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:400]
+
+
+class ApiRefusal(RelayError):
+    """An API request refused for a reason other than its data: credentials, a missing
+    resource, a conflict with the current state, a body that is not JSON."""
+
+    status = 400
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class MalformedRequest(ApiRefusal):
+    status, code = 400, "MALFORMED_REQUEST"
+
+
+class Unauthenticated(ApiRefusal):
+    status, code = 401, "UNAUTHENTICATED"
+
+
+class NotFound(ApiRefusal):
+    status, code = 404, "RESOURCE_NOT_FOUND"
+
+
+class Conflict(ApiRefusal):
+    status, code = 409, "CONFLICT"
+
+
+HTTP_INTERNAL_MESSAGE = "Internal error: the request was not completed; please try again later."
+
+
+def http_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body for a failed API request. The SDKs read ``error`` as the
+    code, ``message`` as the text and ``errors`` as the field errors of a 422."""
+    if isinstance(exc, BadInput):
+        return 422, {
+            "error": "VALIDATION_ERROR",
+            "message": exc.message,
+            "errors": {exc.field: [exc.message]},
+        }
+    if isinstance(exc, ApiRefusal):
+        body: dict[str, Any] = {"error": exc.code, "message": exc.message}
+        if exc.details is not None:
+            body["details"] = exc.details
+        return exc.status, body
+    return 500, {"error": "INTERNAL_ERROR", "message": HTTP_INTERNAL_MESSAGE}

@@ -14,15 +14,22 @@ from typing import Any
 
 from aiohttp import web
 
+from relay.api import add_api_routes
 from relay.config import Config
 from relay.delivery import DeliveryWorker
 from relay.live import LiveConfig
+from relay.maintenance import QueueGauges, RetentionWorker
 from relay.smtp import SubmissionHandler, protocol_factory, tls_context
 from relay.submission import Submitter
 from relay.upstream import make_upstream
 from store.sqlite import SqliteStore
-from tracker.app import make_app
+from tracker.app import QUEUE_HEALTH_KEY, make_app
+from tracker.health import QueueHealth
 from tracker.metrics import Metrics
+from tracker.observations import ObservationRecorder
+from tracker.promote import PromotionWorker
+from tracker.rules import DEFAULT_RULES
+from tracker.webhooks import WebhookDispatcher
 
 log = logging.getLogger("clickrelay")
 
@@ -37,6 +44,8 @@ class Running:
     submitter: Submitter
     delivery: DeliveryWorker
     app: web.Application
+    promotion: PromotionWorker
+    webhooks: WebhookDispatcher
     smtp_addresses: list[tuple[str, int]] = field(default_factory=list)
     smtps_addresses: list[tuple[str, int]] = field(default_factory=list)
     http_addresses: list[tuple[str, int]] = field(default_factory=list)
@@ -61,12 +70,24 @@ async def running(config: Config) -> AsyncIterator[Running]:
         released = await store.release_claims()
         if released:
             log.warning("released %d spool claims left by a previous run", released)
+        await store.release_observation_claims()
+        await store.release_webhook_claims()
         upstream = make_upstream(config.upstream, config.smtp.hostname)
         delivery = DeliveryWorker(live, store, upstream, metrics)
         submitter = Submitter(live, store, metrics, on_spooled=delivery.wake)
-        app = make_app(live, store, metrics)
-        r = Running(live, store, metrics, submitter, delivery, app)
-        await _start_workers(stack, [delivery.run, live.watch])
+        recorder = ObservationRecorder(live, store, metrics)
+        webhooks = WebhookDispatcher(live, store, metrics)
+        promotion = PromotionWorker(live, store, metrics, lambda: DEFAULT_RULES,
+                                    on_deliveries=webhooks.wake)
+        app = make_app(live, store, metrics, recorder=recorder)
+        add_api_routes(app, live, store, submitter, wake_webhooks=webhooks.wake)
+        app[QUEUE_HEALTH_KEY] = QueueHealth(lambda: live().health, store)
+        upkeep = [QueueGauges(live, store, metrics).run, RetentionWorker(live, store, metrics).run]
+        r = Running(live, store, metrics, submitter, delivery, app, promotion, webhooks)
+        recorder.start()
+        stack.push_async_callback(recorder.stop)  # after the HTTP server: flush, then stop
+        await _start_workers(stack, [delivery.run, live.watch, promotion.run, webhooks.run,
+                                     *upkeep])
         await _start_http(stack, r)
         await _start_smtp(stack, r)
         yield r

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from store.clicks import ClickStore
 from store.db import Database
+from store.events import EventStore
+from store.idempotency import IdempotencyStore
 from store.mail import MailStore
+from store.queues import QueueStore
+from store.reports import ReportStore
+from store.retention import RetentionStore
+from store.webhooks import WebhookStore
 
 
-class SqliteStore(MailStore):
+class SqliteStore(
+    MailStore, IdempotencyStore, EventStore, WebhookStore, ClickStore, ReportStore,
+    QueueStore, RetentionStore,
+):
     def __init__(self, db: Database) -> None:
         self.db = db
 

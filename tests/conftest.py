@@ -32,7 +32,10 @@ def base_settings(tmp_path: Path, upstream_port: int) -> dict[str, Any]:
         "http": {"listen": "127.0.0.1:0", "trusted_proxies": ["127.0.0.1/32"]},
         "tracking": {"base_url": "http://t.localhost:8080", "token_ttl_days": 30,
                      "signing_keys": [{"id": "k1", "secret": SIGNING_SECRET}],
-                     "settle_seconds": 0},
+                     "settle_seconds": 0,
+                     # A click waits for its commit however slow the test machine is, so
+                     # that "stored before the 302" holds; fault tests set their own.
+                     "store_deadline_ms": 30_000},
         "store": {"url": f"sqlite:///{tmp_path / 'data' / 'clickrelay.db'}"},
         "api": {"team_token": TEAM_TOKEN},
         "projects": [

@@ -10,7 +10,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tracker.config import ConfigSource
+from tracker.health import QueueHealth
 from tracker.metrics import Metrics
+from tracker.redirect import Recorder, Redirector, add_redirect_routes
 
 log = logging.getLogger("clickrelay.http")
 
@@ -22,27 +24,42 @@ class HealthStore(Protocol):
 CONFIG_KEY: web.AppKey[ConfigSource] = web.AppKey("config")
 STORE_KEY = web.AppKey("store", HealthStore)
 METRICS_KEY = web.AppKey("metrics", Metrics)
+# Set by whoever runs the queue workers: /healthz then also reports stuck queues.
+QUEUE_HEALTH_KEY = web.AppKey("queue_health", QueueHealth)
 
 MAX_REQUEST_BODY = 30 * 1024 * 1024  # a 25 MB send request, base64 attachments included
 
 
-def make_app(config: ConfigSource, store: HealthStore, metrics: Metrics) -> web.Application:
+def make_app(
+    config: ConfigSource, store: HealthStore, metrics: Metrics, recorder: Recorder | None = None
+) -> web.Application:
+    """The app; with a ``recorder`` it also serves the tracking links (``/c/{token}``)."""
     app = web.Application(client_max_size=MAX_REQUEST_BODY)
     app[CONFIG_KEY] = config
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
+    if recorder is not None:
+        add_redirect_routes(app, Redirector(config, recorder, metrics))
     return app
 
 
 async def healthz(request: web.Request) -> web.Response:
+    queues = request.app.get(QUEUE_HEALTH_KEY)
     try:
         await request.app[STORE_KEY].ping()
+        report = await queues.report() if queues is not None else None
     except Exception as exc:
         log.warning("health check: store unreachable: %s", exc)
         return web.json_response({"status": "error", "store": "unreachable"}, status=503)
-    return web.json_response({"status": "ok"})
+    if report is None:
+        return web.json_response({"status": "ok"})
+    if report.stuck:
+        log.warning("health check: %s", report.body["reason"])
+        return web.json_response({"status": "error", "store": "reachable", **report.body},
+                                 status=503)
+    return web.json_response({"status": "ok", "store": "reachable", **report.body})
 
 
 async def metrics_view(request: web.Request) -> web.Response:

@@ -4,11 +4,15 @@ tracker reads the live configuration through ``ConfigSource`` (it changes on rel
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 from urllib.parse import urlsplit
+
+from tracker.network import NetworkTable, address_hasher, derive_hash_key
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -27,6 +31,13 @@ class TrackingConfig:
     token_ttl_days: int
     signing_keys: tuple[SigningKey, ...]
     settle_seconds: float
+    store_deadline_ms: int = 500  # the redirect waits this long for the observation's commit
+    address_hash_key: str | None = field(default=None, repr=False)
+
+    @cached_property
+    def address_hasher(self) -> hmac.HMAC:
+        """The keyed state of the client address hash (see ``tracker.network``)."""
+        return address_hasher(derive_hash_key(self.address_hash_key, self.signing_keys[0].secret))
 
     @property
     def scheme(self) -> str:
@@ -37,7 +48,7 @@ class TrackingConfig:
         """The tracking host with its port, if any (``t.localhost:8080``)."""
         return urlsplit(self.base_url).netloc.lower()
 
-    @property
+    @cached_property  # read on every click
     def hostname(self) -> str:
         return (urlsplit(self.base_url).hostname or "").lower()
 
@@ -70,6 +81,17 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class WebhookDeliveryConfig:
+    """How the dispatcher sends webhooks: retries span at least ``max_retry_hours``."""
+
+    max_retry_hours: float = 24.0
+    retry_initial_seconds: float = 10.0  # doubles per attempt, with jitter, at most 1 h
+    concurrency: int = 8  # attempts in flight at once
+    per_webhook_concurrency: int = 4  # of those, at most this many to one webhook
+    timeout_seconds: float = 10.0  # a 2xx within this is success
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     id: str
     sid: str
@@ -99,6 +121,9 @@ class TrackerView(Protocol):
 
     @property
     def projects(self) -> tuple[ProjectConfig, ...]: ...
+
+    @property
+    def networks(self) -> NetworkTable: ...
 
 
 ConfigSource = Callable[[], TrackerView]

@@ -53,3 +53,64 @@ class Metrics:
         self.config_reloads = Counter(
             "clickrelay_config_reloads", "Configuration reloads, by result", ["result"], registry=r
         )
+        self.clicks_classified = Counter(
+            "clickrelay_clicks_classified", "Clicks promoted to events, by classification",
+            ["classification"], registry=r,
+        )
+        self.promotion_lag = Histogram(
+            "clickrelay_promotion_lag_seconds", "Time from a click to its event",
+            buckets=(0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 900), registry=r,
+        )
+        self.promotion_failures = Counter(
+            "clickrelay_promotion_failures", "Observations whose promotion failed (retried)",
+            registry=r,
+        )
+        self.webhook_attempts = Counter(
+            "clickrelay_webhook_attempts", "Webhook POST attempts, by result", ["result"],
+            registry=r,
+        )
+        self.webhook_failures = Counter(
+            "clickrelay_webhook_failures", "Webhook deliveries that failed for good", registry=r
+        )
+        self.webhook_seconds = Histogram(
+            "clickrelay_webhook_seconds", "Time of one webhook attempt",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r,
+        )
+        self.honeypot_hits = Counter(
+            "clickrelay_honeypot_hits", "Hits on hidden honeypot links", registry=r
+        )
+        self.clicks = Counter(
+            "clickrelay_clicks", "Requests to tracking links, by outcome"
+            " (recorded, expired, refused)", ["outcome"], registry=r,
+        )
+        self.observations_dropped = Counter(
+            "clickrelay_observations_dropped",
+            "Clicks redirected before their observation was stored (deadline passed, queue"
+            " full, store error, shutdown)", registry=r,
+        )
+        self.observations_late = Counter(
+            "clickrelay_observations_late",
+            "Observations stored after their redirect had gone out (also counted as dropped)",
+            registry=r,
+        )
+        self.observation_batch = Histogram(
+            "clickrelay_observation_batch_size", "Observations committed per transaction",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,
+        )
+        self.queue_depth = Gauge(
+            "clickrelay_queue_depth", "Items waiting, by queue (spool, observations,"
+            " webhook_deliveries)", ["queue"], registry=r,
+        )
+        self.queue_oldest_age = Gauge(
+            "clickrelay_queue_oldest_age_seconds", "Age of the oldest waiting item, by queue",
+            ["queue"], registry=r,
+        )
+        self.queue_overdue = Gauge(
+            "clickrelay_queue_overdue_seconds",
+            "How long the earliest due item has waited past its due time, by queue",
+            ["queue"], registry=r,
+        )
+        self.retention_purged = Counter(
+            "clickrelay_retention_purged", "Rows deleted by the retention purge, by table",
+            ["table"], registry=r,
+        )

@@ -1,0 +1,227 @@
+"""Reads for the reporting API (DESIGN §8): daily sending and click counts, a message's
+click events and per-link counts, a webhook's deliveries with their last attempt.
+
+Days are UTC calendar days (``YYYY-MM-DD``). A human click is one that counts for metrics;
+a machine click is one classified as machine (DESIGN §6)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+
+from store.db import Database, Row
+from store.events import EVENT_COLUMNS, EventRecord
+
+_DAY = "date({col} / 1000000, 'unixepoch')"
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    """Which messages count: all, or one project's, one route's, one tag's."""
+
+    project_id: str | None = None
+    route_id: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class SendingCounts:
+    day: str | None  # None for the total of the range
+    route_id: str
+    sent: int
+    delivered: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class ClickTotals:
+    day: str | None  # None for the total of the range
+    route_id: str | None  # None once the message data has been purged
+    human: int
+    machine: int
+    unique_human: int  # messages with at least one human click
+    unique_machine: int
+    unique_any: int  # messages with a human or a machine click
+
+
+@dataclass(frozen=True)
+class DestinationCounts:
+    destination: str
+    human: int
+    machine: int
+    unique_human: int  # messages
+    unique_machine: int
+
+
+@dataclass(frozen=True)
+class MessageLinkCounts:
+    link_index: int
+    destination: str
+    anchor_text: str
+    human: int
+    machine: int
+    first_clicked_at: int | None
+    last_clicked_at: int | None
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: str
+    webhook_id: str
+    project_id: str
+    event_type: str
+    status: str  # pending | delivered | failed
+    attempts: int
+    next_attempt_at: int
+    created_at: int
+    finished_at: int | None
+    last_error: str | None
+    status_code: int | None  # of the last attempt
+    duration_ms: int | None
+    last_attempt_at: int | None
+
+
+class ReportStore:
+    db: Database
+
+    async def sending_counts(
+        self, since: int, until: int, where: ReportFilter, *, daily: bool
+    ) -> list[SendingCounts]:
+        """Copies accepted with ``since <= created_at < until``, per route (and day)."""
+        day = _DAY.format(col="created_at") if daily else "NULL"
+        cond, params = _conditions(where, "project_id", "route_id", "tag")
+        rows = await self.db.fetchall(
+            f"SELECT {day}, route_id, COUNT(*), COUNT(*) FILTER (WHERE status = 'delivered'),"
+            " COUNT(*) FILTER (WHERE status = 'failed') FROM messages"
+            f" WHERE created_at >= ? AND created_at < ?{cond} GROUP BY 1, 2 ORDER BY 1, 2",
+            [since, until, *params],
+        )
+        return [SendingCounts(*tuple(r)) for r in rows]
+
+    async def click_totals(
+        self, since: int, until: int, where: ReportFilter, *, daily: bool
+    ) -> list[ClickTotals]:
+        """Click events with ``since <= clicked_at < until``, per route (and day)."""
+        day = _DAY.format(col="e.clicked_at") if daily else "NULL"
+        cond, params = _conditions(where, "e.project_id", "m.route_id", "m.tag")
+        rows = await self.db.fetchall(
+            f"SELECT {day}, m.route_id,"
+            " COUNT(*) FILTER (WHERE e.counts_for_metrics = 1),"
+            " COUNT(*) FILTER (WHERE e.machine = 1),"
+            " COUNT(DISTINCT e.message_id) FILTER (WHERE e.counts_for_metrics = 1),"
+            " COUNT(DISTINCT e.message_id) FILTER (WHERE e.machine = 1),"
+            " COUNT(DISTINCT e.message_id)"
+            " FILTER (WHERE e.counts_for_metrics = 1 OR e.machine = 1)"
+            " FROM events e LEFT JOIN messages m ON m.id = e.message_id"
+            f" WHERE e.clicked_at >= ? AND e.clicked_at < ?{cond} GROUP BY 1, 2 ORDER BY 1, 2",
+            [since, until, *params],
+        )
+        return [ClickTotals(*tuple(r)) for r in rows]
+
+    async def destination_counts(
+        self, since: int, until: int, where: ReportFilter, *, limit: int
+    ) -> list[DestinationCounts]:
+        """Clicks per destination URL, most human clicks first."""
+        cond, params = _conditions(where, "e.project_id", "m.route_id", "m.tag")
+        rows = await self.db.fetchall(
+            "SELECT e.destination,"
+            " COUNT(*) FILTER (WHERE e.counts_for_metrics = 1),"
+            " COUNT(*) FILTER (WHERE e.machine = 1),"
+            " COUNT(DISTINCT e.message_id) FILTER (WHERE e.counts_for_metrics = 1),"
+            " COUNT(DISTINCT e.message_id) FILTER (WHERE e.machine = 1)"
+            " FROM events e LEFT JOIN messages m ON m.id = e.message_id"
+            f" WHERE e.clicked_at >= ? AND e.clicked_at < ?{cond}"
+            " GROUP BY e.destination ORDER BY 2 DESC, 3 DESC, e.destination LIMIT ?",
+            [since, until, *params, limit],
+        )
+        return [DestinationCounts(*tuple(r)) for r in rows]
+
+    async def message_click_events(
+        self, message_id: str, *, include_machine: bool, descending: bool, limit: int
+    ) -> list[tuple[EventRecord, str]]:
+        """A message's click events with their link's anchor text, in click order (or the
+        reverse), machine clicks only when asked."""
+        order = "DESC" if descending else "ASC"
+        machine = "" if include_machine else " AND e.machine = 0"
+        columns = ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
+        rows = await self.db.fetchall(
+            f"SELECT {columns}, COALESCE(l.anchor_text, '') FROM events e LEFT JOIN links l"
+            " ON l.message_id = e.message_id AND l.link_index = e.link_index"
+            f" WHERE e.message_id = ?{machine}"
+            f" ORDER BY e.clicked_at {order}, e.observation_id {order} LIMIT ?",
+            (message_id, limit),
+        )
+        return [(_event_record(r), r[-1]) for r in rows]
+
+    async def message_link_counts(self, message_id: str) -> list[MessageLinkCounts]:
+        """Every tracked link of a message with its human and machine clicks."""
+        rows = await self.db.fetchall(
+            "SELECT l.link_index, l.destination, l.anchor_text,"
+            " COUNT(e.id) FILTER (WHERE e.counts_for_metrics = 1),"
+            " COUNT(e.id) FILTER (WHERE e.machine = 1), MIN(e.clicked_at), MAX(e.clicked_at)"
+            " FROM links l LEFT JOIN events e"
+            " ON e.message_id = l.message_id AND e.link_index = l.link_index"
+            " WHERE l.message_id = ? AND l.honeypot = 0 GROUP BY l.link_index"
+            " ORDER BY l.link_index",
+            (message_id,),
+        )
+        return [MessageLinkCounts(*tuple(r)) for r in rows]
+
+    async def webhook_delivery_page(
+        self, project_id: str, webhook_id: str, *, status: str | None, event_type: str | None,
+        since: int | None, until: int | None, offset: int, limit: int,
+    ) -> list[DeliveryRow]:
+        """A webhook's deliveries, newest first, each with its last attempt."""
+        sql = (
+            "SELECT d.id, d.webhook_id, d.project_id, d.event_type, d.status, d.attempts,"
+            " d.next_attempt_at, d.created_at, d.finished_at, d.last_error, a.status_code,"
+            " a.duration_ms, a.at FROM webhook_deliveries d LEFT JOIN webhook_attempts a"
+            " ON a.id = (SELECT MAX(id) FROM webhook_attempts WHERE delivery_id = d.id)"
+            " WHERE d.project_id = ? AND d.webhook_id = ?"
+        )
+        params: list[object] = [project_id, webhook_id]
+        for clause, value in ((" AND d.status = ?", status),
+                              (" AND d.event_type = ?", event_type),
+                              (" AND d.created_at >= ?", since),
+                              (" AND d.created_at < ?", until)):
+            if value is not None:
+                sql += clause
+                params.append(value)
+        rows = await self.db.fetchall(
+            sql + " ORDER BY d.created_at DESC, d.id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [DeliveryRow(*tuple(r)) for r in rows]
+
+    async def webhook_last_called(self, project_id: str, webhook_id: str) -> int | None:
+        row = await self.db.fetchone(
+            "SELECT MAX(a.at) FROM webhook_attempts a JOIN webhook_deliveries d"
+            " ON d.id = a.delivery_id WHERE d.project_id = ? AND d.webhook_id = ?",
+            (project_id, webhook_id),
+        )
+        return row[0] if row else None
+
+
+def _conditions(where: ReportFilter, project: str, route: str, tag: str
+                ) -> tuple[str, list[object]]:
+    sql = ""
+    params: list[object] = []
+    for column, value in ((project, where.project_id), (route, where.route_id),
+                          (tag, where.tag)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            params.append(value)
+    return sql, params
+
+
+_FLAGS = ("machine", "counts_for_metrics", "first_click")
+_LISTS = ("reason_codes", "rules")
+
+
+def _event_record(row: Row) -> EventRecord:
+    values = {f.name: row[f.name] for f in fields(EventRecord)}
+    for name in _FLAGS:
+        values[name] = bool(values[name])
+    for name in _LISTS:
+        values[name] = tuple(json.loads(values[name] or "[]"))
+    return EventRecord(**values)
