@@ -81,7 +81,9 @@ class Submitter:
     def _count(self, copies: Sequence[NewMessage], failed_parts: int) -> None:
         self._metrics.mail_accepted.inc(len(copies))
         self._metrics.rewrite_failures.inc(failed_parts)
-        self._metrics.links_tracked.inc(sum(len(c.links) for c in copies))
+        self._metrics.links_tracked.inc(
+            sum(1 for c in copies for link in c.links if not link.honeypot)
+        )
 
 
 def choose_route(project: ProjectConfig, slug: str | None) -> RouteConfig:

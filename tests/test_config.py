@@ -34,7 +34,9 @@ def test_example_config_mentions_every_key() -> None:
     text = EXAMPLE.read_text()
     mentioned = set(re.findall(r"^\s*(?:#\s*)?([a-z_]+)\s*=", text, flags=re.M))
     mentioned |= set(re.findall(r"[{,]\s*([a-z_]+)\s*=", text))
-    mentioned |= set(re.findall(r"^\s*\[\[?(?:[a-z_]+\.)*([a-z_]+)\]", text, flags=re.M))
+    mentioned |= set(
+        re.findall(r"^\s*(?:#\s*)?\[\[?(?:[a-z_]+\.)*([a-z_]+)\]", text, flags=re.M)
+    )
     source = (ROOT / "relay" / "config.py").read_text()
     read = set(re.findall(r'\.(?:get|text|positive|strings|table|tables)\("([a-z_]+)"', source))
     read |= set(re.findall(r'_address\(t, "([a-z_]+)"', source))
@@ -119,3 +121,30 @@ def test_check_config_command(tmp_path: Path) -> None:
                          cwd=ROOT)
     assert bad.returncode == 2
     assert "api.team_tokn: unknown key" in bad.stderr
+
+
+def test_classification_table_tunes_the_rules(tmp_path: Path) -> None:
+    settings = base_settings(tmp_path, 2525)
+    settings["classification"] = {"version": "site-1", "burst_min_links": 4,
+                                  "probabilities": {"early_click": 0}}
+    config = load_config(_write(tmp_path, settings))
+    assert config.classification.version == "site-1"
+    assert config.classification.burst_min_links == 4
+    assert config.classification.probabilities.early_click == 0
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"burst_min_link": 3}, "classification.burst_min_link: unknown key"),
+        ({"probabilities": {"fanout": 101}}, "classification.probabilities.fanout"),
+    ],
+)
+def test_bad_classification_table_names_the_key(
+    tmp_path: Path, table: dict[str, Any], message: str
+) -> None:
+    settings = base_settings(tmp_path, 2525)
+    settings["classification"] = table
+    path = _write(tmp_path, settings)
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}: {re.escape(message)}"):
+        load_config(path)

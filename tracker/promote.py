@@ -49,7 +49,6 @@ LEASE_SECONDS = 60.0
 IDLE_POLL_SECONDS = 0.5
 # How far apart two hits of one address on different recipients' messages still count as
 # one fan-out: a gateway scans every copy of a bulk send as it arrives.
-FANOUT_WINDOW_SECONDS = 120.0
 FANOUT_CAP = 100  # messages counted at most: far above any threshold
 _US = 1_000_000
 
@@ -248,7 +247,7 @@ class PromotionWorker:
                          rules.honeypot_window_s) * _US)
         hits = await self._store.message_hits(obs.message_id, obs.at - window, obs.at + window,
                                               exclude=oid, honeypot_index=HONEYPOT_LINK_INDEX)
-        fan = int(FANOUT_WINDOW_SECONDS * _US)
+        fan = int(rules.fanout_window_s * _US)
         fanout = await self._store.address_fanout(obs.addr_hash, obs.at - fan, obs.at + fan,
                                                   FANOUT_CAP)
         return ClickContext(

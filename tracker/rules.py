@@ -59,6 +59,7 @@ class Rules:
     all_links_window_s: float = 60.0
     all_links_min_links: int = 3  # smaller messages: clicking every link is normal reading
     fanout_min_messages: int = 4
+    fanout_window_s: float = 120.0  # how far apart one address's hits still count as fan-out
     early_click_s: float = 30.0
     honeypot_window_s: float = 5.0
     # Chrome 109 is the last for Windows 7/8 and most stragglers sit above 100; Safe Links'
