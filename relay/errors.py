@@ -24,6 +24,14 @@ class BadInput(RelayError):
         self.smtp_code = smtp_code
 
 
+class TemporaryRefusal(RelayError):
+    """The submission cannot be taken now but may be later (451 / 409)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class UpstreamError(RelayError):
     """Delivery to the upstream failed; ``code`` is the SMTP code if it answered one."""
 
@@ -42,10 +50,7 @@ class UpstreamPermanent(UpstreamError):
 
 # Replies of the submission server, by name (RFC 5321 §4.2, RFC 3463 enhanced codes).
 REPLY_QUEUED = "250 2.0.0 Ok: queued as {ids}"
-REPLY_AUTH_REQUIRED = "530 5.7.0 Authentication required"
-REPLY_AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
 REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {limit} per message)"
-REPLY_TOO_BIG = "552 5.3.4 Message too big for system (at most {limit} bytes)"
 REPLY_TEMPORARY = "451 4.3.0 Temporary failure, message not accepted: please try again later"
 REPLY_NO_RECIPIENTS = "554 5.5.1 No valid recipients"
 
@@ -55,6 +60,8 @@ def smtp_reply(exc: BaseException) -> str:
     if isinstance(exc, BadInput):
         status = "5.6.0" if exc.smtp_code == 550 else "5.5.4"
         return f"{exc.smtp_code} {status} {_one_line(exc.message)}"
+    if isinstance(exc, TemporaryRefusal):
+        return f"451 4.3.0 {_one_line(exc.message)}"
     return REPLY_TEMPORARY
 
 
@@ -108,4 +115,6 @@ def http_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
         if exc.details is not None:
             body["details"] = exc.details
         return exc.status, body
+    if isinstance(exc, TemporaryRefusal):
+        return 409, {"error": "CONFLICT", "message": exc.message}
     return 500, {"error": "INTERNAL_ERROR", "message": HTTP_INTERNAL_MESSAGE}

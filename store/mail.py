@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from store.db import Database, Row
 from store.records import (
+    AnsweredKey,
     DeliveryAttempt,
     LinkRecord,
     MessageInfo,
@@ -21,9 +22,20 @@ DELIVERED, TEMPORARY, PERMANENT = "delivered", "temporary", "permanent"
 class MailStore:
     db: Database
 
-    async def spool_messages(self, messages: Sequence[NewMessage]) -> None:
-        """Write every copy of one submission in one transaction; on return it is on disk."""
+    async def spool_messages(
+        self, messages: Sequence[NewMessage], answered_key: AnsweredKey | None = None
+    ) -> None:
+        """Write every copy of one submission in one transaction; on return it is on disk.
+        ``answered_key`` completes a claimed idempotency key in the same transaction, so a
+        crash cannot leave the mail spooled with its key still in flight."""
         async with self.db.transaction() as tx:
+            if answered_key is not None:
+                await tx.execute(
+                    "UPDATE idempotency_keys SET status = 'done', response = ?"
+                    " WHERE project_id = ? AND scope = ? AND key = ? AND status = 'in_flight'",
+                    (answered_key.response, answered_key.project_id, answered_key.scope,
+                     answered_key.key),
+                )
             await tx.executemany(
                 "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, "
                 "rcpt_to, subject, tag, metadata, track_clicks, created_at, status, body, "

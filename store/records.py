@@ -34,6 +34,16 @@ class NewMessage:
 
 
 @dataclass(frozen=True)
+class AnsweredKey:
+    """An idempotency key and the answer its submission got."""
+
+    project_id: str
+    scope: str
+    key: str
+    response: str
+
+
+@dataclass(frozen=True)
 class SpooledMessage:
     """A spooled copy claimed for delivery."""
 

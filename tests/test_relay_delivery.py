@@ -122,7 +122,7 @@ async def test_permanent_failure_is_recorded(relay: Running, sink: Sink) -> None
 async def test_spool_failure_answers_451_and_keeps_nothing(
     relay: Running, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(messages: Any) -> None:
+    async def broken(*args: Any) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(relay.store, "spool_messages", broken)
@@ -167,3 +167,47 @@ async def test_maildir_upstream_receives_the_message(
     assert content.startswith(b"Return-Path: <sender@acme.test>\r\nDelivered-To: rcpt@example.org")
     assert TOKEN.search(content)
     assert not any((tmp_path / "outbox" / "tmp").iterdir())
+
+
+async def test_idempotency_key_over_smtp_replays_the_first_answer(
+    relay: Running, sink: Sink
+) -> None:
+    def transaction(message: bytes) -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", relay.smtp_port, timeout=30) as s:
+            s.ehlo("c")
+            s.login("u", "test-project-token-0123456789")
+            s.mail("a@acme.test")
+            s.rcpt("x@example.org")
+            return s.data(message)
+
+    first = simple_message(headers="Idempotency-Key: order-42\r\n")
+    code1, reply1 = await asyncio.to_thread(transaction, first)
+    code2, reply2 = await asyncio.to_thread(transaction, first)
+    assert (code1, code2) == (250, 250)
+    assert reply1 == reply2  # the same message id, nothing spooled twice
+    rows = await relay.store.db.fetchall("SELECT id FROM messages")
+    assert len(rows) == 1
+    other = simple_message(headers="Idempotency-Key: order-42\r\n", subject="Different")
+    code3, reply3 = await asyncio.to_thread(transaction, other)
+    assert code3 == 550
+    assert b"Idempotency-Key" in reply3
+    await sink.wait_for(1)
+    assert len(await relay.store.db.fetchall("SELECT id FROM messages")) == 1
+
+
+async def test_idempotency_key_is_given_back_when_spooling_fails(
+    relay: Running, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = relay.store.spool_messages
+
+    async def broken(*args: Any) -> None:
+        raise OSError("disk full")
+
+    message = simple_message(headers="Idempotency-Key: retry-me\r\n")
+    monkeypatch.setattr(relay.store, "spool_messages", broken)
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await send(relay.smtp_port, message)
+    assert info.value.smtp_code == 451
+    monkeypatch.setattr(relay.store, "spool_messages", real)
+    assert await send(relay.smtp_port, message) == {}
+    await sink.wait_for(1)

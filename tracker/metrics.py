@@ -16,6 +16,11 @@ class Metrics:
         self.mail_refused = Counter(
             "clickrelay_mail_refused", "Submissions refused, by reply code", ["code"], registry=r
         )
+        self.mail_replayed = Counter(
+            "clickrelay_mail_replayed",
+            "Submissions answered from an earlier one with the same Idempotency-Key",
+            registry=r,
+        )
         self.mail_delivered = Counter(
             "clickrelay_mail_delivered", "Copies delivered upstream", registry=r
         )
