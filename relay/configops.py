@@ -1,0 +1,41 @@
+"""The operations part of the configuration: ``[health]`` (when a queue counts as stuck,
+how often the queue gauges are refreshed) and ``[retention]`` (how long finished data is
+kept, how often the purge runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.configtable import Table
+from tracker.health import HealthConfig
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    days: float = 28.0  # finished mail, clicks, events and webhook deliveries kept this long
+    interval_minutes: float = 60.0  # how often the purge runs
+    idempotency_hours: float = 24.0  # send API idempotency keys are kept this long
+
+
+def parse_health(t: Table) -> HealthConfig:
+    cfg = HealthConfig(
+        max_overdue_minutes=t.get("max_overdue_minutes", float, 15.0),
+        gauge_interval_seconds=t.get("gauge_interval_seconds", float, 10.0),
+    )
+    for name in ("max_overdue_minutes", "gauge_interval_seconds"):
+        if getattr(cfg, name) <= 0:
+            raise t.error(name, "must be positive")
+    t.done()
+    return cfg
+
+
+def parse_retention(t: Table) -> RetentionConfig:
+    cfg = RetentionConfig(
+        days=t.get("days", float, 28.0),
+        interval_minutes=t.get("interval_minutes", float, 60.0),
+    )
+    for name in ("days", "interval_minutes"):
+        if getattr(cfg, name) <= 0:
+            raise t.error(name, "must be positive")
+    t.done()
+    return cfg

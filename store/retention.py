@@ -1,0 +1,66 @@
+"""Data retention (DESIGN §9): finished work older than the cutoff is deleted in small
+batches, so that a purge never holds the write lock long enough to delay a click's
+commit. Unfinished work (a queued copy, a pending observation or delivery) is never
+purged, however old."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from store.db import Database
+
+PURGE_BATCH = 500  # rows per transaction
+
+# What is deleted, in an order that leaves no dangling reference: links and delivery
+# attempts go with their message, webhook attempts with their delivery (ON DELETE CASCADE);
+# a pending delivery of a purged event keeps its body and loses only the reference.
+_PURGES = (  # (table, its key, what is purged)
+    ("webhook_deliveries", "id", "status IN ('delivered', 'failed') AND finished_at < :cutoff"),
+    ("events", "id", "created_at < :cutoff"),
+    ("observations", "id", "state = 'done' AND at < :cutoff"),
+    ("messages", "id", "status IN ('delivered', 'failed') AND finished_at < :cutoff"),
+    ("idempotency_keys", "(project_id, scope, key)", "created_at < :keys_cutoff"),
+)
+
+
+@dataclass(frozen=True)
+class Purged:
+    webhook_deliveries: int = 0
+    events: int = 0
+    observations: int = 0
+    messages: int = 0
+    idempotency_keys: int = 0
+
+    @property
+    def total(self) -> int:
+        return (self.webhook_deliveries + self.events + self.observations + self.messages
+                + self.idempotency_keys)
+
+
+class RetentionStore:
+    db: Database
+
+    async def purge_expired(self, cutoff: int, keys_cutoff: int) -> Purged:
+        """Delete finished rows older than ``cutoff`` and idempotency keys written before
+        ``keys_cutoff`` (both µs); how many of each went."""
+        counts: dict[str, int] = {}
+        params = {"cutoff": cutoff, "keys_cutoff": keys_cutoff, "limit": PURGE_BATCH}
+        for table, key, condition in _PURGES:
+            counts[table] = 0
+            while True:
+                deleted = await self._purge_batch(table, key, condition, params)
+                counts[table] += deleted
+                if deleted < PURGE_BATCH:
+                    break
+        return Purged(**counts)
+
+    async def _purge_batch(
+        self, table: str, key: str, condition: str, params: dict[str, int]
+    ) -> int:
+        async with self.db.transaction() as tx:
+            cur = await tx.execute(
+                f"DELETE FROM {table} WHERE {key} IN"
+                f" (SELECT {key.strip('()')} FROM {table} WHERE {condition} LIMIT :limit)",
+                params,
+            )
+            return cur.rowcount
