@@ -9,12 +9,18 @@ HTTP/1.1 client written for the purpose: 50 keep-alive connections, one request 
 flight on each, a bounded number of requests per round). After the rounds clickrelay is
 stopped and its SQLite file is opened to count the stored observations: every 302 it
 sent must have one. ``settle_seconds`` is set to an hour so that promotion of the
-observations, separate background work, does not run during the measurement."""
+observations, separate background work, does not run during the measurement.
+
+The CPU time each server used in the saturated rounds is read from ``/proc`` (per thread:
+the event loop's thread, and the others, such as SQLite's) and reported per request,
+with the load generator's own, so that a run shows whether the generator had CPU to
+spare and where the server's time went."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -66,6 +72,30 @@ class Round:
     p50_ms: float
     p99_ms: float
     statuses: dict[int, int]
+    cpu_us: dict[str, float] | None = None  # CPU µs per request: server threads, generator
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of a process, from /proc."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_per_request(server: int, before: dict[str, dict[int, float]],
+                    after: dict[str, dict[int, float]], requests: int) -> dict[str, float]:
+    """µs per request: the server's event loop thread (its main thread), its other
+    threads together, and the load generator."""
+    def used(name: str, threads: set[int]) -> float:
+        return sum(after[name][t] - before[name].get(t, 0.0) for t in threads) * 1e6 / requests
+    others = set(after["server"]) - {server}
+    return {"loop": used("server", {server}), "threads": used("server", others),
+            "generator": used("generator", set(after["generator"]))}
 
 
 # -- the load generator (runs in its own process) -------------------------------------
@@ -265,10 +295,18 @@ def main() -> None:
     generator = multiprocessing.get_context("spawn").Process(target=load_generator,
                                                              args=(child,))
     generator.start()
+    generator_pid = generator.pid
+    assert generator_pid is not None
 
-    def load(port: int, total: int, rate: float = 0.0) -> Round:
+    def load(port: int, total: int, rate: float = 0.0, server: int = 0) -> Round:
+        if server:
+            before = {"server": thread_cpu(server), "generator": thread_cpu(generator_pid)}
         parent.send((port, requests, total, args.connections, rate))
         result: Round = parent.recv()
+        if server:
+            after = {"server": thread_cpu(server), "generator": thread_cpu(generator_pid)}
+            cpu = cpu_per_request(server, before, after, total)
+            result = Round(result.rps, result.p50_ms, result.p99_ms, result.statuses, cpu)
         return result
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -280,10 +318,11 @@ def main() -> None:
             wait_listening(ports["clickrelay"])
             for port in ports.values():
                 results.setdefault(("warm-up", ""), []).append(load(port, 2000))
+            pids = {"clickrelay": relay.pid, "bare": bare.pid}
             for _ in range(args.rounds):  # A/B/A/B: both see the same machine state
                 for name, port in ports.items():
                     results.setdefault(("saturated", name), []).append(
-                        load(port, args.requests))
+                        load(port, args.requests, server=pids[name]))
                     if args.paced_rate:
                         results.setdefault(("paced", name), []).append(
                             load(port, args.paced_requests, args.paced_rate))
@@ -317,6 +356,13 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Round]]
         print(f"{mode:>9} {name:>10}: {m['rps']:7.0f} req/s  p50 {m['p50_ms']:6.2f} ms  "
               f"p99 {m['p99_ms']:6.2f} ms  (rounds: {', '.join(f'{r.rps:.0f}' for r in rounds)}"
               f" req/s; statuses {statuses})")
+    for name in ("clickrelay", "bare"):
+        cpu = [r.cpu_us for r in results[("saturated", name)] if r.cpu_us]
+        if cpu:
+            m = {k: statistics.median(c[k] for c in cpu) for k in cpu[0]}
+            print(f"saturated {name:>10}: CPU per request {m['loop'] + m['threads']:5.1f} µs "
+                  f"(event loop thread {m['loop']:.1f}, other threads {m['threads']:.1f}); "
+                  f"load generator {m['generator']:.1f} µs")
     ratio = medians[("saturated", "clickrelay")]["rps"] / medians[("saturated", "bare")]["rps"]
     print(f"throughput ratio clickrelay/bare: {ratio:.2f}")
     print(f"clickrelay: {redirected} redirects, {stored} observations stored, "

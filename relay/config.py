@@ -26,6 +26,7 @@ from tracker.config import (
 )
 from tracker.health import HealthConfig
 from tracker.network import NetworkTable
+from tracker.rules import DEFAULT_RULES, Rules, rules_from_mapping
 from tracker.tokens import check_signing_secret
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
@@ -86,6 +87,7 @@ class Config:
     networks: NetworkTable = field(default_factory=NetworkTable)
     health: HealthConfig = field(default_factory=HealthConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    classification: Rules = DEFAULT_RULES
 
     def project_by_token(self, token: str) -> ProjectConfig | None:
         import hmac
@@ -144,9 +146,18 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         networks=parse_networks(root.table("networks"), base),
         health=parse_health(root.table("health")),
         retention=parse_retention(root.table("retention")),
+        classification=_classification(root.table("classification")),
     )
     root.done()
     return config
+
+
+def _classification(t: Table) -> Rules:
+    """The classifier's thresholds; ``tracker.rules`` checks its own keys."""
+    try:
+        return rules_from_mapping(t.rest())
+    except ValueError as exc:
+        raise ConfigError(f"{t.file}: {t.path}.{exc}") from exc
 
 
 def _smtp(t: Table, base: Path) -> SmtpConfig:

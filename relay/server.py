@@ -28,7 +28,7 @@ from tracker.health import QueueHealth
 from tracker.metrics import Metrics
 from tracker.observations import ObservationRecorder
 from tracker.promote import PromotionWorker
-from tracker.rules import DEFAULT_RULES
+from tracker.useragent import preload as preload_user_agents
 from tracker.webhooks import WebhookDispatcher
 
 log = logging.getLogger("clickrelay")
@@ -77,7 +77,7 @@ async def running(config: Config) -> AsyncIterator[Running]:
         submitter = Submitter(live, store, metrics, on_spooled=delivery.wake)
         recorder = ObservationRecorder(live, store, metrics)
         webhooks = WebhookDispatcher(live, store, metrics)
-        promotion = PromotionWorker(live, store, metrics, lambda: DEFAULT_RULES,
+        promotion = PromotionWorker(live, store, metrics, lambda: live().classification,
                                     on_deliveries=webhooks.wake)
         app = make_app(live, store, metrics, recorder=recorder)
         add_api_routes(app, live, store, submitter, wake_webhooks=webhooks.wake)
@@ -152,6 +152,9 @@ def _split(address: str) -> tuple[str, int]:
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
     _warn_insecure(config)
+    # The user-agent lookups are built on first use (a few hundred ms): do it before the
+    # first click arrives rather than on its request path.
+    await asyncio.to_thread(preload_user_agents)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with running(config) as r:

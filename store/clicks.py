@@ -17,6 +17,7 @@ _COLUMNS = (
     "id, message_id, link_index, destination, project_sid, at, method, user_agent, headers,"
     " network, addr_hash, promote_after, state"
 )
+_quote = json.encoder.encode_basestring  # a str as a JSON string, non-ASCII kept
 
 
 class ClickStore:
@@ -26,21 +27,15 @@ class ClickStore:
         """Write a batch atomically; on return every observation is on disk. Up to
         ``ROWS_PER_STATEMENT`` rows go in one multi-row INSERT, a transaction on its own:
         one trip to the database thread and one fsync for the whole batch."""
-        rows = [
-            (o.message_id, o.link_index, o.destination, o.project_sid, o.at, o.method,
-             o.user_agent, json.dumps(o.headers, ensure_ascii=False), o.network, o.addr_hash,
-             o.promote_after)
-            for o in batch
-        ]
-        if not rows:
+        if not batch:
             return
-        if len(rows) <= ROWS_PER_STATEMENT:
-            await self.db.write_statement(_insert(len(rows)), [v for row in rows for v in row])
+        if len(batch) <= ROWS_PER_STATEMENT:
+            await self.db.write_statement(_insert(len(batch)), _values(batch))
             return
         async with self.db.transaction() as tx:
-            for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                chunk = rows[start : start + ROWS_PER_STATEMENT]
-                await tx.execute(_insert(len(chunk)), [v for row in chunk for v in row])
+            for start in range(0, len(batch), ROWS_PER_STATEMENT):
+                chunk = batch[start : start + ROWS_PER_STATEMENT]
+                await tx.execute(_insert(len(chunk)), _values(chunk))
 
     async def get_observations(self, message_id: str) -> list[Observation]:
         """A message's observations in click order."""
@@ -53,6 +48,23 @@ class ClickStore:
     async def count_observations(self) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) FROM observations")
         return int(row[0]) if row else 0
+
+
+def _values(batch: Sequence[Observation]) -> list[object]:
+    """The parameters of a multi-row INSERT, row after row (the column order of
+    ``_insert``); the headers as a JSON object."""
+    values: list[object] = []
+    for o in batch:
+        values += (o.message_id, o.link_index, o.destination, o.project_sid, o.at, o.method,
+                   o.user_agent, _headers_json(o.headers), o.network, o.addr_hash,
+                   o.promote_after)
+    return values
+
+
+def _headers_json(headers: dict[str, str]) -> str:
+    """``json.dumps(headers, ensure_ascii=False)``, a flat object of strings, in half the
+    time: it is written for every click."""
+    return "{" + ", ".join([f"{_quote(k)}: {_quote(v)}" for k, v in headers.items()]) + "}"
 
 
 def _insert(rows: int) -> str:

@@ -94,6 +94,21 @@ async def test_stuck_store_still_redirects_and_counts_the_drop(
     assert len(await relay.store.get_observations("m-slow")) == 1
 
 
+async def test_clicks_held_by_a_stuck_store_are_each_let_go_and_counted_once(
+    hasty_relay: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = hasty_relay
+    store = GatedStore(relay, monkeypatch)
+    first = await click(relay, token(message_id="m-0"))  # its batch holds the writer
+    later = await asyncio.gather(*(click(relay, token(message_id=f"m-{i}"))
+                                   for i in range(1, 6)))
+    assert [a.status for a in (first, *later)] == [302] * 6
+    assert sample(relay, "clickrelay_observations_dropped_total") == 6
+    store.gate.set()
+    await wait_until(lambda: sample(relay, "clickrelay_observations_late_total") == 6)
+    assert await relay.store.count_observations() == 6
+
+
 async def test_failing_store_still_redirects_and_counts_the_drop(
     hasty_relay: Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

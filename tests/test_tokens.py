@@ -95,6 +95,17 @@ def _forged(header: dict[str, object], payload: dict[str, object], key: bytes) -
 PAYLOAD = {"m": "m", "i": 0, "u": "https://example.com/", "s": "acme1", "exp": FUTURE}
 
 
+def _signed_payload(text: str) -> str:
+    """A token whose payload segment is ``text`` as it stands, properly signed with K1."""
+    import hashlib
+    import hmac
+
+    header = b64(json.dumps({"alg": "HS256", "kid": "k1"}).encode())
+    signing_input = f"{header}.{b64(text.encode())}"
+    signature = hmac.new(K1.secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
 @pytest.mark.parametrize(
     ("token", "reason"),
     [
@@ -121,6 +132,9 @@ PAYLOAD = {"m": "m", "i": 0, "u": "https://example.com/", "s": "acme1", "exp": F
         (_forged({"alg": "HS256", "kid": "k1"}, {"m": "m", "i": 0, "s": "acme1", "exp": FUTURE},
                  K1.secret.encode()), "missing"),
         (f"{b64(b'[1]')}.{b64(b'{}')}.{b64(b'x' * 32)}", "not a JSON object"),
+        (_signed_payload(json.dumps(PAYLOAD) + " {}"), "text after the object"),
+        (_signed_payload(" " + json.dumps(PAYLOAD)), "not JSON"),
+        (_signed_payload(json.dumps([PAYLOAD])), "not a JSON object"),
         (f"{b64(b'not json')}.{b64(b'{}')}.{b64(b'x' * 32)}", "not JSON"),
     ],
 )

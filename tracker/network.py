@@ -13,12 +13,18 @@ import socket
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    from functools import _lru_cache_wrapper
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ADDRESS_HASH_BYTES = 8  # 64 bits: enough to tell addresses apart, little to go on
+ADDRESS_CACHE_SIZE = 4096  # addresses whose reduction is remembered (per configuration)
 _HASH_KEY_CONTEXT = b"clickrelay address hash v1"
 
 
@@ -152,3 +158,29 @@ def address_hash(hasher: hmac.HMAC, address: IPAddress | None) -> str:
 
 def build_table(labelled: Mapping[str, Sequence[IPNetwork]]) -> NetworkTable:
     return NetworkTable(tuple((label, tuple(nets)) for label, nets in labelled.items()))
+
+
+# reduce(peer, X-Forwarded-For values) → (network label, address hash), with cache_info()
+AddressReducer: TypeAlias = "_lru_cache_wrapper[tuple[str | None, str]]"
+
+
+def address_reducer(
+    trusted: Sequence[IPNetwork],
+    table: NetworkTable,
+    hasher: hmac.HMAC,
+    size: int = ADDRESS_CACHE_SIZE,
+) -> AddressReducer:
+    """What a click keeps of its address, for one configuration: the peer's address
+    (or the forwarded one, from a trusted proxy) reduced to its network label and keyed
+    hash. The last ``size`` answers are remembered, in memory only: an address that
+    clicks again (a scanner, a mail gateway, a household behind one router) then costs a
+    dictionary look-up instead of parsing, the table walk and an HMAC. Made anew with
+    each configuration, since the proxies, the table and the key may change."""
+    trusted = tuple(trusted)
+
+    def reduce(peer: str | None, forwarded_for: tuple[str, ...]) -> tuple[str | None, str]:
+        address = client_address(peer, forwarded_for, trusted)
+        label = table.label(address) if address is not None else None
+        return label, address_hash(hasher, address)
+
+    return lru_cache(maxsize=size)(reduce)

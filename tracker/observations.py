@@ -40,11 +40,19 @@ class ObservationStore(Protocol):
     async def record_observations(self, batch: Sequence[Observation]) -> None: ...
 
 
+# A queued observation and the future its click waits on (True: committed).
+_Entry = tuple[Observation, "asyncio.Future[bool]"]
+
+
 @dataclass(slots=True)
-class _Queued:
-    observation: Observation
-    waiter: asyncio.Future[bool]
-    deadline: float  # event loop time
+class _Deadline:
+    """The clicks queued within ``DEADLINE_SLACK`` of each other: let go together, when
+    the last of their deadlines may have passed (one entry and one timer check per group,
+    not per click)."""
+
+    at: float  # event loop time: the first click's deadline + DEADLINE_SLACK
+    opened: float  # when the first click arrived
+    waiters: list[asyncio.Future[bool]]
 
 
 class ObservationRecorder:
@@ -52,10 +60,10 @@ class ObservationRecorder:
         self._config = config
         self._store = store
         self._metrics = metrics
-        self._queue: list[_Queued] = []
-        self._inflight: list[_Queued] = []
+        self._queue: list[_Entry] = []
+        self._inflight: list[_Entry] = []
         # Every waiting click in arrival order, so that one timer serves all deadlines.
-        self._deadlines: deque[_Queued] = deque()
+        self._deadlines: deque[_Deadline] = deque()
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -95,30 +103,35 @@ class ObservationRecorder:
             return False
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
-        wait = self._config().tracking.store_deadline_ms / 1000
-        entry = _Queued(observation, waiter, loop.time() + wait)
-        self._queue.append(entry)
-        self._deadlines.append(entry)
-        if self._deadline_timer is None:
-            self._deadline_timer = loop.call_at(entry.deadline, self._expire_due)
-        self._wake.set()
+        self._queue.append((observation, waiter))
+        now = loop.time()
+        group = self._deadlines[-1] if self._deadlines else None
+        if group is None or now > group.opened + DEADLINE_SLACK:
+            wait = self._config().tracking.store_deadline_ms / 1000
+            group = _Deadline(now + wait + DEADLINE_SLACK, now, [])
+            self._deadlines.append(group)
+            if self._deadline_timer is None:
+                self._deadline_timer = loop.call_at(group.at, self._expire_due)
+        group.waiters.append(waiter)
+        if not self._wake.is_set():
+            self._wake.set()
         return await waiter
 
     def _expire_due(self) -> None:
         """Let every click whose deadline has passed go (False: redirect without it), and
-        wait for the next one; committed clicks are only taken off the front."""
+        wait for the next group; committed clicks are only taken off with their group."""
         self._deadline_timer = None
         loop = asyncio.get_running_loop()
         now, expired = loop.time(), 0
         while self._deadlines:
-            first = self._deadlines[0]
-            if not first.waiter.done():
-                if first.deadline > now:
-                    self._deadline_timer = loop.call_at(first.deadline + DEADLINE_SLACK,
-                                                        self._expire_due)
-                    break
-                first.waiter.set_result(False)
-                expired += 1
+            group = self._deadlines[0]
+            if group.at > now:
+                self._deadline_timer = loop.call_at(group.at, self._expire_due)
+                break
+            for waiter in group.waiters:
+                if not waiter.done():
+                    waiter.set_result(False)
+                    expired += 1
             self._deadlines.popleft()
         if expired:
             self._lost(expired, "deadline passed")
@@ -133,8 +146,8 @@ class ObservationRecorder:
             await self._write(self._inflight)
             self._inflight = []
 
-    async def _write(self, batch: list[_Queued]) -> None:
-        observations = [q.observation for q in batch]
+    async def _write(self, batch: list[_Entry]) -> None:
+        observations = [observation for observation, _ in batch]
         for attempt, pause in enumerate((*RETRY_DELAYS, None)):
             try:
                 await self._store.record_observations(observations)
@@ -152,26 +165,26 @@ class ObservationRecorder:
                 self._committed(batch)
                 return
 
-    def _committed(self, batch: list[_Queued]) -> None:
+    def _committed(self, batch: list[_Entry]) -> None:
         late = 0
-        for q in batch:
-            if not q.waiter.done():
-                q.waiter.set_result(True)
-            elif not q.waiter.cancelled():
+        for _, waiter in batch:
+            if not waiter.done():
+                waiter.set_result(True)
+            elif not waiter.cancelled():
                 late += 1  # its redirect went out without it; it is stored now
         if late:
             self._metrics.observations_late.inc(late)
             log.info("%d observations stored after their redirect", late)
 
-    def _give_up(self, batch: list[_Queued], reason: str) -> None:
+    def _give_up(self, batch: list[_Entry], reason: str) -> None:
         """Observations that will not be stored: those still waited for count as dropped
         now (the others were counted when their deadline passed)."""
         lost = 0
-        for q in batch:
-            if not q.waiter.done():
-                q.waiter.set_result(False)
+        for _, waiter in batch:
+            if not waiter.done():
+                waiter.set_result(False)
                 lost += 1
-            elif q.waiter.cancelled():  # its client went away, and the click is lost too
+            elif waiter.cancelled():  # its client went away, and the click is lost too
                 lost += 1
         if lost:
             self._lost(lost, reason)

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import lru_cache
 from typing import Protocol
 
 from aiohttp import web
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from store.records import Observation
-from tracker.config import ConfigSource, SigningKey, TrackerView
+from tracker.config import ConfigSource, TrackerView
 from tracker.location import NotRedirectable, ascii_location
 from tracker.metrics import Metrics
-from tracker.network import address_hash, client_address
+from tracker.network import address_reducer
 from tracker.tokens import ClickClaims, ExpiredToken, InvalidToken, TokenVerifier
 
 log = logging.getLogger("clickrelay.redirect")
@@ -31,6 +32,9 @@ CLASSIFICATION_HEADERS = (
 )
 MAX_USER_AGENT = 1000  # characters kept; longer agents are cut, not refused
 MAX_HEADER_VALUE = 500
+# Remembered per configuration: destinations of the links being clicked, Host headers.
+LOCATION_CACHE_SIZE = 1024
+HOST_CACHE_SIZE = 256
 
 NOT_FOUND_PAGE = """<!doctype html>
 <html lang="en">
@@ -42,15 +46,63 @@ NOT_FOUND_PAGE = """<!doctype html>
 </html>
 """
 _NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
+_REDIRECT_HEADERS = CIMultiDict(_NO_STORE)  # copied for each answer, never changed
 
 
 class Recorder(Protocol):
     async def record(self, observation: Observation) -> bool: ...
 
 
+class ClickContext:
+    """What the redirect derives from one configuration object, made when a reload puts
+    a new one in force: the token verifier of its keys, and the answers that depend only
+    on the configuration and one input, remembered (bounded) because clicks repeat them:
+    the ``Location`` of a destination, whether a Host serves a project, what an address
+    reduces to."""
+
+    def __init__(self, config: TrackerView, verifier: TokenVerifier) -> None:
+        self.config = config
+        self.verifier = verifier
+        self.settle_us = int(config.tracking.settle_seconds * 1_000_000)
+        self.location = lru_cache(maxsize=LOCATION_CACHE_SIZE)(_location)
+
+        def serves(host_header: str, sid: str) -> bool:
+            return host_serves(host_header, sid, config)
+
+        self.serves = lru_cache(maxsize=HOST_CACHE_SIZE)(serves)
+        self.reduce_address = address_reducer(
+            config.http.trusted_proxies, config.networks, config.tracking.address_hasher
+        )
+
+    def checked_location(self, host_header: str, claims: ClickClaims) -> str:
+        """Where the click goes; ``InvalidToken`` if this host does not serve the token's
+        project or the destination is not one a browser may be sent to."""
+        if not self.serves(host_header, claims.project_sid):
+            raise InvalidToken("token presented on another project's host")
+        location, refusal = self.location(claims.destination)
+        if location is None:
+            raise InvalidToken(f"destination: {refusal}")
+        return location
+
+    def observe(self, request: web.Request, claims: ClickClaims, now_us: int) -> Observation:
+        """The observation of one click: its claims, the request's shape, and the address
+        reduced to a network label and a keyed hash."""
+        headers = request.headers
+        forwarded = headers.getall("X-Forwarded-For", None)
+        network, addr_hash = self.reduce_address(
+            request.remote, () if forwarded is None else tuple(forwarded)
+        )
+        return Observation(
+            claims.message_id, claims.link_index, claims.destination, claims.project_sid,
+            now_us, request.method, headers.get("User-Agent", "")[:MAX_USER_AGENT],
+            _classification_headers(headers), network, addr_hash, now_us + self.settle_us,
+        )
+
+
 class Redirector:
-    """What the redirect view needs: the live configuration, the observation recorder
-    and the click counters."""
+    """What the redirect view needs: the live configuration (seen through the
+    ``ClickContext`` of the object in force), the observation recorder and the click
+    counters."""
 
     def __init__(self, config: ConfigSource, recorder: Recorder, metrics: Metrics) -> None:
         self.config = config
@@ -58,13 +110,43 @@ class Redirector:
         self.recorded = metrics.clicks.labels("recorded")
         self.expired = metrics.clicks.labels("expired")
         self.refused = metrics.clicks.labels("refused")
-        self._verifier = TokenVerifier(())
+        self._context: ClickContext | None = None
 
-    def verifier(self, keys: tuple[SigningKey, ...]) -> TokenVerifier:
-        """The verifier of the keys in force, made anew when a reload changed them."""
-        if self._verifier.keys != keys:
-            self._verifier = TokenVerifier(keys)
-        return self._verifier
+    def context(self) -> ClickContext:
+        """The context of the configuration in force, made anew when a reload replaced it
+        (the verifier is kept when the keys did not change)."""
+        config = self.config()
+        context = self._context
+        if context is None or context.config is not config:
+            keys = config.tracking.signing_keys
+            verifier = (context.verifier if context is not None
+                        and context.verifier.keys == keys else TokenVerifier(keys))
+            context = self._context = ClickContext(config, verifier)
+        return context
+
+    async def click(self, request: web.Request) -> web.Response:
+        context = self.context()
+        try:
+            claims = context.verifier.verify(request.match_info["token"])
+            location = context.checked_location(request.host, claims)
+        except ExpiredToken as exc:
+            try:
+                location = context.checked_location(request.host, exc.claims)
+            except InvalidToken as refused:
+                return self._refuse(refused)
+            self.expired.inc()
+            return _redirect(location)
+        except InvalidToken as exc:
+            return self._refuse(exc)
+        await self.recorder.record(context.observe(request, claims, time.time_ns() // 1000))
+        self.recorded.inc()
+        return _redirect(location)
+
+    def _refuse(self, reason: Exception) -> web.Response:
+        self.refused.inc()
+        log.debug("tracking link refused: %s", reason)
+        return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html",
+                            headers=_NO_STORE)
 
 
 REDIRECTOR_KEY = web.AppKey("redirector", Redirector)
@@ -73,37 +155,15 @@ REDIRECTOR_KEY = web.AppKey("redirector", Redirector)
 def add_redirect_routes(app: web.Application, redirector: Redirector) -> None:
     app[REDIRECTOR_KEY] = redirector
     # Any path under /c/ reaches the view, so that every refusal is the same 404 page.
-    app.router.add_get("/c/{token:.*}", click)  # GET and HEAD
+    app.router.add_get("/c/{token:.*}", redirector.click)  # GET and HEAD
 
 
-async def click(request: web.Request) -> web.Response:
-    r = request.app[REDIRECTOR_KEY]
-    config = r.config()
+def _location(destination: str) -> tuple[str | None, str]:
+    """The ``Location`` of a destination, or None and why it cannot be one."""
     try:
-        verifier = r.verifier(config.tracking.signing_keys)
-        claims = verifier.verify(request.match_info["token"])
-        location = _checked_location(request, config, claims)
-    except ExpiredToken as exc:
-        try:
-            location = _checked_location(request, config, exc.claims)
-        except InvalidToken as refused:
-            return _refuse(r, refused)
-        r.expired.inc()
-        return _redirect(location)
-    except InvalidToken as exc:
-        return _refuse(r, exc)
-    await r.recorder.record(observe(request, config, claims, time.time_ns() // 1000))
-    r.recorded.inc()
-    return _redirect(location)
-
-
-def _checked_location(request: web.Request, config: TrackerView, claims: ClickClaims) -> str:
-    if not host_serves(request.host, claims.project_sid, config):
-        raise InvalidToken("token presented on another project's host")
-    try:
-        return ascii_location(claims.destination)
+        return ascii_location(destination), ""
     except NotRedirectable as exc:
-        raise InvalidToken(f"destination: {exc}") from exc
+        return None, str(exc)
 
 
 def host_serves(host_header: str, sid: str, config: TrackerView) -> bool:
@@ -125,31 +185,6 @@ def _hostname(host_header: str) -> str:
     return host.rstrip(".")
 
 
-def observe(
-    request: web.Request, config: TrackerView, claims: ClickClaims, now_us: int
-) -> Observation:
-    """The observation of one click: its claims, the request's shape, and the address
-    reduced to a network label and a keyed hash."""
-    headers = request.headers
-    address = client_address(
-        request.remote, headers.getall("X-Forwarded-For", ()), config.http.trusted_proxies
-    )
-    tracking = config.tracking
-    return Observation(
-        message_id=claims.message_id,
-        link_index=claims.link_index,
-        destination=claims.destination,
-        project_sid=claims.project_sid,
-        at=now_us,
-        method=request.method,
-        user_agent=headers.get("User-Agent", "")[:MAX_USER_AGENT],
-        headers=_classification_headers(headers),
-        network=config.networks.label(address) if address is not None else None,
-        addr_hash=address_hash(tracking.address_hasher, address),
-        promote_after=now_us + int(tracking.settle_seconds * 1_000_000),
-    )
-
-
 def _classification_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
     found = {}
     for name in CLASSIFICATION_HEADERS:
@@ -160,11 +195,6 @@ def _classification_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
 
 
 def _redirect(location: str) -> web.Response:
-    return web.Response(status=302, headers={"Location": location, **_NO_STORE})
-
-
-def _refuse(r: Redirector, reason: Exception) -> web.Response:
-    r.refused.inc()
-    log.debug("tracking link refused: %s", reason)
-    return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html",
-                        headers=_NO_STORE)
+    headers = _REDIRECT_HEADERS.copy()
+    headers["Location"] = location
+    return web.Response(status=302, headers=headers)
