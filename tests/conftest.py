@@ -14,6 +14,7 @@ import tomlkit
 
 from relay.config import Config, load_config
 from relay.server import Running, running
+from tests.receiver import Receiver
 from tests.sink import Sink
 
 PROJECT_TOKEN = "test-project-token-0123456789"
@@ -62,6 +63,15 @@ def base_settings(tmp_path: Path, upstream_port: int) -> dict[str, Any]:
 def write_config(path: Path, settings: dict[str, Any]) -> Config:
     path.write_text(tomlkit.dumps(settings), encoding="utf-8")
     return load_config(path)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real webhook receiver on a loopback port (tests/receiver.py)."""
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()
 
 
 @pytest.fixture

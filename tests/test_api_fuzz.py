@@ -9,7 +9,7 @@ example database; all traffic stays on loopback."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +41,6 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 AUTH = {"sendingToken": {"x-lettermint-token": PROJECT_TOKEN},
         "teamToken": {"Authorization": f"Bearer {TEAM_TOKEN}"}}
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 @pytest.fixture

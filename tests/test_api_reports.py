@@ -6,7 +6,7 @@ that the SDK's ``Webhook(secret).verify`` accepts."""
 from __future__ import annotations
 
 import tomllib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,14 +28,6 @@ PERSON = {"User-Agent": AGENTS["chrome_windows"]["user_agent"],
 MACHINE = {"User-Agent": "python-requests/2.32.3", "Accept": "*/*"}
 SECRET = "whsec_reports_test_0123456789"
 TEAM = {"Authorization": f"Bearer {TEAM_TOKEN}"}
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 @pytest.fixture

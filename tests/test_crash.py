@@ -12,7 +12,6 @@ import signal
 import smtplib
 import threading
 import urllib.request
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,14 +93,6 @@ class Traffic:
     def counts(self) -> tuple[int, int]:
         with self.lock:
             return len(self.queued), len(self.clicked)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 @pytest.fixture

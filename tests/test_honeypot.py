@@ -101,14 +101,6 @@ async def baited(
         yield relay
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
 PAGE = ('<html><body bgcolor="#fff"><p><a href="https://example.com/a">A</a>'
         '<a href="https://example.com/b">B</a></p></body></html>')
 

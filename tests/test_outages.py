@@ -90,14 +90,6 @@ async def test_mail_waits_while_the_upstream_hangs_then_goes_out(
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
-@pytest.fixture
 async def two_hooks(tmp_path: Path, settings: dict[str, Any], receiver: Receiver
                     ) -> AsyncIterator[Running]:
     settings["projects"][0]["webhooks"] = [

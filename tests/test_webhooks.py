@@ -91,14 +91,6 @@ async def enqueue(store: SqliteStore, hook: str, data: ClickEvent | None = None)
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
-@pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     s = await SqliteStore.open(tmp_path / "data" / "clickrelay.db")
     yield s
