@@ -3,6 +3,7 @@ time (DESIGN §2). Errors name the file, the key and what is wrong."""
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import tomllib
 from dataclasses import dataclass, field
@@ -90,8 +91,6 @@ class Config:
     classification: Rules = DEFAULT_RULES
 
     def project_by_token(self, token: str) -> ProjectConfig | None:
-        import hmac
-
         found = None
         for p in self.projects:  # compare against every token: constant time per project
             if hmac.compare_digest(p.token.encode(), token.encode()):

@@ -27,7 +27,7 @@ class LiveConfig:
         self._current = config
         self._metrics = metrics
         self._lock = asyncio.Lock()
-        self._stamp = _stamp(config.path)
+        self._stamp = file_stamp(config.path)
 
     def __call__(self) -> Config:
         return self._current
@@ -39,11 +39,11 @@ class LiveConfig:
     def replace(self, config: Config) -> None:
         """Put a configuration in force (the API's write-back has already written it)."""
         self._current = config
-        self._stamp = _stamp(config.path)
+        self._stamp = file_stamp(config.path)
 
     async def reload(self) -> bool:
         async with self._lock:
-            self._stamp = _stamp(self.path)
+            self._stamp = file_stamp(self.path)
             try:
                 new = await asyncio.to_thread(load_config, self.path)
             except ConfigError as exc:
@@ -64,13 +64,14 @@ class LiveConfig:
         """Reload when the file changes (mtime, size or inode)."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL_SECONDS)
-            stamp = _stamp(self.path)
+            stamp = file_stamp(self.path)
             if stamp != self._stamp:
                 with contextlib.suppress(Exception):
                     await self.reload()
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells that a file changed: mtime, size and inode (None if it is gone)."""
     try:
         st = path.stat()
     except OSError:

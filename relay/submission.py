@@ -79,7 +79,8 @@ class Submitter:
         """Spool one copy per recipient; on return every copy is on disk."""
         config = self._config()
         project = config.project_by_id(project.id) or project  # routes as reloaded
-        fields = parse_fields(split_message(raw)[0])
+        header_block, body = split_message(raw)
+        fields = parse_fields(header_block)
         controls = read_controls(fields)
         route = choose_route(project, controls.route_slug)
         tracking = decide_tracking(route, controls)
@@ -90,8 +91,9 @@ class Submitter:
             if replayed is not None:
                 return replayed
         try:
+            forwarded = remove_fields(header_block, is_control_header) + line_ending(raw) + body
             return await self._spool(config, project, route, tracking, controls, mail_from,
-                                     rcpt_tos, raw, fields, claim)
+                                     rcpt_tos, forwarded, fields, claim)
         except BaseException:
             if claim is not None:
                 await self._store.release_idempotency_keys(project.id, [(claim.scope, claim.key)])
@@ -99,11 +101,9 @@ class Submitter:
 
     async def _spool(
         self, config: Config, project: ProjectConfig, route: RouteConfig, tracking: bool,
-        controls: Controls, mail_from: str, rcpt_tos: Sequence[str], raw: bytes,
+        controls: Controls, mail_from: str, rcpt_tos: Sequence[str], forwarded: bytes,
         fields: list[HeaderField], claim: KeyClaim | None,
     ) -> Accepted:
-        header_block, body = split_message(raw)
-        forwarded = remove_fields(header_block, is_control_header) + line_ending(raw) + body
         copies, failed_parts = await asyncio.to_thread(
             make_copies, config, project, route, tracking, controls, mail_from, rcpt_tos,
             forwarded, decoded(get_value(fields, "Subject") or "") or None,

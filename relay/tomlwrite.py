@@ -22,6 +22,7 @@ from tomlkit.exceptions import TOMLKitError
 
 from relay.config import Config, ConfigError, load_config
 from relay.errors import Conflict
+from relay.live import file_stamp
 
 # An administrator may save the file while a write-back is under way: read it again and
 # redo the edit, a few times at most.
@@ -32,7 +33,7 @@ def write_route_settings(path: Path, route_id: str, changes: Mapping[str, bool])
     """Set ``changes`` (``track_clicks``, ``track_opens``) on route ``route_id`` in the file
     and return the configuration it now holds. Blocking: call it in a worker thread."""
     for _ in range(WRITE_ATTEMPTS):
-        before = _stamp(path)
+        before = file_stamp(path)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -95,7 +96,7 @@ def _install(path: Path, text: str, before: tuple[int, int, int] | None) -> Conf
         except ConfigError as exc:
             reason = str(exc).replace(str(tmp), str(path))
             raise Conflict(f"the updated configuration does not load: {reason}") from exc
-        if _stamp(path) != before:
+        if file_stamp(path) != before:
             return None
         os.replace(tmp, path)
     finally:
@@ -117,11 +118,3 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
