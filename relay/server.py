@@ -24,14 +24,18 @@ from relay.submission import Submitter
 from relay.upstream import make_upstream
 from store.sqlite import SqliteStore
 from tracker.app import QUEUE_HEALTH_KEY, make_app
+from tracker.front import Front
 from tracker.health import QueueHealth
 from tracker.metrics import Metrics
 from tracker.observations import ObservationRecorder
 from tracker.promote import PromotionWorker
+from tracker.redirect import REDIRECTOR_KEY
 from tracker.useragent import preload as preload_user_agents
 from tracker.webhooks import WebhookDispatcher
 
 log = logging.getLogger("clickrelay")
+
+HTTP_SHUTDOWN_TIMEOUT = 10.0  # seconds for the answers owed to clicks to go out
 
 
 @dataclass
@@ -108,14 +112,22 @@ async def _start_workers(
 
 
 async def _start_http(stack: AsyncExitStack, r: Running) -> None:
+    """aiohttp's runner, behind the listener's front that answers plain clicks itself
+    and hands every other connection to aiohttp (tracker.front)."""
     runner = web.AppRunner(r.app, access_log=None, handle_signals=False)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
+    assert runner.server is not None
+    front = Front(r.app[REDIRECTOR_KEY], runner.server)
     host, port = _split(r.config().http.listen)
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.base_events.Server)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(front, host, port, backlog=1024)
+
+    async def stop() -> None:
+        server.close()
+        await front.close(HTTP_SHUTDOWN_TIMEOUT)
+
+    stack.push_async_callback(stop)
     r.http_addresses = [s.getsockname()[:2] for s in server.sockets]
     log.info("http listening on %s", r.http_addresses)
 

@@ -40,8 +40,20 @@ class ObservationStore(Protocol):
     async def record_observations(self, batch: Sequence[Observation]) -> None: ...
 
 
-# A queued observation and the future its click waits on (True: committed).
-_Entry = tuple[Observation, "asyncio.Future[bool]"]
+class Waiter(Protocol):
+    """What a queued click waits on (``set_result(True)``: committed): a future, or an
+    object of the caller's that answers the same three calls. ``set_result`` is called
+    once, on the event loop."""
+
+    def done(self) -> bool: ...
+
+    def cancelled(self) -> bool: ...
+
+    def set_result(self, result: bool, /) -> None: ...
+
+
+# A queued observation and what its click waits on.
+_Entry = tuple[Observation, Waiter]
 
 
 @dataclass(slots=True)
@@ -52,7 +64,7 @@ class _Deadline:
 
     at: float  # event loop time: the first click's deadline + DEADLINE_SLACK
     opened: float  # when the first click arrived
-    waiters: list[asyncio.Future[bool]]
+    waiters: list[Waiter]
 
 
 class ObservationRecorder:
@@ -98,11 +110,17 @@ class ObservationRecorder:
     async def record(self, observation: Observation) -> bool:
         """Queue the observation; True once it is committed, False if the deadline passed
         first or it could not be queued (the caller redirects either way)."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        return await waiter if self.queue(observation, waiter) else False
+
+    def queue(self, observation: Observation, waiter: Waiter) -> bool:
+        """``record`` for callers that answer from a callback rather than a task: queue
+        the observation; ``waiter.set_result`` is called as ``record`` would return.
+        False: not queued (and already counted as lost)."""
         if self._closing or self._task is None or len(self._queue) >= MAX_QUEUED:
             self._lost(1, "not accepting" if self._closing else "queue full")
             return False
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
         self._queue.append((observation, waiter))
         now = loop.time()
         group = self._deadlines[-1] if self._deadlines else None
@@ -115,7 +133,7 @@ class ObservationRecorder:
         group.waiters.append(waiter)
         if not self._wake.is_set():
             self._wake.set()
-        return await waiter
+        return True
 
     def _expire_due(self) -> None:
         """Let every click whose deadline has passed go (False: redirect without it), and

@@ -20,6 +20,7 @@ from tracker.config import ConfigSource, TrackerView
 from tracker.location import NotRedirectable, ascii_location
 from tracker.metrics import Metrics
 from tracker.network import address_reducer
+from tracker.observations import Waiter
 from tracker.tokens import ClickClaims, ExpiredToken, InvalidToken, TokenVerifier
 
 log = logging.getLogger("clickrelay.redirect")
@@ -51,6 +52,8 @@ _REDIRECT_HEADERS = CIMultiDict(_NO_STORE)  # copied for each answer, never chan
 
 class Recorder(Protocol):
     async def record(self, observation: Observation) -> bool: ...
+
+    def queue(self, observation: Observation, waiter: Waiter) -> bool: ...
 
 
 class ClickContext:
@@ -84,17 +87,17 @@ class ClickContext:
             raise InvalidToken(f"destination: {refusal}")
         return location
 
-    def observe(self, request: web.Request, claims: ClickClaims, now_us: int) -> Observation:
+    def observe(self, peer: str | None, method: str, headers: CIMultiDictProxy[str],
+                claims: ClickClaims, now_us: int) -> Observation:
         """The observation of one click: its claims, the request's shape, and the address
         reduced to a network label and a keyed hash."""
-        headers = request.headers
         forwarded = headers.getall("X-Forwarded-For", None)
         network, addr_hash = self.reduce_address(
-            request.remote, () if forwarded is None else tuple(forwarded)
+            peer, () if forwarded is None else tuple(forwarded)
         )
         return Observation(
             claims.message_id, claims.link_index, claims.destination, claims.project_sid,
-            now_us, request.method, headers.get("User-Agent", "")[:MAX_USER_AGENT],
+            now_us, method, headers.get("User-Agent", "")[:MAX_USER_AGENT],
             _classification_headers(headers), network, addr_hash, now_us + self.settle_us,
         )
 
@@ -124,29 +127,44 @@ class Redirector:
             context = self._context = ClickContext(config, verifier)
         return context
 
-    async def click(self, request: web.Request) -> web.Response:
+    def decide(self, token: str, host: str, peer: str | None, method: str,
+               headers: CIMultiDictProxy[str]) -> tuple[str | None, Observation | None]:
+        """What to answer a click, whoever carries it over HTTP: the ``Location`` (None:
+        the 404 page) and the observation to store before it goes out (None: the token
+        expired, nothing is recorded)."""
         context = self.context()
         try:
-            claims = context.verifier.verify(request.match_info["token"])
-            location = context.checked_location(request.host, claims)
+            claims = context.verifier.verify(token)
+            location = context.checked_location(host, claims)
         except ExpiredToken as exc:
             try:
-                location = context.checked_location(request.host, exc.claims)
+                location = context.checked_location(host, exc.claims)
             except InvalidToken as refused:
-                return self._refuse(refused)
+                self._refuse(refused)
+                return None, None
             self.expired.inc()
-            return _redirect(location)
+            return location, None
         except InvalidToken as exc:
-            return self._refuse(exc)
-        await self.recorder.record(context.observe(request, claims, time.time_ns() // 1000))
-        self.recorded.inc()
+            self._refuse(exc)
+            return None, None
+        return location, context.observe(peer, method, headers, claims, time.time_ns() // 1000)
+
+    async def click(self, request: web.Request) -> web.Response:
+        """The aiohttp view (the listener's front answers plain clicks itself, the same
+        way: see ``tracker.front``)."""
+        location, observation = self.decide(request.match_info["token"], request.host,
+                                            request.remote, request.method, request.headers)
+        if location is None:
+            return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html",
+                                headers=_NO_STORE)
+        if observation is not None:
+            await self.recorder.record(observation)
+            self.recorded.inc()
         return _redirect(location)
 
-    def _refuse(self, reason: Exception) -> web.Response:
+    def _refuse(self, reason: Exception) -> None:
         self.refused.inc()
         log.debug("tracking link refused: %s", reason)
-        return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html",
-                            headers=_NO_STORE)
 
 
 REDIRECTOR_KEY = web.AppKey("redirector", Redirector)

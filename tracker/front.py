@@ -1,0 +1,331 @@
+"""The HTTP listener's front (DESIGN §5): plain clicks are answered here, everything else
+by aiohttp.
+
+A click is the request clickrelay answers most often and must answer fast, and
+aiohttp's per-request machinery (a request object, a handler task, the router and its
+middleware chain, a response object and its writer) costs more than the click itself.
+So the listener's protocol looks at the start of each request. A ``GET`` or ``HEAD`` of
+``/c/{token}`` in HTTP/1.1, keep-alive, with a Host and no body, is parsed with aiohttp's
+own parser, decided by the same ``Redirector.decide`` as the aiohttp view and answered
+from the recorder's commit callback: no task, no request or response object.
+
+Anything else (another path or method, HTTP/1.0, a body or ``Expect``, ``Connection:
+close``, an upgrade, a query string or escapes in the path, a head that does not parse
+or is too long) and the connection is handed, from that request on, to aiohttp's own
+protocol, which answers it exactly as if it had had the connection from the start.
+
+Answers go out in request order (pipelined requests), the connection is read no further
+while too many answers are owed, while the client does not read, or while a hand-over
+waits for the owed answers; an idle connection is closed after aiohttp's keep-alive
+time."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from email.utils import formatdate
+
+from aiohttp.http import SERVER_SOFTWARE, HttpRequestParser, HttpVersion11
+
+from tracker.redirect import NOT_FOUND_PAGE, Redirector
+
+CLICK_STARTS = (b"GET /c/", b"HEAD /c/")
+# aiohttp's limits are 8190 bytes for the request line and for each header: a head
+# longer than this is handed over for aiohttp to refuse or accept by its own rules.
+MAX_HEAD = 16 * 1024
+MAX_OWED = 32  # answers owed on one connection before it is read no further
+KEEPALIVE_TIMEOUT = 75.0  # seconds, as aiohttp's RequestHandler
+# A path aiohttp's router would give the view as exactly ``path[3:]`` (nothing to
+# unescape, no query or fragment): anything else goes the long way.
+_CLICK_PATH = re.compile(r"/c/[A-Za-z0-9_.\-]*")
+_NOT_CLICKS = ("Content-Length", "Transfer-Encoding", "Expect")
+
+_SERVER = SERVER_SOFTWARE.encode()
+_FOUND = b"HTTP/1.1 302 Found\r\nCache-Control: no-store\r\nX-Robots-Tag: noindex\r\nLocation: "
+_FOUND_END = b"\r\nContent-Length: 0\r\nDate: "
+_NOT_FOUND_BODY = NOT_FOUND_PAGE.encode()
+_NOT_FOUND = (
+    b"HTTP/1.1 404 Not Found\r\nCache-Control: no-store\r\nX-Robots-Tag: noindex\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\nDate: "
+    % len(_NOT_FOUND_BODY)
+)
+_END = b"\r\nServer: " + _SERVER + b"\r\n\r\n"
+
+class _Answer:
+    """An answer owed to a click: its bytes, and whether it may go (its observation is
+    committed, or given up). It is the click's waiter in the recorder (``Waiter``), so
+    the commit writes it out at once, with no future and no extra turn of the loop."""
+
+    __slots__ = ("connection", "data", "ready")
+
+    def __init__(self, data: bytes, ready: bool, connection: ClickProtocol) -> None:
+        self.data = data
+        self.ready = ready
+        self.connection = connection
+
+    def done(self) -> bool:
+        return self.ready
+
+    def cancelled(self) -> bool:
+        return False
+
+    def set_result(self, committed: bool, /) -> None:
+        self.ready = True
+        self.connection.committed()
+
+
+class Front:
+    """The listener's protocol factory and what its connections share: the redirector,
+    aiohttp's protocol factory for the hand-over, and the open connections (for the
+    shutdown)."""
+
+    def __init__(self, redirector: Redirector, fallback: Callable[[], asyncio.Protocol]) -> None:
+        self.redirector = redirector
+        self.fallback = fallback
+        self.connections: set[ClickProtocol] = set()
+        self.closing = False
+        self._all_closed = asyncio.Event()
+        self._date = (0, b"")
+
+    def __call__(self) -> ClickProtocol:
+        return ClickProtocol(self)
+
+    def found(self, location: str) -> bytes:
+        return b"".join((_FOUND, location.encode("ascii"), _FOUND_END, self.date(), _END))
+
+    def not_found(self, head_only: bool) -> bytes:
+        head = _NOT_FOUND + self.date() + _END
+        return head if head_only else head + _NOT_FOUND_BODY
+
+    def date(self) -> bytes:
+        """The ``Date`` header's value, made once a second."""
+        now = int(time.time())
+        if now != self._date[0]:
+            self._date = (now, formatdate(now, usegmt=True).encode("ascii"))
+        return self._date[1]
+
+    def forget(self, connection: ClickProtocol) -> None:
+        self.connections.discard(connection)
+        if self.closing and not self.connections:
+            self._all_closed.set()
+
+    async def close(self, timeout: float) -> None:
+        """Close idle connections now and the others as soon as their owed answers are
+        out (the recorder is still committing); what is left after ``timeout`` is cut."""
+        self.closing = True
+        for connection in list(self.connections):
+            connection.close_when_answered()
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), timeout)
+            except TimeoutError:
+                for connection in list(self.connections):
+                    connection.abort()
+
+
+class ClickProtocol(asyncio.Protocol):
+    """One connection, as long as it carries plain clicks."""
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer: str | None = None
+        # Request bytes received but not yet answered or handed over (a partial head).
+        self.buffer = b""
+        self.owed: deque[_Answer] = deque()
+        self.handover: bytes | None = None  # bytes for aiohttp, once the owed are out
+        self.writable = True  # False while the client does not read what we write
+        self.closing = False
+        self.last_seen = 0.0
+        self.idle_timer: asyncio.TimerHandle | None = None
+        # Sized as aiohttp's RequestHandler sizes its own; it never reads a body here.
+        self.parser = HttpRequestParser(None, self.loop, 2**16, max_line_size=8190,
+                                        max_field_size=8190, max_headers=128)
+
+    # -- asyncio's side --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        # As aiohttp's ``request.remote``.
+        self.peer = str(peer[0]) if isinstance(peer, (list, tuple)) else str(peer)
+        self.front.connections.add(self)
+        self.last_seen = self.loop.time()
+        self.idle_timer = self.loop.call_at(self.last_seen + KEEPALIVE_TIMEOUT, self._idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Clicks owed an answer are still committed by the recorder: only the answers go.
+        self.owed.clear()
+        self._stop_timer()
+        self.front.forget(self)
+
+    def pause_writing(self) -> None:
+        self.writable = False
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        self._answered()
+
+    def data_received(self, data: bytes) -> None:
+        if self.handover is not None:  # read before reading paused: it goes along
+            self.handover += data
+            return
+        self.last_seen = self.loop.time()
+        buffer = self.buffer + data if self.buffer else data
+        while buffer and len(self.owed) < MAX_OWED:
+            if not buffer.startswith(CLICK_STARTS):
+                if len(buffer) < 8 and any(s.startswith(buffer) for s in CLICK_STARTS):
+                    break  # maybe a click: wait for more
+                self._hand_over(buffer)
+                return
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:  # a partial head, or one aiohttp should judge
+                if len(buffer) > MAX_HEAD or b"\n\n" in buffer or b"\n\r\n" in buffer:
+                    self._hand_over(buffer)
+                    return
+                break
+            end += 4
+            if not self._click(buffer[:end]):
+                self._hand_over(buffer)
+                return
+            buffer = buffer[end:]
+        self.buffer = buffer
+        self._update_reading()
+
+    # -- clicks ----------------------------------------------------------------------
+
+    def _click(self, head: bytes) -> bool:
+        """Answer the click in ``head`` (a whole request head); False if it is not a
+        plain click, for aiohttp to answer."""
+        try:
+            messages, _, _ = self.parser.feed_data(head)
+        except Exception:  # whatever the parser refuses, aiohttp refuses the same way
+            return False
+        if len(messages) != 1:
+            return False
+        message = messages[0][0]
+        headers = message.headers
+        host = headers.get("Host")
+        if (host is None or message.version != HttpVersion11 or message.should_close
+                or message.upgrade or not _CLICK_PATH.fullmatch(message.path)
+                or any(name in headers for name in _NOT_CLICKS)):
+            return False
+        front = self.front
+        redirector = front.redirector
+        location, observation = redirector.decide(message.path[3:], host, self.peer,
+                                                  message.method, headers)
+        if location is None:
+            answer = front.not_found(message.method == "HEAD")
+        else:
+            answer = front.found(location)
+        owed = _Answer(answer, observation is None, self)
+        if observation is not None and not redirector.recorder.queue(observation, owed):
+            owed.ready = True  # not queued (counted as lost): redirected all the same
+            redirector.recorded.inc()
+        if self.owed or not owed.ready:
+            self.owed.append(owed)
+        else:
+            self._write(answer)
+        return True
+
+    def committed(self) -> None:
+        """An owed click's observation is committed (or given up)."""
+        self.front.redirector.recorded.inc()
+        self._answered()
+
+    def _answered(self) -> None:
+        """Write the owed answers that are ready, in order; then, with nothing owed, go
+        on: hand the connection over, close it, or read on."""
+        owed = self.owed
+        if owed and owed[0].ready:
+            ready = []
+            while owed and owed[0].ready:
+                ready.append(owed.popleft().data)
+            self._write(ready[0] if len(ready) == 1 else b"".join(ready))
+        if owed or not self.writable:
+            self._update_reading()
+        elif self.handover is not None:
+            self._complete_hand_over()
+        elif self.closing:
+            self._close()
+        else:
+            self._update_reading()
+            if self.buffer:  # requests read while the connection was paused
+                self.data_received(b"")
+
+    def _write(self, answer: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(answer)
+
+    # -- the hand-over to aiohttp ----------------------------------------------------
+
+    def _hand_over(self, data: bytes) -> None:
+        """From the request at the start of ``data`` on, the connection is aiohttp's; it
+        changes hands once the answers owed to earlier requests are out."""
+        self.buffer = b""
+        self.handover = data
+        self._update_reading()
+        if not self.owed and self.writable:
+            self._complete_hand_over()
+
+    def _complete_hand_over(self) -> None:
+        data, self.handover = self.handover or b"", None
+        transport = self.transport
+        assert transport is not None
+        self._stop_timer()
+        self.front.forget(self)
+        if self.front.closing:
+            transport.close()
+            return
+        handler = self.front.fallback()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        transport.resume_reading()
+        if data:
+            handler.data_received(data)
+
+    # -- flow and closing ------------------------------------------------------------
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.handover is None and self.writable and len(self.owed) < MAX_OWED:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
+    def _idle(self) -> None:
+        """Close the connection once nothing came for the keep-alive time and nothing is
+        owed."""
+        self.idle_timer = None
+        due = self.last_seen + KEEPALIVE_TIMEOUT
+        if self.owed or self.handover is not None or due > self.loop.time():
+            self.idle_timer = self.loop.call_at(max(due, self.loop.time() + 1), self._idle)
+        else:
+            self._close()
+
+    def close_when_answered(self) -> None:
+        self.closing = True
+        if not self.owed:
+            self._close()
+
+    def _close(self) -> None:
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _stop_timer(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
