@@ -273,12 +273,14 @@ def click_requests(count: int) -> list[bytes]:
     return out
 
 
-def dropped(port: int) -> float:
+def counters(port: int) -> dict[str, float]:
+    """clickrelay's dropped-click counter and its observation batch sizes (sum, count)."""
+    wanted = ("clickrelay_observations_dropped_total", "clickrelay_observation_batch_size_sum",
+              "clickrelay_observation_batch_size_count")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("clickrelay_observations_dropped_total "):
-                return float(line.split()[1])
-    return float("nan")
+        samples = dict(line.split(" ", 1) for line in response.read().decode().splitlines()
+                       if line.startswith(wanted))
+    return {name: float(samples.get(name, "nan")) for name in wanted}
 
 
 def main() -> None:
@@ -326,7 +328,7 @@ def main() -> None:
                     if args.paced_rate:
                         results.setdefault(("paced", name), []).append(
                             load(port, args.paced_requests, args.paced_rate))
-            lost = dropped(ports["clickrelay"])
+            seen = counters(ports["clickrelay"])
         finally:
             parent.send(None)
             generator.join()
@@ -339,11 +341,11 @@ def main() -> None:
     redirected = results[("warm-up", "")][0].statuses.get(302, 0) + sum(
         r.statuses.get(302, 0) for (mode, name), rounds in results.items()
         if name == "clickrelay" for r in rounds)
-    report(args, results, redirected, stored, lost)
+    report(args, results, redirected, stored, seen)
 
 
 def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Round]],
-           redirected: int, stored: int, lost: float) -> None:
+           redirected: int, stored: int, seen: dict[str, float]) -> None:
     print(f"{args.rounds} rounds per server and mode, {args.connections} keep-alive "
           f"connections, cpus={os.cpu_count()}, python {sys.version.split()[0]}")
     medians: dict[tuple[str, str], dict[str, float]] = {}
@@ -365,8 +367,11 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Round]]
                   f"load generator {m['generator']:.1f} µs")
     ratio = medians[("saturated", "clickrelay")]["rps"] / medians[("saturated", "bare")]["rps"]
     print(f"throughput ratio clickrelay/bare: {ratio:.2f}")
+    batches = seen["clickrelay_observation_batch_size_count"]
     print(f"clickrelay: {redirected} redirects, {stored} observations stored, "
-          f"dropped counter {lost:.0f}")
+          f"dropped counter {seen['clickrelay_observations_dropped_total']:.0f}; "
+          f"{batches:.0f} transactions, "
+          f"{seen['clickrelay_observation_batch_size_sum'] / batches:.1f} observations each")
 
 
 if __name__ == "__main__":
