@@ -1,0 +1,63 @@
+"""The store's side of a click: observations written through
+``SqliteStore.record_observations`` in batches (one multi-row INSERT, one fsync each) into
+a fresh database as it grows, wall and process CPU time per observation for every block.
+
+    .venv/bin/python bench/observation_store.py [--blocks 6] [--block 50000] [--batch 25]
+        [--drop-index NAME ...]
+
+``--drop-index`` removes an index of ``observations`` first, to see what its upkeep
+costs. Observations are spread over 2000 messages (as bench/redirect.py's links are)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from store.records import Observation  # noqa: E402
+from store.sqlite import SqliteStore  # noqa: E402
+
+HEADERS = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+           "accept-language": "en-GB,en;q=0.9", "sec-fetch-site": "none",
+           "sec-fetch-mode": "navigate", "sec-fetch-dest": "document", "sec-fetch-user": "?1"}
+AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/131.0.0.0 Safari/537.36")
+DESTINATION = "https://shop.example.com/item?id=12345&utm_source=newsletter&utm_medium=email"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--blocks", type=int, default=6)
+    parser.add_argument("--block", type=int, default=50_000, help="observations per block")
+    parser.add_argument("--batch", type=int, default=25, help="observations per transaction")
+    parser.add_argument("--drop-index", action="append", default=[], metavar="NAME")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = await SqliteStore.open(Path(tmp) / "clickrelay.db")
+        for name in args.drop_index:
+            await store.db.write_statement(f'DROP INDEX "{name}"')
+        written = 0
+        for _ in range(args.blocks):
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(args.block // args.batch):
+                now = time.time_ns() // 1000
+                batch = [Observation(f"0193c5a2-7b1e-7c3a-9f0e-{(written + i) % 2000:012d}",
+                                     i % 7, DESTINATION, "bench1", now, "GET", AGENT, HEADERS,
+                                     None, "abcdef0123456789abcdef", now + 3_600_000_000)
+                         for i in range(args.batch)]
+                await store.record_observations(batch)
+                written += args.batch
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            print(f"rows {written:8d}: {wall / args.block * 1e6:5.1f} µs wall, "
+                  f"{cpu / args.block * 1e6:5.1f} µs CPU an observation", flush=True)
+        await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
