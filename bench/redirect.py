@@ -217,7 +217,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_clickrelay(tmp: Path, http_port: int) -> subprocess.Popen[bytes]:
+def write_config(tmp: Path, http_port: int = 0) -> Path:
+    """clickrelay's configuration for the bench: one project, links of ``HOST``."""
     settings = {
         "smtp": {"listen": f"127.0.0.1:{free_port()}"},
         "upstream": {"url": f"maildir:{tmp / 'outbox'}"},
@@ -231,6 +232,11 @@ def start_clickrelay(tmp: Path, http_port: int) -> subprocess.Popen[bytes]:
     }
     path = tmp / "bench.toml"
     path.write_text(tomlkit.dumps(settings))
+    return path
+
+
+def start_clickrelay(tmp: Path, http_port: int) -> subprocess.Popen[bytes]:
+    path = write_config(tmp, http_port)
     return subprocess.Popen([sys.executable, "-m", "relay.cli", "--log-level", "error", "serve",
                              "--config", str(path)], cwd=ROOT)
 

@@ -22,14 +22,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import tomlkit
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from redirect import SECRET, click_requests  # noqa: E402
+from redirect import click_requests, write_config  # noqa: E402
 
 from relay.config import load_config  # noqa: E402
 from store.records import Observation  # noqa: E402
@@ -127,23 +126,6 @@ async def bare_factory() -> tuple[Callable[[], asyncio.Protocol], web.AppRunner]
     await runner.setup()
     assert runner.server is not None
     return runner.server, runner
-
-
-def write_config(tmp: Path) -> Path:
-    settings = {
-        "smtp": {"listen": "127.0.0.1:0"},
-        "upstream": {"url": f"maildir:{tmp / 'outbox'}"},
-        "http": {"listen": "127.0.0.1:0"},
-        "tracking": {"base_url": "http://t.localhost:8080", "settle_seconds": 3600,
-                     "signing_keys": [{"id": "k1", "secret": SECRET}]},
-        "store": {"url": f"sqlite:///{tmp / 'clickrelay.db'}"},
-        "api": {"team_token": "bench-team-token-0123456789"},
-        "projects": [{"id": "bench", "sid": "bench1", "token": "bench-project-token-0123456789",
-                      "routes": [{"id": "r", "slug": "r", "default": True, "track_clicks": True}]}],
-    }
-    path = tmp / "bench.toml"
-    path.write_text(tomlkit.dumps(settings))
-    return path
 
 
 async def main() -> None:
