@@ -10,13 +10,17 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from relay.server import Running
+from relay.server import Running, running
 from store.records import Observation
-from tests.conftest import wait_until
+from store.sqlite import SqliteStore
+from tests.conftest import wait_until, write_config
 from tests.redirecting import HOST, token
 from tracker import front
 from tracker.redirect import NOT_FOUND_PAGE
@@ -222,3 +226,36 @@ async def test_an_idle_connection_is_closed(relay: Running,
     assert (await asyncio.wait_for(read_reply(reader), 30)).status == 302
     assert await asyncio.wait_for(reader.read(), 30) == b""  # closed by the server
     writer.close()
+
+
+async def test_a_stop_sends_the_answers_owed_before_it_closes(
+    settings: dict[str, Any], config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, gate = asyncio.Event(), asyncio.Event()
+    async with AsyncExitStack() as stack:
+        relay = await stack.enter_async_context(running(write_config(config_path, settings)))
+        original = relay.store.record_observations
+
+        async def slow(batch: Sequence[Observation]) -> None:
+            entered.set()
+            await gate.wait()
+            await original(batch)
+
+        monkeypatch.setattr(relay.store, "record_observations", slow)  # a slow disk
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.http_port)
+        writer.write(get(f"/c/{token(message_id='m-stop')}"))
+        await asyncio.wait_for(entered.wait(), 30)
+        stopping = asyncio.create_task(stack.aclose())  # the click's commit is still held
+        await asyncio.sleep(0.1)
+        assert not stopping.done()
+        gate.set()
+        answer = await asyncio.wait_for(read_reply(reader), 30)
+        assert answer.status == 302
+        assert await asyncio.wait_for(reader.read(), 30) == b""  # then it closed
+        await stopping
+        writer.close()
+    store = await SqliteStore.open(relay.config().store.path)
+    try:
+        assert len(await store.get_observations("m-stop")) == 1
+    finally:
+        await store.close()
