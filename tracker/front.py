@@ -154,6 +154,9 @@ class ClickProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         # As aiohttp's ``request.remote``.
         self.peer = str(peer[0]) if isinstance(peer, (list, tuple)) else str(peer)
+        if self.front.closing:  # accepted just before the listener closed
+            transport.close()
+            return
         self.front.connections.add(self)
         self.last_seen = self.loop.time()
         self.idle_timer = self.loop.call_at(self.last_seen + KEEPALIVE_TIMEOUT, self._idle)
