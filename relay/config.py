@@ -193,14 +193,11 @@ def _address(t: Table, name: str, default: str | None) -> str:
 def _upstream(t: Table, base: Path) -> UpstreamConfig:
     url = t.text("url", "maildir:./data/outbox", secret=True)
     common: dict[str, Any] = {
-        "max_retry_hours": t.get("max_retry_hours", float, 48.0),
-        "timeout_seconds": t.get("timeout_seconds", float, 60.0),
-        "retry_initial_seconds": t.get("retry_initial_seconds", float, 30.0),
+        "max_retry_hours": t.positive_number("max_retry_hours", 48.0),
+        "timeout_seconds": t.positive_number("timeout_seconds", 60.0),
+        "retry_initial_seconds": t.positive_number("retry_initial_seconds", 30.0),
         "concurrency": t.positive("concurrency", 8),
     }
-    for name in ("max_retry_hours", "timeout_seconds", "retry_initial_seconds"):
-        if common[name] <= 0:
-            raise t.error(name, "must be positive")
     t.done()
     if url.startswith("maildir:"):
         target = url[len("maildir:") :]
@@ -338,15 +335,12 @@ def _route(t: Table) -> RouteConfig:
 
 def _webhook_delivery(t: Table) -> WebhookDeliveryConfig:
     cfg = WebhookDeliveryConfig(
-        max_retry_hours=t.get("max_retry_hours", float, 24.0),
-        retry_initial_seconds=t.get("retry_initial_seconds", float, 10.0),
+        max_retry_hours=t.positive_number("max_retry_hours", 24.0),
+        retry_initial_seconds=t.positive_number("retry_initial_seconds", 10.0),
         concurrency=t.positive("concurrency", 8),
         per_webhook_concurrency=t.positive("per_webhook_concurrency", 4),
-        timeout_seconds=t.get("timeout_seconds", float, 10.0),
+        timeout_seconds=t.positive_number("timeout_seconds", 10.0),
     )
-    for name in ("max_retry_hours", "retry_initial_seconds", "timeout_seconds"):
-        if getattr(cfg, name) <= 0:
-            raise t.error(name, "must be positive")
     if cfg.per_webhook_concurrency > cfg.concurrency:
         raise t.error("per_webhook_concurrency", "must not exceed concurrency")
     t.done()

@@ -19,23 +19,17 @@ class RetentionConfig:
 
 def parse_health(t: Table) -> HealthConfig:
     cfg = HealthConfig(
-        max_overdue_minutes=t.get("max_overdue_minutes", float, 15.0),
-        gauge_interval_seconds=t.get("gauge_interval_seconds", float, 10.0),
+        max_overdue_minutes=t.positive_number("max_overdue_minutes", 15.0),
+        gauge_interval_seconds=t.positive_number("gauge_interval_seconds", 10.0),
     )
-    for name in ("max_overdue_minutes", "gauge_interval_seconds"):
-        if getattr(cfg, name) <= 0:
-            raise t.error(name, "must be positive")
     t.done()
     return cfg
 
 
 def parse_retention(t: Table) -> RetentionConfig:
     cfg = RetentionConfig(
-        days=t.get("days", float, 28.0),
-        interval_minutes=t.get("interval_minutes", float, 60.0),
+        days=t.positive_number("days", 28.0),
+        interval_minutes=t.positive_number("interval_minutes", 60.0),
     )
-    for name in ("days", "interval_minutes"):
-        if getattr(cfg, name) <= 0:
-            raise t.error(name, "must be positive")
     t.done()
     return cfg

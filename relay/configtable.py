@@ -59,6 +59,13 @@ class Table:
             raise self.error(name, f"must be a positive integer, not {value}")
         return value
 
+    def positive_number(self, name: str, default: float = _MISSING) -> float:
+        """A number greater than zero (an integer is taken as a float)."""
+        value = self.get(name, float, default)
+        if value <= 0:
+            raise self.error(name, "must be positive")
+        return value
+
     def strings(self, name: str, default: tuple[str, ...] = _MISSING) -> tuple[str, ...]:
         items = self.get(name, list, list(default) if default is not _MISSING else _MISSING)
         if not all(isinstance(i, str) for i in items):
