@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import tomlkit
@@ -15,7 +15,11 @@ import tomlkit
 from relay.config import Config, load_config
 from relay.server import Running, running
 from tests.receiver import Receiver
+from tests.silent import Silent
 from tests.sink import Sink
+
+if TYPE_CHECKING:
+    from tests.api_helpers import Clients
 
 PROJECT_TOKEN = "test-project-token-0123456789"
 OTHER_TOKEN = "test-other-token-0123456789"
@@ -72,6 +76,25 @@ async def receiver() -> AsyncIterator[Receiver]:
     await r.start()
     yield r
     await r.stop()
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[Silent]:
+    """A TCP server that accepts and never answers (tests/silent.py)."""
+    s = Silent()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+def sdk(relay: Running) -> Iterator[Clients]:
+    """Lettermint SDK clients against the relay, closed at the end of the test."""
+    from tests.api_helpers import Clients  # it imports this module
+
+    clients = Clients(relay)
+    yield clients
+    clients.close()
 
 
 @pytest.fixture

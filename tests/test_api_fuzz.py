@@ -9,7 +9,6 @@ example database; all traffic stays on loopback."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +47,6 @@ def settings(settings: dict[str, Any], receiver: Receiver) -> dict[str, Any]:
     settings["projects"][0]["webhooks"] = [
         {"id": "acme-hook", "url": receiver.url("acme-hook"), "secret": "whsec_fuzz_0123456789"}]
     return settings
-
-
-@pytest.fixture
-def sdk(relay: Running) -> Iterator[Clients]:
-    clients = Clients(relay)
-    yield clients
-    clients.close()
 
 
 @pytest.mark.slow

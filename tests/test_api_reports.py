@@ -6,7 +6,6 @@ that the SDK's ``Webhook(secret).verify`` accepts."""
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,13 +38,6 @@ def settings(settings: dict[str, Any], receiver: Receiver) -> dict[str, Any]:
          "enabled": False},
     ]
     return settings
-
-
-@pytest.fixture
-def sdk(relay: Running) -> Iterator[Clients]:
-    clients = Clients(relay)
-    yield clients
-    clients.close()
 
 
 def today() -> str:

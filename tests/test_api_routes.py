@@ -8,7 +8,7 @@ import asyncio
 import json
 import os
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +44,6 @@ async def relay(settings: dict[str, Any], config_path: Path) -> AsyncIterator[Ru
     await write_text(config_path, commented(settings))
     async with running(load_config(config_path)) as r:
         yield r
-
-
-@pytest.fixture
-def sdk(relay: Running) -> Iterator[Clients]:
-    clients = Clients(relay)
-    yield clients
-    clients.close()
 
 
 async def patch(relay: Running, route_id: str, body: dict[str, Any]) -> tuple[int, Any]:

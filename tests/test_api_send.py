@@ -9,7 +9,6 @@ import base64
 import email
 import email.policy
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,13 +20,6 @@ from tests.api_helpers import TRACKED, Clients, call, http
 from tests.api_helpers import email as message
 from tests.conftest import OTHER_TOKEN, finished
 from tests.sink import Sink
-
-
-@pytest.fixture
-def sdk(relay: Running) -> Iterator[Clients]:
-    clients = Clients(relay)
-    yield clients
-    clients.close()
 
 
 def parsed(content: bytes) -> email.message.EmailMessage:

@@ -29,14 +29,6 @@ async def get(relay: Running, path: str) -> tuple[int, Any]:
 
 
 @pytest.fixture
-async def silent() -> AsyncIterator[Silent]:
-    s = Silent()
-    await s.start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
 async def hung(tmp_path: Path, settings: dict[str, Any], silent: Silent
                ) -> AsyncIterator[Running]:
     """A relay whose upstream accepts connections and never answers: the delivery worker

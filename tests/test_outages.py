@@ -60,14 +60,6 @@ async def test_mail_waits_while_the_upstream_is_down_or_busy_then_goes_out(
     assert [a.outcome for a in attempts][-1] == "delivered"
 
 
-@pytest.fixture
-async def silent() -> AsyncIterator[Silent]:
-    s = Silent()
-    await s.start()
-    yield s
-    await s.stop()
-
-
 async def test_mail_waits_while_the_upstream_hangs_then_goes_out(
     tmp_path: Path, settings: dict[str, Any], silent: Silent
 ) -> None:
