@@ -12,9 +12,10 @@ sent must have one. ``settle_seconds`` is set to an hour so that promotion of th
 observations, separate background work, does not run during the measurement.
 
 The CPU time each server used in the saturated rounds is read from ``/proc`` (per thread:
-the event loop's thread, and the others, such as SQLite's) and reported per request,
-with the load generator's own, so that a run shows whether the generator had CPU to
-spare and where the server's time went."""
+the event loop's thread, the others, such as SQLite's, and the child processes, such as
+clickrelay's observation writer) and reported per request, with the load generator's
+own, so that a run shows whether the generator had CPU to spare and where the server's
+time went."""
 
 from __future__ import annotations
 
@@ -87,14 +88,26 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return out
 
 
+def children_cpu(pid: int) -> dict[int, float]:
+    """``thread_cpu`` of every child process of a process (clickrelay's observation
+    writer), together."""
+    out: dict[int, float] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+        for child in f.read().split():
+            with contextlib.suppress(OSError):  # a child that ended meanwhile
+                out.update(thread_cpu(int(child)))
+    return out
+
+
 def cpu_per_request(server: int, before: dict[str, dict[int, float]],
                     after: dict[str, dict[int, float]], requests: int) -> dict[str, float]:
     """µs per request: the server's event loop thread (its main thread), its other
-    threads together, and the load generator."""
+    threads together, its child processes, and the load generator."""
     def used(name: str, threads: set[int]) -> float:
         return sum(after[name][t] - before[name].get(t, 0.0) for t in threads) * 1e6 / requests
     others = set(after["server"]) - {server}
     return {"loop": used("server", {server}), "threads": used("server", others),
+            "children": used("children", set(after["children"])),
             "generator": used("generator", set(after["generator"]))}
 
 
@@ -306,13 +319,17 @@ def main() -> None:
     generator_pid = generator.pid
     assert generator_pid is not None
 
+    def cpu_now(server: int) -> dict[str, dict[int, float]]:
+        return {"server": thread_cpu(server), "children": children_cpu(server),
+                "generator": thread_cpu(generator_pid)}
+
     def load(port: int, total: int, rate: float = 0.0, server: int = 0) -> Round:
         if server:
-            before = {"server": thread_cpu(server), "generator": thread_cpu(generator_pid)}
+            before = cpu_now(server)
         parent.send((port, requests, total, args.connections, rate))
         result: Round = parent.recv()
         if server:
-            after = {"server": thread_cpu(server), "generator": thread_cpu(generator_pid)}
+            after = cpu_now(server)
             cpu = cpu_per_request(server, before, after, total)
             result = Round(result.rps, result.p50_ms, result.p99_ms, result.statuses, cpu)
         return result
@@ -368,9 +385,11 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Round]]
         cpu = [r.cpu_us for r in results[("saturated", name)] if r.cpu_us]
         if cpu:
             m = {k: statistics.median(c[k] for c in cpu) for k in cpu[0]}
-            print(f"saturated {name:>10}: CPU per request {m['loop'] + m['threads']:5.1f} µs "
-                  f"(event loop thread {m['loop']:.1f}, other threads {m['threads']:.1f}); "
-                  f"load generator {m['generator']:.1f} µs")
+            total = m["loop"] + m["threads"] + m["children"]
+            print(f"saturated {name:>10}: CPU per request {total:5.1f} µs "
+                  f"(event loop thread {m['loop']:.1f}, other threads {m['threads']:.1f}, "
+                  f"child processes {m['children']:.1f}); load generator "
+                  f"{m['generator']:.1f} µs")
     ratio = medians[("saturated", "clickrelay")]["rps"] / medians[("saturated", "bare")]["rps"]
     # Each clickrelay round against the bare round right after it: the machine's state
     # changes between rounds more than within a pair.

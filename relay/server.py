@@ -1,5 +1,6 @@
-"""One process, one event loop: the SMTP listeners, the HTTP server and the background
-workers, started in order and stopped in reverse (DESIGN §1)."""
+"""One event loop: the SMTP listeners, the HTTP server and the background workers,
+started in order and stopped in reverse (DESIGN §1); beside it, one process that commits
+the clicks' observations (store/writer.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from relay.smtp import SubmissionHandler, protocol_factory, tls_context
 from relay.submission import Submitter
 from relay.upstream import make_upstream
 from store.sqlite import SqliteStore
+from store.writer import ObservationWriter
 from tracker.app import QUEUE_HEALTH_KEY, make_app
 from tracker.front import Front
 from tracker.health import QueueHealth
@@ -50,6 +52,7 @@ class Running:
     app: web.Application
     promotion: PromotionWorker
     webhooks: WebhookDispatcher
+    observation_writer: ObservationWriter
     smtp_addresses: list[tuple[str, int]] = field(default_factory=list)
     smtps_addresses: list[tuple[str, int]] = field(default_factory=list)
     http_addresses: list[tuple[str, int]] = field(default_factory=list)
@@ -79,7 +82,10 @@ async def running(config: Config) -> AsyncIterator[Running]:
         upstream = make_upstream(config.upstream, config.smtp.hostname)
         delivery = DeliveryWorker(live, store, upstream, metrics)
         submitter = Submitter(live, store, metrics, on_spooled=delivery.wake)
-        recorder = ObservationRecorder(live, store, metrics)
+        writer = ObservationWriter(config.store.path)
+        await writer.start()
+        stack.push_async_callback(writer.close)  # after the recorder's last batch
+        recorder = ObservationRecorder(live, writer, metrics)
         webhooks = WebhookDispatcher(live, store, metrics)
         promotion = PromotionWorker(live, store, metrics, lambda: live().classification,
                                     on_deliveries=webhooks.wake)
@@ -87,7 +93,7 @@ async def running(config: Config) -> AsyncIterator[Running]:
         add_api_routes(app, live, store, submitter, wake_webhooks=webhooks.wake)
         app[QUEUE_HEALTH_KEY] = QueueHealth(lambda: live().health, store)
         upkeep = [QueueGauges(live, store, metrics).run, RetentionWorker(live, store, metrics).run]
-        r = Running(live, store, metrics, submitter, delivery, app, promotion, webhooks)
+        r = Running(live, store, metrics, submitter, delivery, app, promotion, webhooks, writer)
         recorder.start()
         stack.push_async_callback(recorder.stop)  # after the HTTP server: flush, then stop
         await _start_workers(stack, [delivery.run, live.watch, promotion.run, webhooks.run,

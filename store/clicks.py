@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from store.db import Database, Row
 from store.records import Observation
 
-# SQLite binds at most 32766 parameters per statement; 11 per row.
+if TYPE_CHECKING:
+    from store.db import Database, Row
+
+# SQLite binds at most 32766 parameters per statement.
+VALUES_PER_ROW = 11
 ROWS_PER_STATEMENT = 500
 _COLUMNS = (
     "id, message_id, link_index, destination, project_sid, at, method, user_agent, headers,"
@@ -26,16 +30,15 @@ class ClickStore:
     async def record_observations(self, batch: Sequence[Observation]) -> None:
         """Write a batch atomically; on return every observation is on disk. Up to
         ``ROWS_PER_STATEMENT`` rows go in one multi-row INSERT, a transaction on its own:
-        one trip to the database thread and one fsync for the whole batch."""
-        if not batch:
-            return
-        if len(batch) <= ROWS_PER_STATEMENT:
-            await self.db.write_statement(_insert(len(batch)), _values(batch))
-            return
-        async with self.db.transaction() as tx:
-            for start in range(0, len(batch), ROWS_PER_STATEMENT):
-                chunk = batch[start : start + ROWS_PER_STATEMENT]
-                await tx.execute(_insert(len(chunk)), _values(chunk))
+        one trip to the database thread and one fsync for the whole batch. (The tracker
+        writes its clicks through store/writer.py instead, in a process of its own.)"""
+        statements = insert_statements(len(batch), observation_values(batch))
+        if len(statements) == 1:
+            await self.db.write_statement(*statements[0])
+        elif statements:
+            async with self.db.transaction() as tx:
+                for sql, params in statements:
+                    await tx.execute(sql, params)
 
     async def get_observations(self, message_id: str) -> list[Observation]:
         """A message's observations in click order."""
@@ -50,15 +53,25 @@ class ClickStore:
         return int(row[0]) if row else 0
 
 
-def _values(batch: Sequence[Observation]) -> list[object]:
-    """The parameters of a multi-row INSERT, row after row (the column order of
-    ``_insert``); the headers as a JSON object."""
+def observation_values(batch: Sequence[Observation]) -> list[object]:
+    """The parameters of the INSERTs of a batch, row after row (the column order of
+    ``insert_statements``); the headers as a JSON object."""
     values: list[object] = []
     for o in batch:
         values += (o.message_id, o.link_index, o.destination, o.project_sid, o.at, o.method,
                    o.user_agent, _headers_json(o.headers), o.network, o.addr_hash,
                    o.promote_after)
     return values
+
+
+def insert_statements(rows: int, values: list[object]) -> list[tuple[str, list[object]]]:
+    """The multi-row INSERTs that write ``rows`` observations given as
+    ``observation_values``: one per ``ROWS_PER_STATEMENT`` rows."""
+    if rows <= ROWS_PER_STATEMENT:
+        return [(_insert(rows), values)] if rows else []
+    return [(_insert(min(ROWS_PER_STATEMENT, rows - first)),
+             values[first * VALUES_PER_ROW : (first + ROWS_PER_STATEMENT) * VALUES_PER_ROW])
+            for first in range(0, rows, ROWS_PER_STATEMENT)]
 
 
 def _headers_json(headers: dict[str, str]) -> str:

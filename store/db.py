@@ -18,6 +18,8 @@ from typing import Any
 
 import aiosqlite
 
+from store.pragmas import PRAGMAS
+
 Row = aiosqlite.Row
 
 
@@ -80,12 +82,7 @@ class Database:
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = aiosqlite.Row
-    for pragma in (
-        "PRAGMA journal_mode = WAL",
-        "PRAGMA synchronous = FULL",
-        "PRAGMA foreign_keys = ON",
-        "PRAGMA busy_timeout = 5000",
-    ):
+    for pragma in PRAGMAS:
         await conn.execute(pragma)
     return conn
 

@@ -198,14 +198,15 @@ async def test_a_click_whose_client_left_is_still_stored(
     relay: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entered, gate = asyncio.Event(), asyncio.Event()
-    original = relay.store.record_observations
+    original = relay.observation_writer.record_observations
 
     async def slow(batch: Sequence[Observation]) -> None:
         entered.set()
         await gate.wait()
         await original(batch)
 
-    monkeypatch.setattr(relay.store, "record_observations", slow)  # the fault: a slow disk
+    # The fault: a slow disk.
+    monkeypatch.setattr(relay.observation_writer, "record_observations", slow)
     _, writer = await asyncio.open_connection("127.0.0.1", relay.http_port)
     writer.write(get(f"/c/{token(message_id='m-gone')}"))
     await writer.drain()
@@ -234,14 +235,14 @@ async def test_a_stop_sends_the_answers_owed_before_it_closes(
     entered, gate = asyncio.Event(), asyncio.Event()
     async with AsyncExitStack() as stack:
         relay = await stack.enter_async_context(running(write_config(config_path, settings)))
-        original = relay.store.record_observations
+        original = relay.observation_writer.record_observations
 
         async def slow(batch: Sequence[Observation]) -> None:
             entered.set()
             await gate.wait()
             await original(batch)
 
-        monkeypatch.setattr(relay.store, "record_observations", slow)  # a slow disk
+        monkeypatch.setattr(relay.observation_writer, "record_observations", slow)  # a slow disk
         reader, writer = await asyncio.open_connection("127.0.0.1", relay.http_port)
         writer.write(get(f"/c/{token(message_id='m-stop')}"))
         await asyncio.wait_for(entered.wait(), 30)

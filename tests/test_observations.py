@@ -37,8 +37,9 @@ class GatedStore:
     def __init__(self, relay: Running, monkeypatch: pytest.MonkeyPatch) -> None:
         self.batches: list[int] = []
         self.gate = asyncio.Event()
-        self._original = relay.store.record_observations
-        monkeypatch.setattr(relay.store, "record_observations", self.record_observations)
+        self._original = relay.observation_writer.record_observations
+        monkeypatch.setattr(relay.observation_writer, "record_observations",
+                            self.record_observations)
 
     async def record_observations(self, batch: Sequence[Observation]) -> None:
         self.batches.append(len(batch))
@@ -117,7 +118,7 @@ async def test_failing_store_still_redirects_and_counts_the_drop(
     async def broken(batch: Sequence[Observation]) -> None:
         raise OSError("disk I/O error")
 
-    monkeypatch.setattr(relay.store, "record_observations", broken)
+    monkeypatch.setattr(relay.observation_writer, "record_observations", broken)
     answer = await click(relay, token(message_id="m-lost"))
     assert answer.status == 302
     assert sample(relay, "clickrelay_observations_dropped_total") == 1
@@ -129,7 +130,7 @@ async def test_transient_store_error_is_retried_before_the_redirect(
     patient_relay: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     relay = patient_relay
-    original = relay.store.record_observations
+    original = relay.observation_writer.record_observations
     failures = [OSError("database is locked")]
 
     async def flaky(batch: Sequence[Observation]) -> None:
@@ -137,7 +138,7 @@ async def test_transient_store_error_is_retried_before_the_redirect(
             raise failures.pop()
         await original(batch)
 
-    monkeypatch.setattr(relay.store, "record_observations", flaky)
+    monkeypatch.setattr(relay.observation_writer, "record_observations", flaky)
     assert (await click(relay, token(message_id="m-retry"))).status == 302
     assert len(await relay.store.get_observations("m-retry")) == 1
     assert sample(relay, "clickrelay_observations_dropped_total") == 0

@@ -107,6 +107,11 @@ class ObservationRecorder:
         """Observations waiting for the writer (not counting the batch being written)."""
         return len(self._queue)
 
+    @property
+    def writing(self) -> int:
+        """Observations in the batch being written."""
+        return len(self._inflight)
+
     async def record(self, observation: Observation) -> bool:
         """Queue the observation; True once it is committed, False if the deadline passed
         first or it could not be queued (the caller redirects either way)."""

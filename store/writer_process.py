@@ -1,0 +1,91 @@
+"""The observation writer's process (``python -m store.writer_process <database>``): it
+commits the batches of observations that the server (store/writer.py) sends it.
+
+The conversation, on the writer's standard input and output, one batch at a time:
+
+- request: a 4-byte little-endian length, then ``marshal`` of ``(key, rows, values)``:
+  a random batch key, and the rows as ``store.clicks.observation_values`` lays them out;
+- answer: the same framing around ``(key, error)``, ``error`` None once the batch is
+  committed, else what SQLite said (nothing of the batch was written then).
+
+The first answer (key 0) says that the database is open. The writer commits each batch's
+key with it (table ``observation_writer``); a batch sent again after a writer died before
+answering (it may or may not have committed) keeps its key, and is not written twice.
+The writer ignores SIGINT and SIGTERM: it ends when its input closes, after answering the
+batch in hand, so that a Ctrl-C or a stop signal sent to the whole process group does not
+cut a commit short; the server closes its input after the last batch."""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import signal
+import sqlite3
+import struct
+import sys
+from typing import BinaryIO
+
+from store.clicks import insert_statements
+from store.pragmas import PRAGMAS
+
+FRAME = struct.Struct("<I")  # the length of the marshalled message that follows
+
+
+def main() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # the answers' pipe carries answers only
+    try:
+        db = sqlite3.connect(sys.argv[1], isolation_level=None)
+        for pragma in PRAGMAS:
+            db.execute(pragma)
+        db.execute("SELECT batch FROM observation_writer").fetchone()
+    except sqlite3.Error as exc:
+        _answer(answers, 0, f"{type(exc).__name__}: {exc}")
+        return
+    _answer(answers, 0, None)
+    with contextlib.suppress(BrokenPipeError):  # the server has gone: nothing to answer
+        while (request := _read_request(requests)) is not None:
+            key, rows, values = marshal.loads(request)
+            _answer(answers, key, commit(db, key, rows, values))
+    db.close()
+
+
+def commit(db: sqlite3.Connection, key: int, rows: int, values: list[object]) -> str | None:
+    """Write one batch with its key in one transaction, unless its key shows it was
+    written already. None when committed, else the error (and nothing was written)."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        (last,) = db.execute("SELECT batch FROM observation_writer").fetchone()
+        if last != key:
+            for sql, params in insert_statements(rows, values):
+                db.execute(sql, params)
+            db.execute("UPDATE observation_writer SET batch = ?", (key,))
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _read_request(stream: BinaryIO) -> bytes | None:
+    """The next request; None at the end of input (or a request cut off by it)."""
+    head = stream.read(FRAME.size)
+    if len(head) < FRAME.size:
+        return None
+    (size,) = FRAME.unpack(head)
+    body = stream.read(size)
+    return body if len(body) == size else None
+
+
+def _answer(stream: BinaryIO, key: int, error: str | None) -> None:
+    message = marshal.dumps((key, error))
+    stream.write(FRAME.pack(len(message)) + message)
+    stream.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The observation writer (store/writer.py): the process that commits the tracker's clicks.
+A batch is on disk when ``record_observations`` returns; a batch sent again is written
+once; SQLite's errors come back by name; a writer that dies is replaced, and one that is
+killed while clicks come in loses and doubles none of them."""
+
+from __future__ import annotations
+
+import asyncio
+import marshal
+import os
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from relay.server import Running, running
+from store.clicks import observation_values
+from store.records import Observation
+from store.sqlite import SqliteStore
+from store.writer import ObservationWriteError, ObservationWriter
+from tests.conftest import wait_until, write_config
+from tests.redirecting import click, token
+from tests.test_observations import recorder_of
+
+FRAME = struct.Struct("<I")
+
+
+def observation(i: int, message_id: str = "m-1") -> Observation:
+    return Observation(message_id, i % 3, f"https://bücher.example/straße?n={i}", "acme1",
+                       1_700_000_000_000_000 + i, "GET" if i % 2 else "HEAD",
+                       "Mozilla/5.0 (Macintosh) Safari/605.1.15",
+                       {"accept": "text/html", "accept-language": "de-CH, fr;q=0.8"},
+                       "exchange-online" if i % 2 else None, f"{i:016x}",
+                       1_700_000_060_000_000 + i)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = await SqliteStore.open(tmp_path / "clickrelay.db")  # creates the schema
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def writer(store: SqliteStore) -> AsyncIterator[ObservationWriter]:
+    writer = ObservationWriter(store.db.path)
+    await writer.start()
+    yield writer
+    await writer.close()
+
+
+def stored(o: Observation) -> tuple[object, ...]:
+    return (o.message_id, o.link_index, o.destination, o.project_sid, o.at, o.method,
+            o.user_agent, o.headers, o.network, o.addr_hash, o.promote_after, o.state)
+
+
+async def test_a_batch_is_on_disk_when_the_writer_answers(
+    store: SqliteStore, writer: ObservationWriter
+) -> None:
+    batch = [observation(i) for i in range(3)]
+    await writer.record_observations(batch)
+    assert writer.pid is not None and writer.pid != os.getpid()
+    assert [stored(o) for o in await store.get_observations("m-1")] == [
+        stored(o) for o in batch
+    ]
+
+
+async def test_a_batch_larger_than_one_statement_is_written_whole(
+    store: SqliteStore, writer: ObservationWriter
+) -> None:
+    batch = [observation(i, f"m-{i % 7}") for i in range(1_234)]
+    await writer.record_observations(batch)
+    assert await store.count_observations() == 1_234
+
+
+async def test_the_same_batch_sent_again_is_written_once(
+    store: SqliteStore, writer: ObservationWriter
+) -> None:
+    batch = [observation(i) for i in range(3)]
+    await writer.record_observations(batch)
+    await writer.record_observations(batch)  # as the recorder retries a failed batch
+    assert await store.count_observations() == 3
+    await writer.record_observations(list(batch))  # equal clicks, a new batch: new rows
+    assert await store.count_observations() == 6
+
+
+async def test_a_batch_committed_by_a_writer_that_died_before_answering_is_not_doubled(
+    store: SqliteStore,
+) -> None:
+    """Spoken to directly: the first writer commits the batch, its answer is never read
+    (the server cannot tell whether it committed); the next writer gets the batch again
+    under the same key, answers that it is committed, and writes nothing."""
+    batch = [observation(i) for i in range(4)]
+    request = marshal.dumps((12345, len(batch), observation_values(batch)))
+    for _ in range(2):
+        assert await asyncio.to_thread(commit_unread, store.db.path, request) == (12345, None)
+    assert await store.count_observations() == 4
+
+
+def commit_unread(path: Path, request: bytes) -> tuple[int, str | None]:
+    """Start a writer, send it one request, read its answer, kill it: it has committed
+    and answered, but as far as any server knows it died with the batch in hand."""
+    with subprocess.Popen([sys.executable, "-m", "store.writer_process", str(path)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as process:
+        assert process.stdin is not None and process.stdout is not None
+        assert answer(process.stdout) == (0, None)  # the database is open
+        process.stdin.write(FRAME.pack(len(request)) + request)
+        process.stdin.flush()
+        reply = answer(process.stdout)
+        process.kill()
+    return reply
+
+
+def answer(stream: IO[bytes]) -> tuple[int, str | None]:
+    (size,) = FRAME.unpack(stream.read(FRAME.size))
+    key, error = marshal.loads(stream.read(size))
+    return key, error
+
+
+async def test_sqlite_errors_come_back_by_name_and_the_writer_goes_on(
+    store: SqliteStore, writer: ObservationWriter
+) -> None:
+    pid = writer.pid
+    bad = [observation(1), observation(2, message_id=None)]  # type: ignore[arg-type]
+    with pytest.raises(ObservationWriteError, match="NOT NULL constraint failed"):
+        await writer.record_observations(bad)
+    assert await store.count_observations() == 0  # nothing of a failed batch
+    await writer.record_observations([observation(3)])
+    assert writer.pid == pid
+    assert await store.count_observations() == 1
+
+
+async def test_a_writer_that_was_killed_is_replaced_at_the_next_batch(
+    store: SqliteStore, writer: ObservationWriter
+) -> None:
+    first = writer.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    await writer.record_observations([observation(1)])
+    assert writer.pid not in (None, first)
+    assert await store.count_observations() == 1
+
+
+async def test_the_writer_ignores_an_interrupt_sent_to_the_process_group(
+    store: SqliteStore, writer: ObservationWriter
+) -> None:
+    pid = writer.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)  # Ctrl-C in a terminal reaches every process of the group
+    os.kill(pid, signal.SIGTERM)
+    await writer.record_observations([observation(1)])
+    assert writer.pid == pid
+    assert await store.count_observations() == 1
+
+
+async def test_close_lets_the_batch_in_hand_finish(
+    store: SqliteStore, writer: ObservationWriter
+) -> None:
+    pid = writer.pid
+    recording = asyncio.create_task(writer.record_observations([observation(1)]))
+    await asyncio.sleep(0)  # the batch is on its way
+    await writer.close()
+    await recording
+    assert await store.count_observations() == 1
+    with pytest.raises(ProcessLookupError):  # exited and reaped
+        os.kill(pid or 0, 0)
+
+
+async def test_a_writer_that_cannot_open_the_database_stops_the_start(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-clickrelay.db"
+    sqlite3.connect(path).close()  # a database without clickrelay's schema
+    with pytest.raises(ObservationWriteError, match="no such table: observation_writer"):
+        await ObservationWriter(path).start()
+
+
+async def test_a_writer_killed_while_clicks_come_in_loses_and_doubles_none(
+    relay: Running,
+) -> None:
+    """Clicks in waves over HTTP, the writer killed (SIGKILL) during each of the first
+    waves, at whatever point of a batch it is (before the first commit, after the first
+    answer, after half of them): every click is redirected, and stored exactly once
+    (those past their deadline are stored late)."""
+    answers = []
+    for wave in range(6):
+        clicks = [asyncio.ensure_future(click(relay, token(message_id=f"m-{wave}-{i}")))
+                  for i in range(40)]
+        if wave < 4:
+            while sum(c.done() for c in clicks) < (0, 1, 20, 39)[wave]:
+                await asyncio.wait([c for c in clicks if not c.done()],
+                                   return_when=asyncio.FIRST_COMPLETED)
+            pid = relay.observation_writer.pid
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+        answers += await asyncio.gather(*clicks)
+    assert [a.status for a in answers] == [302] * 240
+    await wait_until(_count_is(relay, 240))
+    rows = await relay.store.db.fetchall(
+        "SELECT message_id, COUNT(*) FROM observations GROUP BY message_id HAVING COUNT(*) > 1")
+    assert rows == []
+
+
+async def test_a_writer_killed_with_a_batch_in_hand_is_replaced_and_the_batch_written(
+    relay: Running,
+) -> None:
+    """The batch is sent and not answered (the writer waits for the database's write
+    lock, held here) when the writer is killed: the next writer commits it."""
+    recorder = recorder_of(relay)
+    holder = sqlite3.connect(relay.store.db.path, isolation_level=None, timeout=30,
+                             check_same_thread=False)
+    # Off the event loop: the relay's own writes may need the loop to finish theirs.
+    await asyncio.to_thread(holder.execute, "BEGIN IMMEDIATE")
+    try:
+        clicks = [asyncio.ensure_future(click(relay, token(message_id=f"m-{i}")))
+                  for i in range(10)]
+        await wait_until(lambda: recorder.writing and not recorder.queued)
+        first = relay.observation_writer.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert [a.status for a in await asyncio.gather(*clicks)] == [302] * 10
+    await wait_until(_count_is(relay, 10))
+    assert relay.observation_writer.pid not in (None, first)
+
+
+def _count_is(relay: Running, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await relay.store.count_observations() == n
+    return check
+
+
+async def test_the_writer_ends_with_the_server(
+    settings: dict[str, Any], config_path: Path
+) -> None:
+    async with running(write_config(config_path, settings)) as relay:
+        pid = relay.observation_writer.pid
+        assert pid is not None
+        os.kill(pid, 0)  # running
+        assert (await click(relay, token(message_id="m-last"))).status == 302
+    with pytest.raises(ProcessLookupError):  # exited and reaped
+        os.kill(pid, 0)
