@@ -1,10 +1,13 @@
-"""The store's side of a click: observations written through
-``SqliteStore.record_observations`` in batches (one multi-row INSERT, one fsync each) into
-a fresh database as it grows, wall and process CPU time per observation for every block.
+"""The store's side of a click: observations written in batches (one multi-row INSERT, one
+fsync each) into a fresh database as it grows, wall and CPU time per observation for
+every block.
 
     .venv/bin/python bench/observation_store.py [--blocks 6] [--block 50000] [--batch 25]
-        [--drop-index NAME ...]
+        [--drop-index NAME ...] [--writer]
 
+By default through ``SqliteStore.record_observations`` (aiosqlite's thread; CPU of this
+process); with ``--writer`` through the observation writer process as the server writes
+clicks (store/writer.py; CPU of this process and of the writer, apart).
 ``--drop-index`` removes an index of ``observations`` first, to see what its upkeep
 costs. Observations are spread over 2000 messages (as bench/redirect.py's links are)."""
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -22,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from store.records import Observation  # noqa: E402
 from store.sqlite import SqliteStore  # noqa: E402
+from store.writer import ObservationWriter  # noqa: E402
 
 HEADERS = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
            "accept-language": "en-GB,en;q=0.9", "sec-fetch-site": "none",
@@ -37,26 +42,48 @@ async def main() -> None:
     parser.add_argument("--block", type=int, default=50_000, help="observations per block")
     parser.add_argument("--batch", type=int, default=25, help="observations per transaction")
     parser.add_argument("--drop-index", action="append", default=[], metavar="NAME")
+    parser.add_argument("--writer", action="store_true",
+                        help="write through the observation writer process")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = await SqliteStore.open(Path(tmp) / "clickrelay.db")
         for name in args.drop_index:
             await store.db.write_statement(f'DROP INDEX "{name}"')
+        writer = ObservationWriter(store.db.path) if args.writer else None
+        if writer is not None:
+            await writer.start()
+        target = writer or store
         written = 0
         for _ in range(args.blocks):
             wall, cpu = time.perf_counter(), time.process_time()
+            child = writer_cpu(writer)
             for _ in range(args.block // args.batch):
                 now = time.time_ns() // 1000
                 batch = [Observation(f"0193c5a2-7b1e-7c3a-9f0e-{(written + i) % 2000:012d}",
                                      i % 7, DESTINATION, "bench1", now, "GET", AGENT, HEADERS,
                                      None, "abcdef0123456789abcdef", now + 3_600_000_000)
                          for i in range(args.batch)]
-                await store.record_observations(batch)
+                await target.record_observations(batch)
                 written += args.batch
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            print(f"rows {written:8d}: {wall / args.block * 1e6:5.1f} µs wall, "
-                  f"{cpu / args.block * 1e6:5.1f} µs CPU an observation", flush=True)
+            line = (f"rows {written:8d}: {wall / args.block * 1e6:5.1f} µs wall, "
+                    f"{cpu / args.block * 1e6:5.1f} µs CPU an observation")
+            if writer is not None:
+                line += (f" here, {(writer_cpu(writer) - child) / args.block * 1e6:5.1f} µs in"
+                         " the writer")
+            print(line, flush=True)
+        if writer is not None:
+            await writer.close()
         await store.close()
+
+
+def writer_cpu(writer: ObservationWriter | None) -> float:
+    """CPU seconds (user + system) the writer process has used, from /proc."""
+    if writer is None or writer.pid is None:
+        return 0.0
+    with open(f"/proc/{writer.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
