@@ -63,7 +63,7 @@ def commit(db: sqlite3.Connection, key: int, rows: int, values: list[object]) ->
                 db.execute(sql, params)
             db.execute("UPDATE observation_writer SET batch = ?", (key,))
         db.execute("COMMIT")
-    except sqlite3.Error as exc:
+    except Exception as exc:  # sqlite3's errors, and a value it cannot bind (OverflowError)
         if db.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")

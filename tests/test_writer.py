@@ -136,6 +136,18 @@ async def test_sqlite_errors_come_back_by_name_and_the_writer_goes_on(
     assert await store.count_observations() == 1
 
 
+async def test_a_value_sqlite_cannot_bind_comes_back_as_an_error(
+    store: SqliteStore, writer: ObservationWriter
+) -> None:
+    pid = writer.pid
+    huge = observation(1)._replace(at=2**70)
+    with pytest.raises(ObservationWriteError, match="OverflowError"):
+        await writer.record_observations([huge])
+    await writer.record_observations([observation(2)])
+    assert writer.pid == pid
+    assert await store.count_observations() == 1
+
+
 async def test_a_writer_that_was_killed_is_replaced_at_the_next_batch(
     store: SqliteStore, writer: ObservationWriter
 ) -> None:
