@@ -79,13 +79,16 @@ class ObservationRecorder:
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._closed = asyncio.Event()
         self._unreported: dict[str, int] = {}
         self._report_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="observation-writer")
+        # Kept: asyncio.get_running_loop() costs a getpid() system call, once per click.
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="observation-writer")
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Flush what is queued (waiting at most ``timeout``), then stop the writer."""
@@ -122,10 +125,10 @@ class ObservationRecorder:
         """``record`` for callers that answer from a callback rather than a task: queue
         the observation; ``waiter.set_result`` is called as ``record`` would return.
         False: not queued (and already counted as lost)."""
-        if self._closing or self._task is None or len(self._queue) >= MAX_QUEUED:
+        loop = self._loop
+        if self._closing or loop is None or len(self._queue) >= MAX_QUEUED:
             self._lost(1, "not accepting" if self._closing else "queue full")
             return False
-        loop = asyncio.get_running_loop()
         self._queue.append((observation, waiter))
         now = loop.time()
         group = self._deadlines[-1] if self._deadlines else None
