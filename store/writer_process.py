@@ -23,6 +23,7 @@ import signal
 import sqlite3
 import struct
 import sys
+import threading
 from typing import BinaryIO
 
 from store.clicks import insert_statements
@@ -35,6 +36,15 @@ FRAME = struct.Struct("<I")  # the length of the marshalled message that follows
 # written and deleted at every batch: a third of the writer's system time.
 STATEMENT_JOURNAL_IN_MEMORY = "PRAGMA temp_store = MEMORY"
 
+# Checkpoints (copying the WAL's pages into the database file) are taken out of the
+# commits: SQLite's own, inside the commit that passes a thousand pages, held that batch
+# of clicks for several milliseconds. Here a thread copies most of the WAL while commits
+# go on (a passive checkpoint); then, between two batches, the commit thread copies the
+# few pages written meanwhile, so that the whole WAL is in the database file and the
+# next commit starts the WAL over (a WAL that is never wholly copied only grows).
+NO_CHECKPOINT_IN_COMMIT = "PRAGMA wal_autocheckpoint = 0"
+CHECKPOINT_EVERY = 10  # batches between the ends of two checkpoints, at least
+
 
 def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -42,19 +52,70 @@ def main() -> None:
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # the answers' pipe carries answers only
     try:
-        db = sqlite3.connect(sys.argv[1], isolation_level=None)
-        for pragma in (*PRAGMAS, STATEMENT_JOURNAL_IN_MEMORY):
-            db.execute(pragma)
+        db = _connect(sys.argv[1], STATEMENT_JOURNAL_IN_MEMORY, NO_CHECKPOINT_IN_COMMIT)
         db.execute("SELECT batch FROM observation_writer").fetchone()
+        checkpoints = Checkpointer(_connect(sys.argv[1]))
     except sqlite3.Error as exc:
         _answer(answers, 0, f"{type(exc).__name__}: {exc}")
         return
+    checkpoints.start()
     _answer(answers, 0, None)
+    since_checkpoint = 0
     with contextlib.suppress(BrokenPipeError):  # the server has gone: nothing to answer
         while (request := _read_request(requests)) is not None:
             key, rows, values = marshal.loads(request)
             _answer(answers, key, commit(db, key, rows, values))
+            since_checkpoint += 1
+            if since_checkpoint >= CHECKPOINT_EVERY and checkpoints.idle:
+                if checkpoints.copied.is_set():
+                    checkpoints.copied.clear()
+                    checkpoint(db)  # the pages written since the thread's began
+                    since_checkpoint = 0
+                else:
+                    checkpoints.begin()
     db.close()
+
+
+def _connect(path: str, *pragmas: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in (*PRAGMAS, *pragmas):
+        db.execute(pragma)
+    return db
+
+
+class Checkpointer(threading.Thread):
+    """Passive checkpoints beside the commits: ``begin`` starts one, and ``copied`` is set
+    when it has ended."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        super().__init__(name="checkpointer", daemon=True)  # a checkpoint cut off is safe
+        self.db = db
+        self.copied = threading.Event()
+        self._due = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    @property
+    def idle(self) -> bool:
+        return self._idle.is_set()
+
+    def begin(self) -> None:
+        self._idle.clear()
+        self._due.set()
+
+    def run(self) -> None:
+        while self._due.wait():
+            self._due.clear()
+            checkpoint(self.db)
+            self.copied.set()
+            self._idle.set()
+
+
+def checkpoint(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlite3.Error as exc:  # tried again at the next round
+        print(f"observation writer: checkpoint failed: {exc}", file=sys.stderr)
 
 
 def commit(db: sqlite3.Connection, key: int, rows: int, values: list[object]) -> str | None:

@@ -123,6 +123,19 @@ def answer(stream: IO[bytes]) -> tuple[int, str | None]:
     return key, error
 
 
+async def test_the_wal_is_started_over_while_batches_keep_coming(
+    store: SqliteStore, writer: ObservationWriter
+) -> None:
+    """Checkpoints run beside the commits (store/writer_process.py); the WAL must still be
+    copied whole now and then, or it only grows: 400 batches would leave it at over
+    100 MB."""
+    for b in range(400):
+        await writer.record_observations([observation(i, f"m-{(b * 37 + i) % 500}")
+                                          for i in range(25)])
+    assert await store.count_observations() == 10_000
+    assert await asyncio.to_thread(os.path.getsize, f"{store.db.path}-wal") < 16 * 2**20
+
+
 async def test_sqlite_errors_come_back_by_name_and_the_writer_goes_on(
     store: SqliteStore, writer: ObservationWriter
 ) -> None:
