@@ -111,7 +111,7 @@ class ObservationWriter:
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "store.writer_process", str(self._path),
+            sys.executable, "-m", "store.writer_process", str(self._path.absolute()),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )
         assert process.stdout is not None

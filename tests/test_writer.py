@@ -10,7 +10,6 @@ import marshal
 import os
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,11 +23,10 @@ from store.clicks import observation_values
 from store.records import Observation
 from store.sqlite import SqliteStore
 from store.writer import ObservationWriteError, ObservationWriter
+from store.writer_process import FRAME
 from tests.conftest import wait_until, write_config
 from tests.redirecting import click, token
 from tests.test_observations import recorder_of
-
-FRAME = struct.Struct("<I")
 
 
 def observation(i: int, message_id: str = "m-1") -> Observation:
