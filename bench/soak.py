@@ -1,7 +1,8 @@
 """Soak: a ``clickrelay serve`` process under steady mixed load for a long while, watched
 for leaks. Mail goes in over SMTP, every delivered copy's link is clicked like a browser
 would, every click's webhook is received; the process's resident memory and open file
-descriptors are sampled from /proc every ``--sample-seconds``.
+descriptors (of the server and its observation writer together) are sampled from /proc
+every ``--sample-seconds``.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--mail-rate 20] [--sample-seconds 10]
 
@@ -132,10 +133,15 @@ async def click(http: int, totals: Totals, until: float) -> None:
 
 
 def sample(pid: int) -> tuple[float, int]:
-    """Resident memory (MB) and open file descriptors of the process."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss_kb = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-    return rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd"))
+    """Resident memory (MB) and open file descriptors of the process and its children
+    (the observation writer) together."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    rss_mb, fds = 0.0, 0
+    for process in (pid, *map(int, children)):
+        status = Path(f"/proc/{process}/status").read_text()
+        rss_kb = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+        rss_mb, fds = rss_mb + rss_kb / 1024, fds + len(os.listdir(f"/proc/{process}/fd"))
+    return rss_mb, fds
 
 
 def slope(points: list[tuple[float, float]]) -> float:
