@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from relay.config import Config, ConfigError, load_config
 from relay.server import serve
 from store.sqlite import SqliteStore
+from store.writer import ObservationWriteError
 
 DEFAULT_CONFIG = "config.example.toml"
 
@@ -37,7 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{sum(len(p.routes) for p in config.projects)} routes)")
         return 0
     if args.command == "serve":
-        asyncio.run(serve(config))
+        try:
+            asyncio.run(serve(config))
+        except (OSError, sqlite3.Error, ObservationWriteError) as exc:
+            # What stops the start: a port taken, a database or directory that cannot be
+            # opened. Said in one line; everything started so far has been stopped.
+            print(f"clickrelay: cannot serve: {exc}", file=sys.stderr)
+            return 1
         return 0
     return asyncio.run(_spool(config, args))
 

@@ -115,3 +115,30 @@ def test_serve_relays_reloads_and_stops_cleanly(server: Server) -> None:
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=30) == 0
     assert b"stopped" in server.log.read_bytes()
+
+
+def test_serve_that_cannot_start_says_why_in_one_line_and_leaves_nothing_running(
+    server: Server,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", server.http_port))
+        taken.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "relay.cli", "serve", "--config", str(server.path)],
+            cwd=ROOT, capture_output=True, timeout=60,
+        )
+    assert done.returncode == 1
+    last = done.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("clickrelay: cannot serve: ")
+    assert f"('127.0.0.1', {server.http_port})" in last and "address already in use" in last
+    assert b"Traceback" not in done.stderr
+    database = server.settings["store"]["url"].removeprefix("sqlite:///")
+    assert not [pid for pid in Path("/proc").iterdir() if pid.name.isdigit()
+                and database.encode() in _cmdline(pid)]  # no observation writer left
+
+
+def _cmdline(process: Path) -> bytes:
+    try:
+        return (process / "cmdline").read_bytes()
+    except OSError:  # ended meanwhile
+        return b""
