@@ -33,7 +33,7 @@ FRAME = struct.Struct("<I")  # the length of the marshalled message that follows
 
 # A multi-row INSERT inside a transaction keeps a statement journal (the pages it changes,
 # as they were, to undo the statement alone). On disk that is a temporary file created,
-# written and deleted at every batch: a third of the writer's system time.
+# written and deleted at every batch: nearly half of the writer's system time.
 STATEMENT_JOURNAL_IN_MEMORY = "PRAGMA temp_store = MEMORY"
 
 # Checkpoints (copying the WAL's pages into the database file) are taken out of the
@@ -69,7 +69,7 @@ def main() -> None:
             if since_checkpoint >= CHECKPOINT_EVERY and checkpoints.idle:
                 if checkpoints.copied.is_set():
                     checkpoints.copied.clear()
-                    checkpoint(db)  # the pages written since the thread's began
+                    checkpoint(db)  # the pages written since the thread's checkpoint began
                     since_checkpoint = 0
                 else:
                     checkpoints.begin()
