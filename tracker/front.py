@@ -30,7 +30,7 @@ from email.utils import formatdate
 
 from aiohttp.http import SERVER_SOFTWARE, HttpRequestParser, HttpVersion11
 
-from tracker.redirect import NOT_FOUND_PAGE, Redirector
+from tracker.redirect import NO_STORE_HEADERS, NOT_FOUND_PAGE, Redirector
 
 CLICK_STARTS = (b"GET /c/", b"HEAD /c/")
 # aiohttp's limits are 8190 bytes for the request line and for each header: a head
@@ -44,12 +44,13 @@ _CLICK_PATH = re.compile(r"/c/[A-Za-z0-9_.\-]*")
 _NOT_CLICKS = ("Content-Length", "Transfer-Encoding", "Expect")
 
 _SERVER = SERVER_SOFTWARE.encode()
-_FOUND = b"HTTP/1.1 302 Found\r\nCache-Control: no-store\r\nX-Robots-Tag: noindex\r\nLocation: "
+_NO_STORE = "".join(f"{name}: {value}\r\n" for name, value in NO_STORE_HEADERS.items()).encode()
+_FOUND = b"HTTP/1.1 302 Found\r\n" + _NO_STORE + b"Location: "
 _FOUND_END = b"\r\nContent-Length: 0\r\nDate: "
 _NOT_FOUND_BODY = NOT_FOUND_PAGE.encode()
 _NOT_FOUND = (
-    b"HTTP/1.1 404 Not Found\r\nCache-Control: no-store\r\nX-Robots-Tag: noindex\r\n"
-    b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\nDate: "
+    b"HTTP/1.1 404 Not Found\r\n" + _NO_STORE
+    + b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\nDate: "
     % len(_NOT_FOUND_BODY)
 )
 _END = b"\r\nServer: " + _SERVER + b"\r\n\r\n"

@@ -46,8 +46,9 @@ NOT_FOUND_PAGE = """<!doctype html>
 </body>
 </html>
 """
-_NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
-_REDIRECT_HEADERS = CIMultiDict(_NO_STORE)  # copied for each answer, never changed
+# On every answer to a tracking link, 302 or 404 (the listener's front writes the same).
+NO_STORE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
+_REDIRECT_HEADERS = CIMultiDict(NO_STORE_HEADERS)  # copied for each answer, never changed
 
 
 class Recorder(Protocol):
@@ -156,7 +157,7 @@ class Redirector:
                                             request.remote, request.method, request.headers)
         if location is None:
             return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html",
-                                headers=_NO_STORE)
+                                headers=NO_STORE_HEADERS)
         if observation is not None:
             await self.recorder.record(observation)
             self.recorded.inc()
