@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from store.records import Observation
 
 if TYPE_CHECKING:
     from store.db import Database, Row
 
-# SQLite binds at most 32766 parameters per statement.
 VALUES_PER_ROW = 11
+_HEADERS = 7  # the headers' place among a row's values
+# SQLite binds at most 32766 parameters per statement.
 ROWS_PER_STATEMENT = 500
 _COLUMNS = (
     "id, message_id, link_index, destination, project_sid, at, method, user_agent, headers,"
@@ -55,18 +56,22 @@ class ClickStore:
 
 def observation_values(batch: Sequence[Observation]) -> list[object]:
     """The parameters of the INSERTs of a batch, row after row (the column order of
-    ``insert_statements``); the headers as a JSON object."""
+    ``insert_statements``), the headers still a dict: ``insert_statements`` writes them
+    as JSON where the rows are written (in the observation writer's process, not on the
+    event loop that answers the clicks)."""
     values: list[object] = []
     for o in batch:
         values += (o.message_id, o.link_index, o.destination, o.project_sid, o.at, o.method,
-                   o.user_agent, _headers_json(o.headers), o.network, o.addr_hash,
-                   o.promote_after)
+                   o.user_agent, o.headers, o.network, o.addr_hash, o.promote_after)
     return values
 
 
 def insert_statements(rows: int, values: list[object]) -> list[tuple[str, list[object]]]:
     """The multi-row INSERTs that write ``rows`` observations given as
-    ``observation_values``: one per ``ROWS_PER_STATEMENT`` rows."""
+    ``observation_values``: one per ``ROWS_PER_STATEMENT`` rows. Each row's headers are
+    replaced in ``values`` by their JSON object."""
+    headers = cast(list[dict[str, str]], values[_HEADERS::VALUES_PER_ROW])
+    values[_HEADERS::VALUES_PER_ROW] = [_headers_json(h) for h in headers]
     if rows <= ROWS_PER_STATEMENT:
         return [(_insert(rows), values)] if rows else []
     return [(_insert(min(ROWS_PER_STATEMENT, rows - first)),

@@ -67,7 +67,7 @@ class ObservationWriter:
         if self._last is None or self._last[0] is not batch:
             self._last = (batch, random.getrandbits(63) | 1)  # never 0, the table's start
         key = self._last[1]
-        request = marshal.dumps((key, len(batch), observation_values(batch)))
+        request = batch_request(key, batch)
         async with self._lock:
             try:
                 answer_key, error = await self._exchange(await self._running(), request)
@@ -134,7 +134,7 @@ class ObservationWriter:
     async def _exchange(self, process: asyncio.subprocess.Process, request: bytes) -> Reply:
         assert process.stdin is not None and process.stdout is not None
         try:
-            process.stdin.write(FRAME.pack(len(request)) + request)
+            process.stdin.write(request)
             await process.stdin.drain()
             return await _read_answer(process.stdout)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
@@ -150,6 +150,14 @@ class ObservationWriter:
             self._process = None
             _kill(process)
             raise
+
+
+def batch_request(key: int, batch: Sequence[Observation]) -> bytes:
+    """A batch as the writer reads it (store/writer_process.py): framed, ``marshal`` of
+    its key and its rows. This is what the event loop does with each click's
+    observation; the rest of the writing happens in the writer's process."""
+    message = marshal.dumps((key, len(batch), observation_values(batch)))
+    return FRAME.pack(len(message)) + message
 
 
 async def _read_answer(stream: asyncio.StreamReader) -> Reply:

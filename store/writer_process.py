@@ -122,14 +122,15 @@ def commit(db: sqlite3.Connection, key: int, rows: int, values: list[object]) ->
     """Write one batch with its key in one transaction, unless its key shows it was
     written already. None when committed, else the error (and nothing was written)."""
     try:
+        statements = insert_statements(rows, values)
         db.execute("BEGIN IMMEDIATE")
         (last,) = db.execute("SELECT batch FROM observation_writer").fetchone()
         if last != key:
-            for sql, params in insert_statements(rows, values):
+            for sql, params in statements:
                 db.execute(sql, params)
             db.execute("UPDATE observation_writer SET batch = ?", (key,))
         db.execute("COMMIT")
-    except Exception as exc:  # sqlite3's errors, and a value it cannot bind (OverflowError)
+    except Exception as exc:  # sqlite3's errors, a value it cannot bind (OverflowError)
         if db.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")

@@ -19,10 +19,9 @@ from typing import IO, Any
 import pytest
 
 from relay.server import Running, running
-from store.clicks import observation_values
 from store.records import Observation
 from store.sqlite import SqliteStore
-from store.writer import ObservationWriteError, ObservationWriter
+from store.writer import ObservationWriteError, ObservationWriter, batch_request
 from store.writer_process import FRAME
 from tests.conftest import wait_until, write_config
 from tests.redirecting import click, token
@@ -95,7 +94,7 @@ async def test_a_batch_committed_by_a_writer_that_died_before_answering_is_not_d
     (the server cannot tell whether it committed); the next writer gets the batch again
     under the same key, answers that it is committed, and writes nothing."""
     batch = [observation(i) for i in range(4)]
-    request = marshal.dumps((12345, len(batch), observation_values(batch)))
+    request = batch_request(12345, batch)
     for _ in range(2):
         assert await asyncio.to_thread(commit_unread, store.db.path, request) == (12345, None)
     assert await store.count_observations() == 4
@@ -108,7 +107,7 @@ def commit_unread(path: Path, request: bytes) -> tuple[int, str | None]:
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) as process:
         assert process.stdin is not None and process.stdout is not None
         assert answer(process.stdout) == (0, None)  # the database is open
-        process.stdin.write(FRAME.pack(len(request)) + request)
+        process.stdin.write(request)
         process.stdin.flush()
         reply = answer(process.stdout)
         process.kill()
