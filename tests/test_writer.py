@@ -74,6 +74,10 @@ async def test_a_batch_larger_than_one_statement_is_written_whole(
     batch = [observation(i, f"m-{i % 7}") for i in range(1_234)]
     await writer.record_observations(batch)
     assert await store.count_observations() == 1_234
+    # Rows of the last statement too, headers and all.
+    assert [stored(o) for o in await store.get_observations("m-2")] == [
+        stored(o) for o in batch if o.message_id == "m-2"
+    ]
 
 
 async def test_the_same_batch_sent_again_is_written_once(
