@@ -130,7 +130,7 @@ def commit(db: sqlite3.Connection, key: int, rows: int, values: list[object]) ->
                 db.execute(sql, params)
             db.execute("UPDATE observation_writer SET batch = ?", (key,))
         db.execute("COMMIT")
-    except Exception as exc:  # sqlite3's errors, a value it cannot bind (OverflowError)
+    except Exception as exc:  # sqlite3's errors; a value it cannot bind or write as JSON
         if db.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
