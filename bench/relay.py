@@ -25,7 +25,7 @@ import tomlkit
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = ROOT / "tests" / "data" / "corpus"
 TOKEN = "bench-project-token-0123456789"
 
 BARE_FORWARDER = """

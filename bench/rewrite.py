@@ -32,7 +32,7 @@ from relay.mime import rewrite_html_parts  # noqa: E402
 from relay.mime_body import decode_text  # noqa: E402
 from relay.rewrite import Link, rewrite_links  # noqa: E402
 
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = ROOT / "tests" / "data" / "corpus"
 DOCUMENTS = [
     "html/mimekit-large-whatwg-spec-page.html",
     "mjml/racoon-bench.html",

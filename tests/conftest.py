@@ -25,7 +25,7 @@ PROJECT_TOKEN = "test-project-token-0123456789"
 OTHER_TOKEN = "test-other-token-0123456789"
 TEAM_TOKEN = "test-team-token-0123456789"
 SIGNING_SECRET = "test-signing-key-0123456789abcdef0123"
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parent / "data" / "corpus"  # sources: its SOURCES.md
 
 
 def base_settings(tmp_path: Path, upstream_port: int) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Every document and message of the shared corpus (real templates and real mail, see
-its SOURCES.md) goes through the rewriter: only href values change, every other part
+"""Every document and message of the sample corpus in tests/data/corpus (real templates and
+real mail, see its SOURCES.md) goes through the rewriter: only href values change, every other part
 goes out byte for byte, the MIME structure stays, and the number of tracked links per
 file is pinned so that a change in what counts as a link shows up here."""
 
@@ -9,7 +9,6 @@ import email
 import email.policy
 from collections import Counter
 from email.message import Message
-from pathlib import Path
 
 import pytest
 
@@ -17,11 +16,9 @@ from relay.mime import rewrite_html_parts
 from relay.mime_body import decode_text
 from relay.rewrite import find_links, rewrite_links
 from relay.rewrite_policy import normalise_hosts, skip_reason
+from tests.conftest import CORPUS
 from tests.test_mime import Rewriter
 from tests.test_rewrite import assert_only_hrefs_changed, mint
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 
 # Tracked links per document. Zero where every link is relative, a placeholder, a bare
 # "http://" or a mailto (see KNOWINGLY_UNTRACKED).
