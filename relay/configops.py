@@ -1,6 +1,6 @@
 """The operations part of the configuration: ``[health]`` (when a queue counts as stuck,
-how often the queue gauges are refreshed) and ``[retention]`` (how long finished data is
-kept, how often the purge runs)."""
+how often the queue gauges are refreshed, when a restarted task counts as healthy) and
+``[retention]`` (how long finished data is kept, how often the purge runs)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def parse_health(t: Table) -> HealthConfig:
     cfg = HealthConfig(
         max_overdue_minutes=t.positive_number("max_overdue_minutes", 15.0),
         gauge_interval_seconds=t.positive_number("gauge_interval_seconds", 10.0),
+        task_steady_seconds=t.positive_number("task_steady_seconds", 60.0),
     )
     t.done()
     return cfg

@@ -18,6 +18,8 @@ from tracker.metrics import Metrics
 class HealthConfig:
     max_overdue_minutes: float = 15.0  # a queue overdue longer than this is stuck
     gauge_interval_seconds: float = 10.0  # how often the queue gauges are refreshed
+    # A restarted background task is healthy once it has run this long (tracker/supervisor.py).
+    task_steady_seconds: float = 60.0
 
 
 class QueueStateStore(Protocol):

@@ -115,6 +115,11 @@ class Metrics:
             "How long the earliest due item has waited past its due time, by queue",
             ["queue"], registry=r,
         )
+        self.task_failures = Counter(
+            "clickrelay_task_failures",
+            "Background tasks that ended by an exception and were restarted, by task",
+            ["task"], registry=r,
+        )
         self.retention_purged = Counter(
             "clickrelay_retention_purged", "Rows deleted by the retention purge, by table",
             ["table"], registry=r,
