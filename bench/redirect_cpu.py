@@ -38,6 +38,7 @@ from tracker.front import Front  # noqa: E402
 from tracker.metrics import Metrics  # noqa: E402
 from tracker.observations import ObservationRecorder  # noqa: E402
 from tracker.redirect import Redirector  # noqa: E402
+from tracker.supervisor import Supervisor  # noqa: E402
 
 CONNECTIONS = 50
 
@@ -143,7 +144,7 @@ async def main() -> None:
         config = load_config(write_config(Path(tmp)))
         metrics = Metrics()
         recorder = ObservationRecorder(lambda: config, InstantStore(), metrics)
-        recorder.start()
+        recorder.start(Supervisor(metrics))
         front = Front(Redirector(lambda: config, recorder, metrics), lambda: asyncio.Protocol())
         bare, runner = await bare_factory()
         results: dict[str, list[float]] = {"clickrelay": [], "bare": []}

@@ -1,6 +1,7 @@
 """One event loop: the SMTP listeners, the HTTP server and the background workers,
 started in order and stopped in reverse (DESIGN §1); beside it, one process that commits
-the clicks' observations (store/writer.py)."""
+the clicks' observations (store/writer.py). Every background task runs under one
+supervisor (tracker/supervisor.py), which restarts a task that dies and tells /healthz."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
@@ -25,13 +25,14 @@ from relay.submission import Submitter
 from relay.upstream import make_upstream
 from store.sqlite import SqliteStore
 from store.writer import ObservationWriter
-from tracker.app import QUEUE_HEALTH_KEY, make_app
+from tracker.app import QUEUE_HEALTH_KEY, SUPERVISOR_KEY, make_app
 from tracker.front import Front
 from tracker.health import QueueHealth
 from tracker.metrics import Metrics
 from tracker.observations import ObservationRecorder
 from tracker.promote import PromotionWorker
 from tracker.redirect import REDIRECTOR_KEY
+from tracker.supervisor import Run, Supervisor
 from tracker.useragent import preload as preload_user_agents
 from tracker.webhooks import WebhookDispatcher
 
@@ -53,6 +54,7 @@ class Running:
     promotion: PromotionWorker
     webhooks: WebhookDispatcher
     observation_writer: ObservationWriter
+    supervisor: Supervisor
     smtp_addresses: list[tuple[str, int]] = field(default_factory=list)
     smtps_addresses: list[tuple[str, int]] = field(default_factory=list)
     http_addresses: list[tuple[str, int]] = field(default_factory=list)
@@ -92,22 +94,25 @@ async def running(config: Config) -> AsyncIterator[Running]:
         app = make_app(live, store, metrics, recorder=recorder)
         add_api_routes(app, live, store, submitter, wake_webhooks=webhooks.wake)
         app[QUEUE_HEALTH_KEY] = QueueHealth(lambda: live().health, store)
-        upkeep = [QueueGauges(live, store, metrics).run, RetentionWorker(live, store, metrics).run]
-        r = Running(live, store, metrics, submitter, delivery, app, promotion, webhooks, writer)
-        recorder.start()
+        supervisor = app[SUPERVISOR_KEY] = Supervisor(metrics, lambda: live().health)
+        r = Running(live, store, metrics, submitter, delivery, app, promotion, webhooks, writer,
+                    supervisor)
+        recorder.start(supervisor)
         stack.push_async_callback(recorder.stop)  # after the HTTP server: flush, then stop
-        await _start_workers(stack, [delivery.run, live.watch, promotion.run, webhooks.run,
-                                     *upkeep])
+        await _start_workers(stack, supervisor, {
+            "delivery": delivery.run, "config-watch": live.watch, "promotion": promotion.run,
+            "webhooks": webhooks.run, "queue-gauges": QueueGauges(live, store, metrics).run,
+            "retention": RetentionWorker(live, store, metrics).run,
+        })
         await _start_http(stack, r)
         await _start_smtp(stack, r)
         yield r
 
 
 async def _start_workers(
-    stack: AsyncExitStack, workers: list[Callable[[], Coroutine[Any, Any, None]]]
+    stack: AsyncExitStack, supervisor: Supervisor, workers: dict[str, Run]
 ) -> None:
-    tasks = [asyncio.create_task(w(), name=getattr(w, "__qualname__", "worker"))
-             for w in workers]
+    tasks = [supervisor.start(name, run) for name, run in workers.items()]
 
     async def stop() -> None:
         for task in tasks:

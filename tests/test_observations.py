@@ -19,6 +19,7 @@ from tests.conftest import wait_until, write_config
 from tests.redirecting import click, token
 from tracker.observations import ObservationRecorder
 from tracker.redirect import REDIRECTOR_KEY
+from tracker.supervisor import Supervisor
 
 
 def recorder_of(relay: Running) -> ObservationRecorder:
@@ -164,7 +165,7 @@ def observation(i: int) -> Observation:
 async def test_stop_flushes_what_is_queued(relay: Running) -> None:
     store, metrics = FakeStore(), relay.metrics
     recorder = ObservationRecorder(relay.config, store, metrics)
-    recorder.start()
+    recorder.start(Supervisor(relay.metrics))
     clicks = [asyncio.create_task(recorder.record(observation(i))) for i in range(5)]
     await wait_until(lambda: store.batches and len(store.batches[0]) + recorder.queued == 5)
     stopping = asyncio.create_task(recorder.stop())
@@ -179,7 +180,7 @@ async def test_stop_flushes_what_is_queued(relay: Running) -> None:
 async def test_stop_gives_up_on_a_store_that_never_answers(relay: Running) -> None:
     store = FakeStore()
     recorder = ObservationRecorder(relay.config, store, relay.metrics)
-    recorder.start()
+    recorder.start(Supervisor(relay.metrics))
     clicks = [asyncio.create_task(recorder.record(observation(i))) for i in range(3)]
     await wait_until(lambda: store.batches and len(store.batches[0]) + recorder.queued == 3)
     await recorder.stop(timeout=0.05)

@@ -44,7 +44,9 @@ async def test_healthz_reports_the_store_and_every_queue(relay: Running) -> None
     assert status == 200
     assert body == {"status": "ok", "store": "reachable", "queues": {
         name: {"pending": 0, "claimed": 0, "overdue_seconds": 0.0}
-        for name in ("spool", "observations", "webhook_deliveries")}}
+        for name in ("spool", "observations", "webhook_deliveries")}, "tasks": {
+        name: "running" for name in ("observation-recorder", "delivery", "config-watch",
+                                     "promotion", "webhooks", "queue-gauges", "retention")}}
 
 
 async def test_healthz_is_503_with_a_reason_when_the_spool_is_stuck(

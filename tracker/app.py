@@ -4,7 +4,7 @@ tracker's routes live here; the relay adds the API routes to the same app."""
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,6 +13,7 @@ from tracker.config import ConfigSource
 from tracker.health import QueueHealth
 from tracker.metrics import Metrics
 from tracker.redirect import Recorder, Redirector, add_redirect_routes
+from tracker.supervisor import Supervisor
 
 log = logging.getLogger("clickrelay.http")
 
@@ -26,6 +27,8 @@ STORE_KEY = web.AppKey("store", HealthStore)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 # Set by whoever runs the queue workers: /healthz then also reports stuck queues.
 QUEUE_HEALTH_KEY = web.AppKey("queue_health", QueueHealth)
+# Set by whoever runs the background tasks: /healthz then also reports dead ones.
+SUPERVISOR_KEY = web.AppKey("supervisor", Supervisor)
 
 MAX_REQUEST_BODY = 30 * 1024 * 1024  # a 25 MB send request, base64 attachments included
 
@@ -46,20 +49,26 @@ def make_app(
 
 
 async def healthz(request: web.Request) -> web.Response:
-    queues = request.app.get(QUEUE_HEALTH_KEY)
+    queues, supervisor = request.app.get(QUEUE_HEALTH_KEY), request.app.get(SUPERVISOR_KEY)
     try:
         await request.app[STORE_KEY].ping()
         report = await queues.report() if queues is not None else None
     except Exception as exc:
         log.warning("health check: store unreachable: %s", exc)
         return web.json_response({"status": "error", "store": "unreachable"}, status=503)
-    if report is None:
+    if report is None and supervisor is None:
         return web.json_response({"status": "ok"})
-    if report.stuck:
-        log.warning("health check: %s", report.body["reason"])
-        return web.json_response({"status": "error", "store": "reachable", **report.body},
+    body: dict[str, Any] = {"store": "reachable", **(report.body if report else {})}
+    reasons = [body.pop("reason")] if "reason" in body else []
+    if supervisor is not None:
+        tasks = supervisor.report()
+        body["tasks"] = tasks.tasks
+        reasons += [tasks.reason] if tasks.reason else []
+    if reasons:
+        log.warning("health check: %s", "; ".join(reasons))
+        return web.json_response({"status": "error", **body, "reason": "; ".join(reasons)},
                                  status=503)
-    return web.json_response({"status": "ok", "store": "reachable", **report.body})
+    return web.json_response({"status": "ok", **body})
 
 
 async def metrics_view(request: web.Request) -> web.Response:

@@ -11,7 +11,11 @@ A click never waits longer than ``store_deadline_ms``: then the recipient is red
 anyway and the click is counted as dropped (``clickrelay_observations_dropped_total``).
 The observation stays queued, so a store that is only slow (a large mail spool
 transaction holds the write lock) still gets it, counted again as late; only a queue
-that overflows, a store that keeps failing or a shutdown that cannot flush loses it."""
+that overflows, a store that keeps failing or a shutdown that cannot flush loses it.
+
+The writer task is supervised (tracker/supervisor.py): if it dies, it is started again
+and writes first the batch it had in hand, so that the clicks queued meanwhile wait for
+the restart rather than being lost."""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from typing import Protocol
 from store.records import Observation
 from tracker.config import ConfigSource
 from tracker.metrics import Metrics
+from tracker.supervisor import Supervisor
 
 log = logging.getLogger("clickrelay.observations")
 
@@ -74,6 +79,7 @@ class ObservationRecorder:
         self._metrics = metrics
         self._queue: list[_Entry] = []
         self._inflight: list[_Entry] = []
+        self._resumed: list[_Entry] | None = None  # a dead run's batch, being written again
         # Every waiting click in arrival order, so that one timer serves all deadlines.
         self._deadlines: deque[_Deadline] = deque()
         self._deadline_timer: asyncio.TimerHandle | None = None
@@ -85,10 +91,11 @@ class ObservationRecorder:
         self._unreported: dict[str, int] = {}
         self._report_timer: asyncio.TimerHandle | None = None
 
-    def start(self) -> None:
+    def start(self, supervisor: Supervisor) -> None:
+        """Start the writer task, which ``supervisor`` starts again if it dies."""
         # Kept: asyncio.get_running_loop() costs a getpid() system call, once per click.
         self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._run(), name="observation-writer")
+        self._task = supervisor.start("observation-recorder", self._run)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Flush what is queued (waiting at most ``timeout``), then stop the writer."""
@@ -163,6 +170,7 @@ class ObservationRecorder:
             self._lost(expired, "deadline passed")
 
     async def _run(self) -> None:
+        await self._resume()
         while self._queue or not self._closing:
             if not self._queue:
                 self._wake.clear()
@@ -171,6 +179,22 @@ class ObservationRecorder:
             self._inflight, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             await self._write(self._inflight)
             self._inflight = []
+
+    async def _resume(self) -> None:
+        """Write the batch that a run which died had in hand, before anything queued
+        after it. The same list again: the writer keeps its batch key, so a batch that was
+        committed is not written twice. A batch that kills this run as well is given up,
+        so that one poisoned batch cannot hold back every click behind it."""
+        batch = self._inflight
+        if not batch:
+            return
+        if batch is self._resumed:
+            self._inflight = []
+            self._give_up(batch, "recorder error")
+            return
+        self._resumed = batch
+        await self._write(batch)
+        self._inflight, self._resumed = [], None
 
     async def _write(self, batch: list[_Entry]) -> None:
         observations = [observation for observation, _ in batch]
