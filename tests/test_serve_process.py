@@ -41,6 +41,8 @@ def wait_for(condition: Any, timeout: float = 30.0) -> Any:
 
 
 class Server:
+    program: tuple[str, ...] = ("-m", "relay.cli")  # what the interpreter runs
+
     def __init__(self, tmp_path: Path) -> None:
         self.smtp_port, self.http_port = free_port(), free_port()
         self.settings = base_settings(tmp_path, 25)
@@ -59,7 +61,7 @@ class Server:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "relay.cli", "serve", "--config", str(self.path)],
+                [sys.executable, *self.program, "serve", "--config", str(self.path)],
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
             )
         wait_for(self.healthy)
