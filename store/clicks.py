@@ -79,10 +79,20 @@ def insert_statements(rows: int, values: list[object]) -> list[tuple[str, list[o
             for first in range(0, rows, ROWS_PER_STATEMENT)]
 
 
-def _headers_json(headers: dict[str, str]) -> str:
+def row_statement(values: list[object], row: int) -> tuple[str, list[object]]:
+    """The INSERT of row ``row`` alone, from values ``insert_statements`` has been given:
+    the writer tries the rows of a statement that failed one by one."""
+    return _insert(1), values[row * VALUES_PER_ROW : (row + 1) * VALUES_PER_ROW]
+
+
+def _headers_json(headers: dict[str, str]) -> str | dict[str, str]:
     """``json.dumps(headers, ensure_ascii=False)``, a flat object of strings, in half the
-    time: it is written for every click."""
-    return "{" + ", ".join([f"{_quote(k)}: {_quote(v)}" for k, v in headers.items()]) + "}"
+    time: it is written for every click. Anything else is left as it is, for the INSERT
+    to refuse that row alone."""
+    try:
+        return "{" + ", ".join([f"{_quote(k)}: {_quote(v)}" for k, v in headers.items()]) + "}"
+    except (AttributeError, TypeError):
+        return headers
 
 
 def _insert(rows: int) -> str:

@@ -7,7 +7,11 @@ its own (store/writer_process.py, which also describes the conversation) rather 
 aiosqlite's thread in the server's process: there, the work around each commit (binding
 the rows, handing them to a thread and back) held the GIL that the event loop needs to
 answer the clicks. Here the loop only sends each batch down a pipe and reads one short
-answer; docs/performance.md has the measurements."""
+answer; docs/performance.md has the measurements.
+
+A row the writer cannot store (a value SQLite refuses) is left out of its batch, which is
+committed without it; ``record_observations`` returns such rows' places in the batch,
+and logs why."""
 
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ log = logging.getLogger("clickrelay.writer")
 START_TIMEOUT = 30.0  # seconds for a new writer to open the database
 STOP_TIMEOUT = 10.0  # seconds for the writer to finish once its input is closed
 
-Reply = tuple[int, str | None]
+# An answer: the batch's key, the error that failed it, the rows left out (index, why).
+Reply = tuple[int, str | None, list[tuple[int, str]]]
 
 
 class ObservationWriteError(Exception):
@@ -60,9 +65,11 @@ class ObservationWriter:
             if self._process is None:
                 await self._spawn()
 
-    async def record_observations(self, batch: Sequence[Observation]) -> None:
+    async def record_observations(self, batch: Sequence[Observation]) -> list[int]:
+        """Commit ``batch``; the places in it of the rows that could not be stored and
+        were left out (most often none)."""
         if not batch:
-            return
+            return []
         # The recorder hands the same list again when it retries a batch: same key.
         if self._last is None or self._last[0] is not batch:
             self._last = (batch, random.getrandbits(63) | 1)  # never 0, the table's start
@@ -70,19 +77,24 @@ class ObservationWriter:
         request = batch_request(key, batch)
         async with self._lock:
             try:
-                answer_key, error = await self._exchange(await self._running(), request)
+                answer_key, error, dropped = await self._exchange(await self._running(),
+                                                                  request)
             except _WriterExited as exc:
                 # It may have gone before the batch was sent (a writer killed between two
                 # batches is seen only now): once more with a new one; the key makes a
                 # batch it did commit harmless.
                 log.warning("%s; starting another", exc)
-                answer_key, error = await self._exchange(await self._running(), request)
+                answer_key, error, dropped = await self._exchange(await self._running(),
+                                                                  request)
         if error is not None:
             raise ObservationWriteError(error)
         if answer_key != key:  # the conversation is out of step: a defect, not a disk error
             await self.close()
             raise ObservationWriteError(f"the observation writer answered batch {answer_key} "
                                         f"for batch {key}")
+        if dropped:
+            _log_dropped(dropped, len(batch))
+        return [row for row, _ in dropped]
 
     async def close(self) -> None:
         """Close the writer's input and wait for it to finish the batch in hand."""
@@ -116,7 +128,7 @@ class ObservationWriter:
         )
         assert process.stdout is not None
         try:
-            _, error = await asyncio.wait_for(_read_answer(process.stdout), START_TIMEOUT)
+            _, error, _ = await asyncio.wait_for(_read_answer(process.stdout), START_TIMEOUT)
         except (TimeoutError, asyncio.IncompleteReadError):
             _kill(process)
             status = await process.wait()
@@ -162,8 +174,15 @@ def batch_request(key: int, batch: Sequence[Observation]) -> bytes:
 
 async def _read_answer(stream: asyncio.StreamReader) -> Reply:
     (size,) = FRAME.unpack(await stream.readexactly(FRAME.size))
-    key, error = marshal.loads(await stream.readexactly(size))
-    return int(key), error
+    key, error, dropped = marshal.loads(await stream.readexactly(size))
+    return int(key), error, dropped
+
+
+def _log_dropped(dropped: list[tuple[int, str]], rows: int) -> None:
+    """One line per batch, each of its reasons once (at most three)."""
+    reasons = sorted({reason for _, reason in dropped})
+    log.error("%d of %d observations could not be stored and were left out of their "
+              "batch: %s", len(dropped), rows, "; ".join(reasons[:3]))
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:

@@ -25,7 +25,7 @@ from store.writer import ObservationWriteError, ObservationWriter, batch_request
 from store.writer_process import FRAME
 from tests.conftest import wait_until, write_config
 from tests.redirecting import click, token
-from tests.test_observations import recorder_of
+from tests.test_observations import recorder_of, sample
 
 
 def observation(i: int, message_id: str = "m-1") -> Observation:
@@ -100,17 +100,18 @@ async def test_a_batch_committed_by_a_writer_that_died_before_answering_is_not_d
     batch = [observation(i) for i in range(4)]
     request = batch_request(12345, batch)
     for _ in range(2):
-        assert await asyncio.to_thread(commit_unread, store.db.path, request) == (12345, None)
+        assert await asyncio.to_thread(commit_unread, store.db.path, request) == (
+            12345, None, [])
     assert await store.count_observations() == 4
 
 
-def commit_unread(path: Path, request: bytes) -> tuple[int, str | None]:
+def commit_unread(path: Path, request: bytes) -> WriterAnswer:
     """Start a writer, send it one request, read its answer, kill it: it has committed
     and answered, but as far as any server knows it died with the batch in hand."""
     with subprocess.Popen([sys.executable, "-m", "store.writer_process", str(path)],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) as process:
         assert process.stdin is not None and process.stdout is not None
-        assert answer(process.stdout) == (0, None)  # the database is open
+        assert answer(process.stdout) == (0, None, [])  # the database is open
         process.stdin.write(request)
         process.stdin.flush()
         reply = answer(process.stdout)
@@ -118,10 +119,14 @@ def commit_unread(path: Path, request: bytes) -> tuple[int, str | None]:
     return reply
 
 
-def answer(stream: IO[bytes]) -> tuple[int, str | None]:
+# The batch's key, its error, the rows left out of it (index, why).
+WriterAnswer = tuple[int, str | None, list[tuple[int, str]]]
+
+
+def answer(stream: IO[bytes]) -> WriterAnswer:
     (size,) = FRAME.unpack(stream.read(FRAME.size))
-    key, error = marshal.loads(stream.read(size))
-    return key, error
+    key, error, left_out = marshal.loads(stream.read(size))
+    return key, error, left_out
 
 
 async def test_the_wal_is_started_over_while_batches_keep_coming(
@@ -137,29 +142,90 @@ async def test_the_wal_is_started_over_while_batches_keep_coming(
     assert await asyncio.to_thread(os.path.getsize, f"{store.db.path}-wal") < 16 * 2**20
 
 
-async def test_sqlite_errors_come_back_by_name_and_the_writer_goes_on(
+async def test_an_error_of_the_database_comes_back_by_name_and_the_writer_goes_on(
     store: SqliteStore, writer: ObservationWriter
 ) -> None:
+    """Not a row's fault: the whole batch fails, for the recorder to try again."""
     pid = writer.pid
-    bad = [observation(1), observation(2, message_id=None)]  # type: ignore[arg-type]
-    with pytest.raises(ObservationWriteError, match="NOT NULL constraint failed"):
-        await writer.record_observations(bad)
+    await store.db.write_statement("ALTER TABLE observations RENAME TO observations_away")
+    with pytest.raises(ObservationWriteError, match="OperationalError: no such table"):
+        await writer.record_observations([observation(1), observation(2)])
+    await store.db.write_statement("ALTER TABLE observations_away RENAME TO observations")
     assert await store.count_observations() == 0  # nothing of a failed batch
     await writer.record_observations([observation(3)])
     assert writer.pid == pid
     assert await store.count_observations() == 1
 
 
-async def test_a_value_sqlite_cannot_bind_comes_back_as_an_error(
+def unstorable_rows() -> dict[int, Observation]:
+    """Rows SQLite refuses, by their place in a batch of 1 200 (three statements): text
+    that is not UTF-8 (a surrogate, as the HTTP parser keeps a byte that is not UTF-8),
+    an integer beyond 64 bits, a missing column, headers that are not text."""
+    return {
+        3: observation(3)._replace(user_agent="Mozilla/5.0 \udcff"),
+        499: observation(499)._replace(headers={"accept": "text/\udce9"}),
+        500: observation(500)._replace(at=2**70),
+        777: observation(777, message_id=None),  # type: ignore[arg-type]
+        1_199: observation(1_199)._replace(headers={"accept": 1}),  # type: ignore[dict-item]
+    }
+
+
+async def test_rows_sqlite_cannot_store_are_left_out_alone_and_the_rest_committed(
     store: SqliteStore, writer: ObservationWriter
 ) -> None:
+    """Issue #13, R2: one bad row used to fail its batch, three times, and every click
+    in it was lost."""
     pid = writer.pid
-    huge = observation(1)._replace(at=2**70)
-    with pytest.raises(ObservationWriteError, match="OverflowError"):
-        await writer.record_observations([huge])
-    await writer.record_observations([observation(2)])
+    bad = unstorable_rows()
+    batch = [bad.get(i) or observation(i, f"m-{i % 7}") for i in range(1_200)]
+    assert sorted(await writer.record_observations(batch)) == sorted(bad)
+    assert await store.count_observations() == 1_200 - len(bad)
+    assert [stored(o) for o in await store.get_observations("m-2")] == [
+        stored(o) for i, o in enumerate(batch) if o.message_id == "m-2" and i not in bad
+    ]
+    await writer.record_observations(batch)  # sent again (same key): written once
+    assert await store.count_observations() == 1_200 - len(bad)
     assert writer.pid == pid
-    assert await store.count_observations() == 1
+
+
+def test_the_writer_answers_which_rows_it_left_out_and_why(tmp_path: Path) -> None:
+    """Spoken to directly, as the server speaks to it."""
+    path = tmp_path / "clickrelay.db"
+    asyncio.run(_create_schema(path))
+    bad = unstorable_rows()
+    batch = [bad.get(i) or observation(i) for i in range(1_200)]
+    key, error, left_out = commit_unread(path, batch_request(777, batch))
+    assert (key, error) == (777, None)
+    reasons = dict(left_out)
+    assert sorted(reasons) == sorted(bad)
+    assert reasons[3].startswith("UnicodeEncodeError")
+    assert reasons[500].startswith("OverflowError")
+    assert reasons[777] == "IntegrityError: NOT NULL constraint failed: observations.message_id"
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM observations").fetchone() == (1_200 - 5,)
+
+
+async def _create_schema(path: Path) -> None:
+    await (await SqliteStore.open(path)).close()
+
+
+async def test_the_server_counts_and_logs_an_observation_left_out(
+    relay: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Queued beside clicks over HTTP (the redirect itself makes every value storable):
+    the clicks are stored, the observation left out is counted and logged, and its
+    click is let go as not stored."""
+    unstorable = observation(1, "m-unstorable")._replace(user_agent="\udcff")
+    clicks = [asyncio.ensure_future(click(relay, token(message_id=f"m-{i}")))
+              for i in range(20)]
+    assert await recorder_of(relay).record(unstorable) is False
+    assert [a.status for a in await asyncio.gather(*clicks)] == [302] * 20
+    assert await relay.store.count_observations() == 20
+    assert sample(relay, "clickrelay_observations_unstorable_total") == 1
+    assert sample(relay, "clickrelay_observations_dropped_total") == 1
+    assert "1 of " in caplog.text and "UnicodeEncodeError" in caplog.text
+    assert (await click(relay, token(message_id="m-after"))).status == 302
+    assert await relay.store.count_observations() == 21
 
 
 async def test_a_writer_that_was_killed_is_replaced_at_the_next_batch(

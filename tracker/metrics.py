@@ -98,6 +98,11 @@ class Metrics:
             "Observations stored after their redirect had gone out (also counted as dropped)",
             registry=r,
         )
+        self.observations_unstorable = Counter(
+            "clickrelay_observations_unstorable",
+            "Observations the writer left out of their batch because the database refused"
+            " a value of theirs (also counted as dropped)", registry=r,
+        )
         self.observation_batch = Histogram(
             "clickrelay_observation_batch_size", "Observations committed per transaction",
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,

@@ -102,7 +102,9 @@ def parse_address(text: str | None) -> IPAddress | None:
             address = ipaddress.IPv6Address(socket.inet_pton(socket.AF_INET6, text))
         else:
             address = ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
-    except OSError:  # a zone index (fe80::1%eth0) or not an address at all
+    # A zone index (fe80::1%eth0), not an address at all, or a forwarded hop holding a
+    # byte that is not UTF-8 (kept by the HTTP parser as a surrogate).
+    except (OSError, UnicodeEncodeError):
         try:
             address = ipaddress.ip_address(text)
         except ValueError:

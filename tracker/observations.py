@@ -42,7 +42,11 @@ LOG_INTERVAL = 1.0  # seconds over which dropped clicks are summed up in one log
 
 
 class ObservationStore(Protocol):
-    async def record_observations(self, batch: Sequence[Observation]) -> None: ...
+    """Commits a batch, or raises. It may leave out the rows it cannot store (values it
+    refuses) and return their places in the batch; None or empty: every row is stored."""
+
+    async def record_observations(self, batch: Sequence[Observation]
+                                  ) -> Sequence[int] | None: ...
 
 
 class Waiter(Protocol):
@@ -200,7 +204,7 @@ class ObservationRecorder:
         observations = [observation for observation, _ in batch]
         for attempt, pause in enumerate((*RETRY_DELAYS, None)):
             try:
-                await self._store.record_observations(observations)
+                left_out = await self._store.record_observations(observations)
             except Exception as exc:
                 if pause is None or self._closing:
                     log.error("observations not stored, %d clicks lost: %s", len(batch), exc)
@@ -212,8 +216,17 @@ class ObservationRecorder:
                     await asyncio.wait_for(self._closed.wait(), pause)
             else:
                 self._metrics.observation_batch.observe(len(batch))
-                self._committed(batch)
+                self._committed(self._left_out(batch, left_out) if left_out else batch)
                 return
+
+    def _left_out(self, batch: list[_Entry], rows: Sequence[int]) -> list[_Entry]:
+        """The store committed the batch without the observations at ``rows``, values it
+        cannot store (issue #13, R2): those are given up and counted; the rest is
+        returned."""
+        self._metrics.observations_unstorable.inc(len(rows))
+        left_out = set(rows)
+        self._give_up([batch[row] for row in left_out], "could not be stored")
+        return [entry for row, entry in enumerate(batch) if row not in left_out]
 
     def _committed(self, batch: list[_Entry]) -> None:
         late = 0

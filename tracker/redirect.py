@@ -98,7 +98,7 @@ class ClickContext:
         )
         return Observation(
             claims.message_id, claims.link_index, claims.destination, claims.project_sid,
-            now_us, method, headers.get("User-Agent", "")[:MAX_USER_AGENT],
+            now_us, method, valid_text(headers.get("User-Agent", "")[:MAX_USER_AGENT]),
             _classification_headers(headers), network, addr_hash, now_us + self.settle_us,
         )
 
@@ -209,8 +209,21 @@ def _classification_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
     for name in CLASSIFICATION_HEADERS:
         value = headers.get(name)
         if value is not None:
-            found[name] = value[:MAX_HEADER_VALUE]
+            found[name] = valid_text(value[:MAX_HEADER_VALUE])
     return found
+
+
+def valid_text(value: str) -> str:
+    """A header value as text that can be stored: the HTTP parser keeps a byte that is
+    not UTF-8 as a lone surrogate (``surrogateescape``), which has no UTF-8 form, so
+    SQLite refuses the whole row; such bytes become U+FFFD, as a browser shows them
+    (issue #13, R2)."""
+    if value.isascii():
+        return value  # nearly every header: nothing to check
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate the parser cannot have made: still no text
+        return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _redirect(location: str) -> web.Response:
