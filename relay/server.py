@@ -28,6 +28,7 @@ from store.writer import ObservationWriter
 from tracker.app import QUEUE_HEALTH_KEY, SUPERVISOR_KEY, make_app
 from tracker.front import Front
 from tracker.health import QueueHealth
+from tracker.logs import server_log
 from tracker.metrics import Metrics
 from tracker.observations import ObservationRecorder
 from tracker.promote import PromotionWorker
@@ -125,7 +126,8 @@ async def _start_workers(
 async def _start_http(stack: AsyncExitStack, r: Running) -> None:
     """aiohttp's runner, behind the listener's front that answers plain clicks itself
     and hands every other connection to aiohttp (tracker.front)."""
-    runner = web.AppRunner(r.app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(r.app, access_log=None, handle_signals=False,
+                           logger=server_log(r.app[REDIRECTOR_KEY]))
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     assert runner.server is not None
