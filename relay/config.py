@@ -230,8 +230,11 @@ def _http(t: Table) -> HttpConfig:
             proxies.append(ipaddress.ip_network(cidr, strict=False))
         except ValueError as exc:
             raise t.error(f"trusted_proxies[{i}]", str(exc)) from exc
+    click_front = t.get("click_front", bool, True)
+    head_timeout = t.positive_number("request_head_timeout_seconds", 20.0)
     t.done()
-    return HttpConfig(listen=listen, trusted_proxies=tuple(proxies))
+    return HttpConfig(listen=listen, trusted_proxies=tuple(proxies), click_front=click_front,
+                      request_head_timeout_seconds=head_timeout)
 
 
 def _tracking(t: Table) -> TrackingConfig:

@@ -26,7 +26,7 @@ from relay.upstream import make_upstream
 from store.sqlite import SqliteStore
 from store.writer import ObservationWriter
 from tracker.app import QUEUE_HEALTH_KEY, SUPERVISOR_KEY, make_app
-from tracker.front import Front
+from tracker.front import KEEPALIVE_TIMEOUT, Front
 from tracker.health import QueueHealth
 from tracker.logs import server_log
 from tracker.metrics import Metrics
@@ -125,20 +125,26 @@ async def _start_workers(
 
 async def _start_http(stack: AsyncExitStack, r: Running) -> None:
     """aiohttp's runner, behind the listener's front that answers plain clicks itself
-    and hands every other connection to aiohttp (tracker.front)."""
+    and hands every other connection to aiohttp (tracker.front); with ``[http]
+    click_front = false``, aiohttp alone answers every request (docs/redirect.md)."""
+    # aiohttp's own keep-alive (an hour by default) set to the front's, so that an idle
+    # or trickling connection is closed alike on both paths.
     runner = web.AppRunner(r.app, access_log=None, handle_signals=False,
+                           keepalive_timeout=KEEPALIVE_TIMEOUT,
                            logger=server_log(r.app[REDIRECTOR_KEY]))
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     assert runner.server is not None
-    front = Front(r.app[REDIRECTOR_KEY], runner.server)
-    host, port = _split(r.config().http.listen)
+    http = r.config().http
+    front = Front(r.app[REDIRECTOR_KEY], runner.server) if http.click_front else None
+    host, port = _split(http.listen)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(front, host, port, backlog=1024)
+    server = await loop.create_server(front or runner.server, host, port, backlog=1024)
 
     async def stop() -> None:
         server.close()
-        await front.close(HTTP_SHUTDOWN_TIMEOUT)
+        if front is not None:  # else the runner's cleanup waits for aiohttp's handlers
+            await front.close(HTTP_SHUTDOWN_TIMEOUT)
 
     stack.push_async_callback(stop)
     r.http_addresses = [s.getsockname()[:2] for s in server.sockets]

@@ -110,6 +110,14 @@ def settings(tmp_path: Path, sink: Sink) -> dict[str, Any]:
     return base_settings(tmp_path, sink.port)
 
 
+@pytest.fixture(params=[True, False], ids=["front", "aiohttp"])
+def both_click_paths(request: pytest.FixtureRequest, settings: dict[str, Any]) -> bool:
+    """Clicks answered by the listener's front, then by aiohttp alone (``[http]
+    click_front``): for tests that must hold over both (``usefixtures``, before ``relay``)."""
+    settings["http"]["click_front"] = request.param
+    return bool(request.param)
+
+
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
     return tmp_path / "clickrelay.toml"

@@ -57,6 +57,12 @@ class TrackingConfig:
 class HttpConfig:
     listen: str
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Plain clicks answered by the listener's front (tracker/front.py); false: every
+    # request by aiohttp, the library path the front departs from.
+    click_front: bool = True
+    # The front closes a connection that has not sent a whole request head within this
+    # (408 first): a head trickled byte by byte holds no connection (issue #13, R6).
+    request_head_timeout_seconds: float = 20.0
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,17 @@ protocol, which answers it exactly as if it had had the connection from the star
 
 Answers go out in request order (pipelined requests), the connection is read no further
 while too many answers are owed, while the client does not read, or while a hand-over
-waits for the owed answers; an idle connection is closed after aiohttp's keep-alive
-time."""
+waits for the owed answers.
+
+The recorder's commit only marks a click's answer ready: writing it, handing the
+connection over or closing it runs in a turn of the loop of its own, so that one
+client's broken socket never reaches the task that commits everyone's clicks (issue #13,
+R1). A connection that is lost, or closing, is never written to or handed over.
+
+Timers, as aiohttp's: a connection is closed when no request came for the keep-alive
+time since it was opened or last answered (bytes of an unfinished head do not count),
+and a request head that is not whole within ``[http] request_head_timeout_seconds`` gets
+``408`` and the connection is closed (issue #13, R6)."""
 
 from __future__ import annotations
 
@@ -37,7 +46,7 @@ CLICK_STARTS = (b"GET /c/", b"HEAD /c/")
 # longer than this is handed over for aiohttp to refuse or accept by its own rules.
 MAX_HEAD = 16 * 1024
 MAX_OWED = 32  # answers owed on one connection before it is read no further
-KEEPALIVE_TIMEOUT = 75.0  # seconds, as aiohttp's RequestHandler
+KEEPALIVE_TIMEOUT = 75.0  # seconds; aiohttp's, for connections handed over, is set to this
 # A path aiohttp's router would give the view as exactly ``path[3:]`` (nothing to
 # unescape, no query or fragment): anything else goes the long way.
 _CLICK_PATH = re.compile(r"/c/[A-Za-z0-9_.\-]*")
@@ -54,6 +63,8 @@ _NOT_FOUND = (
     % len(_NOT_FOUND_BODY)
 )
 _END = b"\r\nServer: " + _SERVER + b"\r\n\r\n"
+_REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                    b"Content-Length: 0\r\nDate: ")
 
 class _Answer:
     """An answer owed to a click: its bytes, and whether it may go (its observation is
@@ -74,6 +85,7 @@ class _Answer:
         return False
 
     def set_result(self, committed: bool, /) -> None:
+        # Inside the recorder's commit: only marks the answer ready (see ``committed``).
         self.ready = True
         self.connection.committed()
 
@@ -100,6 +112,12 @@ class Front:
     def not_found(self, head_only: bool) -> bytes:
         head = _NOT_FOUND + self.date() + _END
         return head if head_only else head + _NOT_FOUND_BODY
+
+    def request_timeout(self) -> bytes:
+        return _REQUEST_TIMEOUT + self.date() + _END
+
+    def head_timeout(self) -> float:
+        return self.redirector.config().http.request_head_timeout_seconds
 
     def date(self) -> bytes:
         """The ``Date`` header's value, made once a second."""
@@ -141,8 +159,12 @@ class ClickProtocol(asyncio.Protocol):
         self.handover: bytes | None = None  # bytes for aiohttp, once the owed are out
         self.writable = True  # False while the client does not read what we write
         self.closing = False
-        self.last_seen = 0.0
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.answering = False  # the owed answers' turn is scheduled
+        # The keep-alive clock runs from connect or the last answer; the head clock from
+        # the first byte of a head not yet whole. One timer serves both.
+        self.idle_since = 0.0
+        self.head_since: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
         # Sized as aiohttp's RequestHandler sizes its own; it never reads a body here.
         self.parser = HttpRequestParser(None, self.loop, 2**16, max_line_size=8190,
                                         max_field_size=8190, max_headers=128)
@@ -159,12 +181,16 @@ class ClickProtocol(asyncio.Protocol):
             transport.close()
             return
         self.front.connections.add(self)
-        self.last_seen = self.loop.time()
-        self.idle_timer = self.loop.call_at(self.last_seen + KEEPALIVE_TIMEOUT, self._idle)
+        self.idle_since = self.loop.time()
+        self._arm(self.idle_since + KEEPALIVE_TIMEOUT)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # Clicks owed an answer are still committed by the recorder: only the answers go.
+        # Clicks owed an answer are still committed by the recorder: only the answers go,
+        # and from now on nothing is done on this connection.
+        self.transport = None
         self.owed.clear()
+        self.handover = None
+        self.buffer = b""
         self._stop_timer()
         self.front.forget(self)
 
@@ -180,7 +206,6 @@ class ClickProtocol(asyncio.Protocol):
         if self.handover is not None:  # read before reading paused: it goes along
             self.handover += data
             return
-        self.last_seen = self.loop.time()
         buffer = self.buffer + data if self.buffer else data
         while buffer and len(self.owed) < MAX_OWED:
             if not buffer.startswith(CLICK_STARTS):
@@ -198,8 +223,13 @@ class ClickProtocol(asyncio.Protocol):
             if not self._click(buffer[:end]):
                 self._hand_over(buffer)
                 return
+            self.head_since = None
             buffer = buffer[end:]
         self.buffer = buffer
+        if not buffer or len(self.owed) >= MAX_OWED:
+            self.head_since = None  # no head is being received (or not read: not timed)
+        elif self.head_since is None:
+            self._head_started()
         self._update_reading()
 
     # -- clicks ----------------------------------------------------------------------
@@ -239,13 +269,23 @@ class ClickProtocol(asyncio.Protocol):
         return True
 
     def committed(self) -> None:
-        """An owed click's observation is committed (or given up)."""
+        """An owed click's observation is committed (or given up). Called inside the
+        recorder's commit: the connection's work is left to a turn of its own, one per
+        connection however many of its clicks the batch held."""
         self.front.redirector.recorded.inc()
+        if not self.answering:
+            self.answering = True
+            self.loop.call_soon(self._answer_owed)
+
+    def _answer_owed(self) -> None:
+        self.answering = False
         self._answered()
 
     def _answered(self) -> None:
         """Write the owed answers that are ready, in order; then, with nothing owed, go
         on: hand the connection over, close it, or read on."""
+        if self.transport is None:  # lost, or handed over: nothing more to do here
+            return
         owed = self.owed
         if owed and owed[0].ready:
             ready = []
@@ -266,6 +306,7 @@ class ClickProtocol(asyncio.Protocol):
     def _write(self, answer: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(answer)
+            self.idle_since = self.loop.time()
 
     # -- the hand-over to aiohttp ----------------------------------------------------
 
@@ -273,6 +314,7 @@ class ClickProtocol(asyncio.Protocol):
         """From the request at the start of ``data`` on, the connection is aiohttp's; it
         changes hands once the answers owed to earlier requests are out."""
         self.buffer = b""
+        self.head_since = None  # aiohttp's from here: its own timers apply
         self.handover = data
         self._update_reading()
         if not self.owed and self.writable:
@@ -280,10 +322,11 @@ class ClickProtocol(asyncio.Protocol):
 
     def _complete_hand_over(self) -> None:
         data, self.handover = self.handover or b"", None
-        transport = self.transport
-        assert transport is not None
+        transport, self.transport = self.transport, None  # no longer ours, whatever comes
         self._stop_timer()
         self.front.forget(self)
+        if transport is None or transport.is_closing():
+            return  # lost or being lost: aiohttp must never get a dead socket
         if self.front.closing:
             transport.close()
             return
@@ -305,15 +348,46 @@ class ClickProtocol(asyncio.Protocol):
         else:
             transport.pause_reading()
 
-    def _idle(self) -> None:
-        """Close the connection once nothing came for the keep-alive time and nothing is
-        owed."""
-        self.idle_timer = None
-        due = self.last_seen + KEEPALIVE_TIMEOUT
-        if self.owed or self.handover is not None or due > self.loop.time():
-            self.idle_timer = self.loop.call_at(max(due, self.loop.time() + 1), self._idle)
+    def _head_started(self) -> None:
+        now = self.loop.time()
+        self.head_since = now
+        due = now + self.front.head_timeout()
+        if self.timer is None or self.timer.when() > due:
+            self._arm(due)
+
+    def _arm(self, at: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """As aiohttp's keep-alive: close the connection once no request came for the
+        keep-alive time since it was opened or last answered, whatever bytes of a head
+        came meanwhile; a head not whole within its own time limit is answered ``408``
+        first. While answers are owed the connection is busy: the clocks wait for them."""
+        self.timer = None
+        if self.transport is None:
+            return
+        now = self.loop.time()
+        if self.owed:  # answered within the recorder's deadline; then the clocks run on
+            self._arm(now + 1.0)
+            return
+        due = self.idle_since + KEEPALIVE_TIMEOUT
+        if self.head_since is not None:
+            due = min(due, self.head_since + self.front.head_timeout())
+        if now < due:
+            self._arm(due)
+        elif self.head_since is not None:
+            self._request_timeout()
         else:
             self._close()
+
+    def _request_timeout(self) -> None:
+        """The head being received took too long: ``408`` and close (RFC 9110, 15.5.9)."""
+        self.buffer = b""
+        self.head_since = None
+        self._write(self.front.request_timeout())
+        self._close()
 
     def close_when_answered(self) -> None:
         self.closing = True
@@ -330,6 +404,6 @@ class ClickProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def _stop_timer(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

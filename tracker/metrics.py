@@ -107,6 +107,11 @@ class Metrics:
             "clickrelay_observation_batch_size", "Observations committed per transaction",
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,
         )
+        self.waiter_failures = Counter(
+            "clickrelay_observation_waiter_failures",
+            "Clicks whose answer failed as their observation was committed or let go"
+            " (a bug, logged; the recorder goes on)", registry=r,
+        )
         self.queue_depth = Gauge(
             "clickrelay_queue_depth", "Items waiting, by queue (spool, observations,"
             " webhook_deliveries)", ["queue"], registry=r,

@@ -52,7 +52,8 @@ class ObservationStore(Protocol):
 class Waiter(Protocol):
     """What a queued click waits on (``set_result(True)``: committed): a future, or an
     object of the caller's that answers the same three calls. ``set_result`` is called
-    once, on the event loop."""
+    once, on the event loop, inside the commit: it must do no connection work (issue #13,
+    R1), and if it raises, that is logged and counted and the recorder goes on."""
 
     def done(self) -> bool: ...
 
@@ -167,7 +168,10 @@ class ObservationRecorder:
                 break
             for waiter in group.waiters:
                 if not waiter.done():
-                    waiter.set_result(False)
+                    try:
+                        waiter.set_result(False)
+                    except Exception:
+                        self._waiter_failed()
                     expired += 1
             self._deadlines.popleft()
         if expired:
@@ -232,7 +236,10 @@ class ObservationRecorder:
         late = 0
         for _, waiter in batch:
             if not waiter.done():
-                waiter.set_result(True)
+                try:
+                    waiter.set_result(True)
+                except Exception:
+                    self._waiter_failed()
             elif not waiter.cancelled():
                 late += 1  # its redirect went out without it; it is stored now
         if late:
@@ -245,12 +252,21 @@ class ObservationRecorder:
         lost = 0
         for _, waiter in batch:
             if not waiter.done():
-                waiter.set_result(False)
+                try:
+                    waiter.set_result(False)
+                except Exception:
+                    self._waiter_failed()
                 lost += 1
             elif waiter.cancelled():  # its client went away, and the click is lost too
                 lost += 1
         if lost:
             self._lost(lost, reason)
+
+    def _waiter_failed(self) -> None:
+        """A waiter's ``set_result`` raised (a bug of its caller): the commit and every
+        other click go on (issue #13, R1); the failure is counted and logged."""
+        self._metrics.waiter_failures.inc()
+        log.exception("a click's waiter failed; the recorder goes on")
 
     def _lost(self, count: int, reason: str) -> None:
         self._metrics.observations_dropped.inc(count)
