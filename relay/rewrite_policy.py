@@ -12,6 +12,8 @@ import re
 from collections.abc import Collection, Mapping
 from urllib.parse import unquote
 
+from tracker.location import forbidden_host
+
 # Opt-out attributes (DESIGN §4): ours, and the ones templates written for other
 # platforms already carry (Postmark, Amazon SES, SendGrid, Mautic, …); Mandrill's and
 # SparkPost's are honoured as well.
@@ -97,6 +99,8 @@ def skip_reason(destination: str, tracking_hosts: tuple[str, ...]) -> str | None
         return "no host"
     if _is_ours(host, tracking_hosts):
         return "tracking host"
+    if forbidden_host(host):  # a control byte, a space, '"', '<'…: the redirect refuses it
+        return "host characters"  # (issue #13, R7)
     return None
 
 
