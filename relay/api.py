@@ -28,10 +28,11 @@ from relay.api_reports import add_report_routes
 from relay.api_routes import add_route_routes
 from relay.api_send import add_send_routes
 from relay.api_webhooks import add_webhook_routes
-from relay.errors import ApiRefusal, BadInput, http_error
+from relay.errors import ApiRefusal, BadInput, TooManyAttempts, http_error
 from relay.live import LiveConfig
 from relay.openapi import openapi_document
 from relay.submission import Submitter
+from relay.throttle import Throttle
 
 log = logging.getLogger("clickrelay.api")
 
@@ -49,10 +50,13 @@ def add_api_routes(
     store: object,
     submitter: Submitter,
     wake_webhooks: Callable[[], None] = lambda: None,
+    throttle: Throttle | None = None,
 ) -> None:
     """Mount the API on ``app`` (before it starts). ``store`` must offer what the views'
-    store Protocols ask for (``SqliteStore`` does)."""
-    app[API_KEY] = Api(live, store, submitter, wake_webhooks)
+    store Protocols ask for (``SqliteStore`` does); ``throttle`` slows down wrong tokens
+    (shared with SMTP AUTH; else the API's own)."""
+    app[API_KEY] = Api(live, store, submitter, wake_webhooks,
+                       throttle=throttle if throttle is not None else Throttle())
     app.middlewares.append(api_errors)
     app.router.add_get("/v1/ping", ping)
     app.router.add_get("/v1/openapi.json", openapi)
@@ -76,7 +80,7 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return json_response({"error": code, "message": exc.reason}, exc.status)
     except (BadInput, ApiRefusal) as exc:
         status, body = http_error(exc)
-        return json_response(body, status, _auth_challenge(status))
+        return json_response(body, status, _refusal_headers(exc, status))
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -85,7 +89,9 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return json_response(body, status)
 
 
-def _auth_challenge(status: int) -> dict[str, str] | None:
+def _refusal_headers(exc: BadInput | ApiRefusal, status: int) -> dict[str, str] | None:
+    if isinstance(exc, TooManyAttempts):  # RFC 6585 §4
+        return {"Retry-After": str(exc.retry_after)}
     return {"WWW-Authenticate": 'Bearer realm="clickrelay"'} if status == 401 else None
 
 

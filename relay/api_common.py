@@ -2,7 +2,9 @@
 credentials, JSON in and out, query parameters in the SDKs' syntax, cursor pages.
 
 Credentials (DESIGN §8): a project's token in ``x-lettermint-token`` for sending, the team
-token as ``Authorization: Bearer`` for everything else; both compared in constant time.
+token as ``Authorization: Bearer`` for everything else; both compared in constant time, a
+header that is not UTF-8 being just a wrong token, and both slowed down together with
+SMTP AUTH per source network when wrong ones pile up (relay/throttle.py).
 Booleans in queries arrive as ``1``/``0`` from the SDKs (``true``/``false`` by hand)."""
 
 from __future__ import annotations
@@ -13,17 +15,23 @@ import binascii
 import functools
 import hmac
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
-from relay.errors import BadInput, MalformedRequest, Unauthenticated
+from relay.api_shapes import CursorPage, Item
+from relay.errors import BadInput, MalformedRequest, TooManyAttempts, Unauthenticated
 from relay.live import LiveConfig
 from relay.submission import Submitter
+from relay.throttle import Throttle, source_network
+from tracker.app import METRICS_KEY
 from tracker.config import ProjectConfig
 from tracker.events import iso_timestamp
+from tracker.network import client_address
 
 SENDING_TOKEN_HEADER = "x-lettermint-token"
 DEFAULT_PAGE_SIZE = 30
@@ -45,6 +53,8 @@ class Api:
     wake_webhooks: Callable[[], None] = lambda: None
     # Write-backs of the configuration file happen one at a time.
     config_write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Wrong tokens slow down their network; the server shares it with SMTP AUTH.
+    throttle: Throttle = field(default_factory=Throttle)
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("api")
@@ -69,8 +79,11 @@ def sending_project(request: web.Request) -> ProjectConfig:
     token = request.headers.get(SENDING_TOKEN_HEADER)
     if not token:
         raise Unauthenticated(f"Missing {SENDING_TOKEN_HEADER} header with a project token.")
-    project = api_of(request).live().project_by_token(token)
+    api = api_of(request)
+    keys = _token_check(request, api)
+    project = api.live().project_by_token(token)
     if project is None:
+        api.throttle.failed(keys)
         raise Unauthenticated("Invalid sending token.")
     return project
 
@@ -80,9 +93,28 @@ def require_team(request: web.Request) -> None:
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated("Missing Authorization: Bearer header with the team token.")
-    expected = api_of(request).live().api.team_token
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    api = api_of(request)
+    keys = _token_check(request, api)
+    expected = api.live().api.team_token
+    # A header byte that is not UTF-8 is a surrogate here: encoded as one, it matches none.
+    if not hmac.compare_digest(token.encode("utf-8", "surrogatepass"), expected.encode()):
+        api.throttle.failed(keys)
         raise Unauthenticated("Invalid team token.")
+
+
+def _token_check(request: web.Request, api: Api) -> tuple[str]:
+    """The throttle's keys for a token presented in ``request`` (its client's network);
+    ``TooManyAttempts`` instead while that network must wait, the token unchecked."""
+    config = api.live()
+    address = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()),
+                             config.http.trusted_proxies)
+    keys = (source_network(address),)
+    wait = api.throttle.wait(keys)
+    if wait > 0:
+        if METRICS_KEY in request.app:
+            request.app[METRICS_KEY].auth_throttled.labels("api").inc()
+        raise TooManyAttempts(math.ceil(wait))
+    return keys
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -135,7 +167,16 @@ def _reject_constant(name: str) -> Any:
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
+    """``body`` as JSON: a shape (``relay.api_shapes``), a list of them, or plain data."""
+    if isinstance(body, list) and body and isinstance(body[0], BaseModel):
+        body = [_plain(item) for item in body]
+    elif isinstance(body, BaseModel):
+        body = _plain(body)
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+def _plain(shape: BaseModel) -> Any:
+    return shape.model_dump(mode="json", by_alias=True)
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:
@@ -177,8 +218,8 @@ def page_request(request: web.Request, cursor_param: str = "page[cursor]",
     return PageRequest(offset, size, cursor_param)
 
 
-def cursor_page(request: web.Request, page: PageRequest, items: list[Any], more: bool
-                ) -> dict[str, Any]:
+def cursor_page(request: web.Request, page: PageRequest, items: list[Item], more: bool
+                ) -> CursorPage[Item]:
     """A CursorPage as the SDKs read it: ``data`` and ``next_cursor`` (None on the last)."""
     next_cursor = _encode_cursor(page.offset + page.size) if more else None
     prev_cursor = _encode_cursor(max(0, page.offset - page.size)) if page.offset > 0 else None
@@ -186,15 +227,15 @@ def cursor_page(request: web.Request, page: PageRequest, items: list[Any], more:
     def url(cursor: str | None) -> str | None:
         return str(request.url.update_query({page.cursor_param: cursor})) if cursor else None
 
-    return {
-        "data": items,
-        "path": str(request.url.with_query(None)),
-        "per_page": page.size,
-        "next_cursor": next_cursor,
-        "next_page_url": url(next_cursor),
-        "prev_cursor": prev_cursor,
-        "prev_page_url": url(prev_cursor),
-    }
+    return CursorPage(
+        data=items,
+        path=str(request.url.with_query(None)),
+        per_page=page.size,
+        next_cursor=next_cursor,
+        next_page_url=url(next_cursor),
+        prev_cursor=prev_cursor,
+        prev_page_url=url(prev_cursor),
+    )
 
 
 def _encode_cursor(offset: int) -> str:

@@ -93,7 +93,8 @@ class Config:
     def project_by_token(self, token: str) -> ProjectConfig | None:
         found = None
         for p in self.projects:  # compare against every token: constant time per project
-            if hmac.compare_digest(p.token.encode(), token.encode()):
+            # A byte that is not UTF-8 (a surrogate from the HTTP parser) matches none.
+            if hmac.compare_digest(p.token.encode(), token.encode("utf-8", "surrogatepass")):
                 found = p
         return found
 

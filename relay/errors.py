@@ -23,6 +23,18 @@ class BadInput(RelayError):
         self.message = message
         self.smtp_code = smtp_code
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a worker process (relay/workers.py) and unpickled in the server's.
+        return (type(self), (self.field, self.message, self.smtp_code))
+
+
+class LimitExceeded(BadInput):
+    """The submission is over one of the relay's limits (relay/limits.py): 552 5.3.4,
+    naming the header or the limit, so that the sender does not try again."""
+
+    def __init__(self, field: str, message: str, smtp_code: int = 552) -> None:
+        super().__init__(field, message, smtp_code)
+
 
 class TemporaryRefusal(RelayError):
     """The submission cannot be taken now but may be later (451 / 409)."""
@@ -53,16 +65,23 @@ REPLY_QUEUED = "250 2.0.0 Ok: queued as {ids}"
 REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {limit} per message)"
 REPLY_TEMPORARY = "451 4.3.0 Temporary failure, message not accepted: please try again later"
 REPLY_NO_RECIPIENTS = "554 5.5.1 No valid recipients"
+# RFC 4954 §6: a temporary failure; the password was not checked (relay/throttle.py).
+REPLY_AUTH_THROTTLED = ("454 4.7.0 Temporary authentication failure: too many failed attempts"
+                        " from your network, try again in {seconds} s")
 
 
 def smtp_reply(exc: BaseException) -> str:
     """The SMTP reply for a failure while taking a mail; never a 250."""
     if isinstance(exc, BadInput):
-        status = "5.6.0" if exc.smtp_code == 550 else "5.5.4"
+        status = _SMTP_STATUS.get(exc.smtp_code, "5.5.4")
         return f"{exc.smtp_code} {status} {_one_line(exc.message)}"
     if isinstance(exc, TemporaryRefusal):
         return f"451 4.3.0 {_one_line(exc.message)}"
     return REPLY_TEMPORARY
+
+
+# Enhanced status codes of the refusals (RFC 3463): bad content, over a limit.
+_SMTP_STATUS = {550: "5.6.0", 552: "5.3.4"}
 
 
 def _one_line(text: str) -> str:
@@ -92,6 +111,18 @@ class Unauthenticated(ApiRefusal):
 
 class NotFound(ApiRefusal):
     status, code = 404, "RESOURCE_NOT_FOUND"
+
+
+class TooManyAttempts(ApiRefusal):
+    """The token was not checked: too many wrong ones came from the client's network
+    (relay/throttle.py). ``retry_after``: whole seconds until the next check is due."""
+
+    status, code = 429, "TOO_MANY_ATTEMPTS"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many invalid tokens from your network: try again in "
+                         f"{retry_after} s.")
+        self.retry_after = retry_after
 
 
 class Conflict(ApiRefusal):

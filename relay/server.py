@@ -22,6 +22,7 @@ from relay.live import LiveConfig
 from relay.maintenance import QueueGauges, RetentionWorker
 from relay.smtp import SubmissionHandler, protocol_factory, tls_context
 from relay.submission import Submitter
+from relay.throttle import Throttle
 from relay.upstream import make_upstream
 from store.sqlite import SqliteStore
 from store.writer import ObservationWriter
@@ -93,7 +94,9 @@ async def running(config: Config) -> AsyncIterator[Running]:
         promotion = PromotionWorker(live, store, metrics, lambda: live().classification,
                                     on_deliveries=webhooks.wake)
         app = make_app(live, store, metrics, recorder=recorder)
-        add_api_routes(app, live, store, submitter, wake_webhooks=webhooks.wake)
+        throttle = Throttle()  # wrong passwords and tokens, SMTP AUTH and API alike
+        add_api_routes(app, live, store, submitter, wake_webhooks=webhooks.wake,
+                       throttle=throttle)
         app[QUEUE_HEALTH_KEY] = QueueHealth(lambda: live().health, store)
         supervisor = app[SUPERVISOR_KEY] = Supervisor(metrics, lambda: live().health)
         r = Running(live, store, metrics, submitter, delivery, app, promotion, webhooks, writer,
@@ -106,7 +109,7 @@ async def running(config: Config) -> AsyncIterator[Running]:
             "retention": RetentionWorker(live, store, metrics).run,
         })
         await _start_http(stack, r)
-        await _start_smtp(stack, r)
+        await _start_smtp(stack, r, throttle)
         yield r
 
 
@@ -151,9 +154,9 @@ async def _start_http(stack: AsyncExitStack, r: Running) -> None:
     log.info("http listening on %s", r.http_addresses)
 
 
-async def _start_smtp(stack: AsyncExitStack, r: Running) -> None:
+async def _start_smtp(stack: AsyncExitStack, r: Running, throttle: Throttle) -> None:
     config = r.config()
-    handler = SubmissionHandler(r.config, r.submitter, r.metrics)
+    handler = SubmissionHandler(r.config, r.submitter, r.metrics, throttle)
     loop = asyncio.get_running_loop()
     host, port = _split(config.smtp.listen)
     server = await loop.create_server(protocol_factory(config, handler), host, port)

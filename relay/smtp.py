@@ -1,15 +1,16 @@
 """SMTP submission (DESIGN §3): aiosmtpd on the shared event loop, AUTH against project
-tokens, the envelope limits, and ``handle_DATA`` handing the mail to the submission
-steps. The reply is 250 only once every copy is spooled on disk."""
+tokens (slowed per source network across connections, relay/throttle.py), the envelope
+limits, and ``handle_DATA`` handing the mail to the submission steps. The reply is 250
+only once every copy is spooled on disk."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -17,67 +18,48 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from relay.config import Config
 from relay.errors import (
+    REPLY_AUTH_THROTTLED,
     REPLY_NO_RECIPIENTS,
     REPLY_QUEUED,
     REPLY_TOO_MANY_RECIPIENTS,
     smtp_reply,
 )
 from relay.submission import Submitter
+from relay.throttle import MAX_SPACING, Throttle, source_network
 from tracker.metrics import Metrics
+from tracker.network import parse_address
 
 log = logging.getLogger("clickrelay.smtp")
 
-# Slow-down of repeated AUTH failures from one address: the delay doubles per failure.
-AUTH_FREE_FAILURES = 3
-AUTH_MAX_DELAY = 30.0
-AUTH_FAILURE_MEMORY = 3600.0
-AUTH_TRACKED_PEERS = 10_000
-
-
-class AuthThrottle:
-    """Failed AUTH attempts per peer address, kept in memory only."""
-
-    def __init__(self) -> None:
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
-
-    def delay(self, peer: str) -> float:
-        count, last = self._failures.get(peer, (0, 0.0))
-        if time.monotonic() - last > AUTH_FAILURE_MEMORY or count < AUTH_FREE_FAILURES:
-            return 0.0
-        return min(AUTH_MAX_DELAY, 0.5 * 2 ** (count - AUTH_FREE_FAILURES))
-
-    def failed(self, peer: str) -> None:
-        count, _ = self._failures.pop(peer, (0, 0.0))
-        self._failures[peer] = (count + 1, time.monotonic())
-        while len(self._failures) > AUTH_TRACKED_PEERS:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, peer: str) -> None:
-        self._failures.pop(peer, None)
-
-
 class SubmissionHandler:
-    def __init__(self, config: Callable[[], Config], submitter: Submitter, metrics: Metrics):
+    def __init__(self, config: Callable[[], Config], submitter: Submitter, metrics: Metrics,
+                 throttle: Throttle | None = None):
         self._config = config
         self._submitter = submitter
         self._metrics = metrics
-        self.throttle = AuthThrottle()
+        self.throttle = throttle if throttle is not None else Throttle()
 
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
-        """AUTH PLAIN/LOGIN: the password is a project token; the user name is not used."""
-        peer = _peer_host(session)
+        """AUTH PLAIN/LOGIN: the password is a project token; the user name is not used.
+        While the client's network must wait (relay/throttle.py), the password is not
+        checked at all: 454, try again later."""
+        keys = _auth_keys(session)
+        wait = self.throttle.wait(keys)
+        if wait > 0:
+            self._metrics.auth_throttled.labels("smtp").inc()
+            return AuthResult(success=False, handled=False,
+                              message=REPLY_AUTH_THROTTLED.format(seconds=math.ceil(wait)))
         project = None
         if isinstance(data, LoginPassword):
             password = data.password.decode("utf-8", "replace")
             project = self._config().project_by_token(password)
         if project is None:
-            self.throttle.failed(peer)
+            self.throttle.failed(keys)
             self._metrics.auth_failures.inc()
             log.info("smtp auth failed mechanism=%s", mechanism)
             return AuthResult(success=False, handled=False)
-        self.throttle.succeeded(peer)
         return AuthResult(success=True, auth_data=project.id)
 
     async def handle_EHLO(
@@ -127,14 +109,15 @@ class SubmissionHandler:
 
 
 class SubmissionSMTP(SMTP):
-    """aiosmtpd's SMTP with the AUTH slow-down applied before each attempt."""
+    """aiosmtpd's SMTP that, before an AUTH, waits until its network's next check is due
+    (a patient client is then checked rather than told to try again)."""
 
     async def smtp_AUTH(self, arg: str) -> None:
         handler = self.event_handler
         if isinstance(handler, SubmissionHandler) and self.session is not None:
-            delay = handler.throttle.delay(_peer_host(self.session))
-            if delay:
-                await asyncio.sleep(delay)
+            delay = handler.throttle.wait(_auth_keys(self.session))
+            if delay > 0:
+                await asyncio.sleep(min(delay, MAX_SPACING))
         await super().smtp_AUTH(arg)
 
 
@@ -180,8 +163,8 @@ def protocol_factory(
     return factory
 
 
-def _peer_host(session: Session) -> str:
+def _auth_keys(session: Session) -> tuple[str]:
+    """The throttle's keys of an AUTH: the client's network."""
     peer = session.peer
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return str(peer)
+    host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+    return (source_network(parse_address(host)),)

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from relay.server import Running, running
-from relay.smtp import AUTH_FREE_FAILURES, AuthThrottle
 from tests.conftest import PROJECT_TOKEN, send, simple_message, write_config
 from tests.sink import Sink
 
@@ -50,18 +49,6 @@ async def test_no_open_relay_even_after_failed_auth(relay: Running, sink: Sink) 
     code, _ = await asyncio.to_thread(attempt)
     assert code == 530
     assert sink.received == []
-
-
-def test_repeated_auth_failures_are_slowed_down() -> None:
-    throttle = AuthThrottle()
-    for _ in range(AUTH_FREE_FAILURES):
-        assert throttle.delay("192.0.2.1") == 0
-        throttle.failed("192.0.2.1")
-    throttle.failed("192.0.2.1")
-    assert throttle.delay("192.0.2.1") > 0
-    assert throttle.delay("192.0.2.2") == 0
-    throttle.succeeded("192.0.2.1")
-    assert throttle.delay("192.0.2.1") == 0
 
 
 async def test_ehlo_offers_the_extensions(relay: Running) -> None:

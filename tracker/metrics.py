@@ -55,6 +55,11 @@ class Metrics:
         self.auth_failures = Counter(
             "clickrelay_auth_failures", "Failed SMTP AUTH attempts", registry=r
         )
+        self.auth_throttled = Counter(
+            "clickrelay_auth_throttled",
+            "Passwords and tokens refused unchecked because too many wrong ones came from"
+            " the client's network, by service (smtp, api)", ["service"], registry=r,
+        )
         self.config_reloads = Counter(
             "clickrelay_config_reloads", "Configuration reloads, by result", ["result"], registry=r
         )
