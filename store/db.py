@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -20,13 +19,10 @@ from typing import Any
 
 import aiosqlite
 
+from store.clock import now_us
 from store.pragmas import PRAGMAS
 
 Row = aiosqlite.Row
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class Database:
