@@ -91,6 +91,13 @@ class MailStore:
                 )
             return cur.rowcount
 
+    async def next_message_due(self) -> int | None:
+        """When the earliest queued copy is due (for the delivery worker's sleep)."""
+        row = await self.db.fetchone(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE status = 'queued'"
+        )
+        return row[0] if row else None
+
     async def record_delivery(
         self,
         message_id: str,
