@@ -2,16 +2,15 @@
 
 A temporary failure is retried with exponential backoff and jitter (the first retry
 within a minute) until ``max_retry_hours`` have passed since the copy was accepted; a
-permanent failure ends it. Every attempt and the final outcome are recorded (DESIGN §1)."""
+permanent failure ends it. Every attempt and the final outcome are recorded (DESIGN §1).
+Claims, leases, the concurrency bound, the sleep between rounds and the backoff formula
+are the worker loop's (tracker/workers.py); this module says what to claim and how one
+copy is delivered."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 import time
-import uuid
 from collections.abc import Callable
 from typing import Protocol
 
@@ -21,17 +20,17 @@ from relay.upstream import Upstream
 from store.mail import DELIVERED, PERMANENT, TEMPORARY
 from store.records import SpooledMessage
 from tracker.metrics import Metrics
+from tracker.workers import LEASE_TIMEOUTS, WorkerLoop
 
 log = logging.getLogger("clickrelay.delivery")
-
-MAX_BACKOFF_SECONDS = 3600.0
-IDLE_POLL_SECONDS = 1.0
 
 
 class DeliveryStore(Protocol):
     async def claim_due_messages(
         self, worker: str, now: int, lease_us: int, limit: int
     ) -> list[SpooledMessage]: ...
+
+    async def next_message_due(self) -> int | None: ...
 
     async def record_delivery(
         self, message_id: str, *, outcome: str, at: int, duration_ms: int,
@@ -41,14 +40,10 @@ class DeliveryStore(Protocol):
     async def release_claims(self, worker: str | None = None) -> int: ...
 
 
-def backoff_seconds(attempt: int, initial: float, rng: random.Random) -> float:
-    """Delay before retry number ``attempt`` (1-based): initial × 2^(attempt-1), capped,
-    with ±20 % jitter so that a recovered upstream is not hit by every copy at once."""
-    base = min(MAX_BACKOFF_SECONDS, initial * 2 ** (attempt - 1))
-    return base * rng.uniform(0.8, 1.2)
+class DeliveryWorker(WorkerLoop[SpooledMessage]):
+    """Delivers due copies, at most ``[upstream] concurrency`` at once, each claim leased
+    for ``LEASE_TIMEOUTS`` upstream timeouts."""
 
-
-class DeliveryWorker:
     def __init__(
         self,
         config: Callable[[], Config],
@@ -56,53 +51,31 @@ class DeliveryWorker:
         upstream: Upstream,
         metrics: Metrics,
     ) -> None:
+        super().__init__("delivery")
         self._config = config
         self._store = store
         self._upstream = upstream
         self._metrics = metrics
-        self.worker_id = f"delivery-{uuid.uuid4().hex[:12]}"
-        self._wakeup = asyncio.Event()
-        self._rng = random.Random()
 
-    def wake(self) -> None:
-        """New mail was spooled: look for due copies now instead of at the next poll."""
-        self._wakeup.set()
+    def concurrency(self) -> int:
+        return self._config().upstream.concurrency
 
-    async def run(self) -> None:
-        upstream = self._config().upstream
-        slots = asyncio.Semaphore(upstream.concurrency)
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                self._wakeup.clear()
-                claimed = await self._claim(upstream.concurrency - len(tasks))
-                for message in claimed:
-                    await slots.acquire()
-                    task = asyncio.create_task(self._deliver(message))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    task.add_done_callback(lambda _: slots.release())
-                if not claimed or len(tasks) >= upstream.concurrency:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL_SECONDS)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self._store.release_claims(self.worker_id)
+    def lease_seconds(self) -> float:
+        return LEASE_TIMEOUTS * self._config().upstream.timeout_seconds
 
-    async def _claim(self, room: int) -> list[SpooledMessage]:
-        if room <= 0:
-            return []
-        lease_us = int(self._config().upstream.timeout_seconds * 3 * 1_000_000)
-        try:
-            return await self._store.claim_due_messages(self.worker_id, _now_us(), lease_us, room)
-        except Exception:
-            log.exception("claiming spooled mail failed; retrying")
-            return []
+    async def claim(self, now: int, lease_us: int, room: int) -> list[SpooledMessage]:
+        return await self._store.claim_due_messages(self.worker_id, now, lease_us, room)
 
-    async def _deliver(self, message: SpooledMessage) -> None:
+    async def next_due(self) -> int | None:
+        return await self._store.next_message_due()
+
+    async def release(self) -> None:
+        await self._store.release_claims(self.worker_id)
+
+    def describe(self, message: SpooledMessage) -> str:
+        return f"message_id={message.id}"
+
+    async def handle(self, message: SpooledMessage) -> None:
         started = time.monotonic()
         outcome, code, detail, retry_at = DELIVERED, None, None, None
         try:
@@ -119,7 +92,7 @@ class DeliveryWorker:
         self._metrics.delivery_seconds.observe(elapsed)
         self._metrics.delivery_attempts.labels(outcome).inc()
         await self._store.record_delivery(
-            message.id, outcome=outcome, at=_now_us(), duration_ms=int(elapsed * 1000),
+            message.id, outcome=outcome, at=self._clock(), duration_ms=int(elapsed * 1000),
             code=code, detail=detail, next_attempt_at=retry_at,
         )
         self._log(message, outcome, detail)
@@ -130,8 +103,7 @@ class DeliveryWorker:
         if isinstance(exc, UpstreamPermanent):
             self._metrics.mail_failed.labels("rejected").inc()
             return PERMANENT, None
-        delay = backoff_seconds(message.attempts + 1, upstream.retry_initial_seconds, self._rng)
-        retry_at = _now_us() + int(delay * 1_000_000)
+        retry_at = self.next_attempt_at(message.attempts + 1, upstream.retry_initial_seconds)
         if retry_at - message.created_at > upstream.max_retry_hours * 3_600_000_000:
             self._metrics.mail_failed.labels("expired").inc()
             return PERMANENT, None
@@ -144,7 +116,3 @@ class DeliveryWorker:
         else:
             log.warning("delivery %s message_id=%s attempt=%d: %s", outcome, message.id,
                         message.attempts + 1, detail)
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000

@@ -8,6 +8,8 @@ in one transaction with marking the observation done (one transaction per claime
 Claims are atomic and leased, so several workers (in several processes) may share one
 database; the claim hands out a message's observations in click order (store/events.py),
 so ``first_click`` is decided with every earlier click of the message already promoted.
+The worker loop (tracker/workers.py) claims, sleeps and gives claims back; to it, one
+claim's batch is one item, and one batch is promoted at a time.
 
 A hit on a route's hidden honeypot link is no click on a link of the message: it has no
 event of its own, and is context that makes the clicks near it machine clicks.
@@ -15,15 +17,13 @@ event of its own, and is context that makes the clicks near it machine clicks.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from store.clock import now_us
 from store.events import EarlierClicks, EventRecord, HitRecord, Promoted
 from store.records import LinkRecord, MessageInfo, Observation
 from store.webhooks import NewDelivery
@@ -41,6 +41,7 @@ from tracker.events import (
 from tracker.metrics import Metrics
 from tracker.rules import Rules
 from tracker.useragent import client_info
+from tracker.workers import WorkerLoop
 
 log = logging.getLogger("clickrelay.promote")
 
@@ -119,7 +120,9 @@ def wanted_by(hook: WebhookConfig, machine: bool) -> bool:
             and (not machine or hook.include_machine_events))
 
 
-class PromotionWorker:
+class PromotionWorker(WorkerLoop[Sequence[Observation]]):
+    idle_poll_seconds = IDLE_POLL_SECONDS
+
     def __init__(
         self,
         config: Callable[[], PromoteView],
@@ -128,51 +131,48 @@ class PromotionWorker:
         rules: Callable[[], Rules],
         *,
         on_deliveries: Callable[[], None] = lambda: None,
-        clock: Callable[[], int] = lambda: time.time_ns() // 1000,
+        clock: Callable[[], int] = now_us,
         batch: int = BATCH,
     ) -> None:
+        super().__init__("promote", clock)
         self._config = config
         self._store = store
         self._metrics = metrics
         self._rules = rules
         self._on_deliveries = on_deliveries
-        self._clock = clock
         self._batch = batch
-        self.worker_id = f"promote-{uuid.uuid4().hex[:12]}"
 
-    async def run(self) -> None:
-        try:
-            while True:
-                try:
-                    promoted = await self.promote_due()
-                except Exception:
-                    log.exception("promotion round failed; retrying")
-                    promoted = 0
-                if not promoted:
-                    await self._idle()
-        finally:
-            with contextlib.suppress(Exception):
-                await self._store.release_observation_claims(self.worker_id)
+    def concurrency(self) -> int:
+        return 1  # batches one after the other, so that clicks are promoted in order
 
-    async def _idle(self) -> None:
-        delay = IDLE_POLL_SECONDS
-        with contextlib.suppress(Exception):
-            due = await self._store.next_observation_due()
-            now = self._clock()
-            # A due observation that was not claimed waits for an earlier one of its
-            # message (held by another worker): poll, do not spin.
-            if due is not None and due > now:
-                delay = min(delay, (due - now) / _US)
-        await asyncio.sleep(delay)
+    def lease_seconds(self) -> float:
+        return LEASE_SECONDS
+
+    async def claim(self, now: int, lease_us: int, room: int) -> list[Sequence[Observation]]:
+        """The due observations, up to a batch of them, as one item."""
+        claimed = await self._store.claim_due_observations(self.worker_id, now, lease_us,
+                                                           self._batch)
+        return [claimed] if claimed else []
+
+    async def next_due(self) -> int | None:
+        return await self._store.next_observation_due()
+
+    async def release(self) -> None:
+        await self._store.release_observation_claims(self.worker_id)
+
+    def describe(self, batch: Sequence[Observation]) -> str:
+        return f"a batch of {len(batch)} observations"
+
+    async def handle(self, batch: Sequence[Observation]) -> None:
+        await self.promote(batch)
 
     async def promote_due(self) -> int:
-        """Claim the observations that are due and promote them; how many were claimed."""
-        claimed = await self._store.claim_due_observations(
-            self.worker_id, self._clock(), int(LEASE_SECONDS * _US), self._batch
-        )
-        if claimed:
-            await self.promote(claimed)
-        return len(claimed)
+        """Claim the observations that are due and promote them, in one step outside the
+        loop (for tests and benchmarks); how many were claimed."""
+        batches = await self.claim(self._clock(), int(LEASE_SECONDS * _US), 1)
+        for batch in batches:
+            await self.promote(batch)
+        return sum(len(batch) for batch in batches)
 
     async def promote(self, observations: Sequence[Observation]) -> None:
         """Promote claimed observations, given in click order, and write the result."""

@@ -8,19 +8,17 @@ exponential backoff and jitter until ``max_retry_hours`` have passed since the d
 was created, across restarts (the outbox is in the store). Attempts run off the request
 path, at most ``concurrency`` at once and at most ``per_webhook_concurrency`` to any one
 webhook (per process), so a slow or failing receiver cannot hold up the others.
+Claims, leases, the sleep between rounds and the backoff formula are the worker loop's
+(tracker/workers.py); the dispatcher says what to claim and how one delivery is made.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import hashlib
 import hmac
 import logging
-import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,11 +30,10 @@ import aiohttp
 from store.webhooks import DueDelivery, WebhookRoom
 from tracker.config import ProjectConfig, WebhookConfig, WebhookDeliveryConfig
 from tracker.metrics import Metrics
+from tracker.workers import LEASE_TIMEOUTS, WorkerLoop
 
 log = logging.getLogger("clickrelay.webhooks")
 
-MAX_BACKOFF_SECONDS = 3600.0
-IDLE_POLL_SECONDS = 1.0
 SWEEP_SECONDS = 300.0
 GONE = "webhook removed from the configuration or disabled"
 ERROR_BODY_CHARS = 200
@@ -66,13 +63,6 @@ def signed_headers(
         "X-Lettermint-Attempt": str(attempt),
         "X-Lettermint-Signature": signature(secret, timestamp, body),
     }
-
-
-def backoff_seconds(attempt: int, initial: float, rng: random.Random) -> float:
-    """Delay after failed attempt number ``attempt`` (1-based): initial × 2^(attempt-1),
-    at most an hour, ±20 % jitter so that a recovered receiver is not hit all at once."""
-    base = min(MAX_BACKOFF_SECONDS, initial * 2 ** min(attempt - 1, 32))
-    return base * rng.uniform(0.8, 1.2)
 
 
 class DispatchView(Protocol):
@@ -123,85 +113,55 @@ def find_webhook(config: DispatchView, project_id: str, webhook_id: str) -> Webh
     return next((w for w in project.webhooks if w.id == webhook_id), None)
 
 
-class WebhookDispatcher:
+class WebhookDispatcher(WorkerLoop[DueDelivery]):
     def __init__(
         self, config: Callable[[], DispatchView], store: DispatchStore, metrics: Metrics
     ) -> None:
+        super().__init__("webhooks")
         self._config = config
         self._store = store
         self._metrics = metrics
-        self.worker_id = f"webhooks-{uuid.uuid4().hex[:12]}"
-        self._wakeup = asyncio.Event()
-        self._rng = random.Random()
         self._agent = user_agent()
-        self._in_flight: Counter[tuple[str, str]] = Counter()
+        self._session: aiohttp.ClientSession | None = None  # while running
         self._swept: tuple[object, float] | None = None  # the configuration swept, when
 
-    def wake(self) -> None:
-        """Deliveries were added: look for due ones now rather than at the next poll."""
-        self._wakeup.set()
-
     async def run(self) -> None:
-        tasks: set[asyncio.Task[None]] = set()
         # The pool's own limit is off: the claim decides what is in flight.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            try:
-                while True:
-                    self._wakeup.clear()
-                    config = self._config()
-                    await self._sweep(config)
-                    claimed = await self._claim(config, len(tasks))
-                    for delivery in claimed:
-                        hook = (delivery.project_id, delivery.webhook_id)
-                        self._in_flight[hook] += 1
-                        task = asyncio.create_task(self._attempt(session, delivery))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
-                        task.add_done_callback(functools.partial(self._done, hook))
-                    if not claimed:
-                        await self._idle()
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                with contextlib.suppress(Exception):
-                    await self._store.release_webhook_claims(self.worker_id)
+        async with aiohttp.ClientSession(connector=connector) as self._session:
+            await super().run()
 
-    async def _idle(self) -> None:
-        """Nothing could be claimed: sleep until woken (new deliveries, a slot freed), until
-        the next delivery is due, or for the idle poll. A delivery that is due but was not
-        claimed waits for a slot of its webhook, which wakes us when it frees."""
-        timeout = IDLE_POLL_SECONDS
-        with contextlib.suppress(Exception):
-            due = await self._store.next_delivery_due()
-            now = _now_us()
-            if due is not None and due > now:
-                timeout = min(timeout, (due - now) / 1_000_000)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+    def concurrency(self) -> int:
+        return self._config().webhook_delivery.concurrency
 
-    def _done(self, hook: tuple[str, str], _: asyncio.Task[None]) -> None:
-        self._in_flight[hook] -= 1
-        self._wakeup.set()
+    def lease_seconds(self) -> float:
+        return LEASE_TIMEOUTS * self._config().webhook_delivery.timeout_seconds
 
-    async def _claim(self, config: DispatchView, in_flight: int) -> list[DueDelivery]:
-        """Due deliveries for the free slots: ``concurrency`` in all, and
-        ``per_webhook_concurrency`` per webhook (counted in this process)."""
-        settings = config.webhook_delivery
-        room = settings.concurrency - in_flight
-        rooms = [WebhookRoom(p.id, w.id, settings.per_webhook_concurrency
-                             - self._in_flight[(p.id, w.id)])
+    async def before_claim(self) -> None:
+        await self._sweep(self._config())
+
+    async def claim(self, now: int, lease_us: int, room: int) -> list[DueDelivery]:
+        """Due deliveries for the free slots: ``room`` in all, and up to
+        ``per_webhook_concurrency`` per webhook (counted in this process). A delivery due
+        but not claimed waits for a slot of its webhook, whose end wakes the loop."""
+        config = self._config()
+        busy = Counter((d.project_id, d.webhook_id) for d in self.in_flight)
+        per_webhook = config.webhook_delivery.per_webhook_concurrency
+        rooms = [WebhookRoom(p.id, w.id, per_webhook - busy[(p.id, w.id)])
                  for p in config.projects for w in p.webhooks if w.enabled]
-        if room <= 0 or not rooms:
+        if not rooms:
             return []
-        lease_us = int(settings.timeout_seconds * 3 * 1_000_000)
-        try:
-            return await self._store.claim_due_deliveries(
-                self.worker_id, _now_us(), lease_us, room, rooms)
-        except Exception:
-            log.exception("claiming webhook deliveries failed; retrying")
-            return []
+        return await self._store.claim_due_deliveries(self.worker_id, now, lease_us, room,
+                                                      rooms)
+
+    async def next_due(self) -> int | None:
+        return await self._store.next_delivery_due()
+
+    async def release(self) -> None:
+        await self._store.release_webhook_claims(self.worker_id)
+
+    def describe(self, delivery: DueDelivery) -> str:
+        return f"delivery_id={delivery.id}"
 
     async def _sweep(self, config: DispatchView) -> None:
         """End the deliveries of webhooks that are gone or disabled: at start, after each
@@ -214,7 +174,7 @@ class WebhookDispatcher:
         self._swept = (config, now)
         keep = [(p.id, w.id) for p in config.projects for w in p.webhooks if w.enabled]
         try:
-            failed = await self._store.fail_other_deliveries(keep, _now_us(), GONE)
+            failed = await self._store.fail_other_deliveries(keep, self._clock(), GONE)
         except Exception:
             log.exception("ending deliveries of removed webhooks failed; retrying later")
             return
@@ -222,27 +182,18 @@ class WebhookDispatcher:
             self._metrics.webhook_failures.inc(failed)
             log.warning("%d webhook deliveries ended: %s", failed, GONE)
 
-    async def _attempt(self, session: aiohttp.ClientSession, delivery: DueDelivery) -> None:
-        try:
-            await self._deliver(session, delivery)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The store failed: the claim lapses and the delivery is tried again.
-            log.exception("webhook attempt not recorded delivery_id=%s", delivery.id)
-
-    async def _deliver(self, session: aiohttp.ClientSession, delivery: DueDelivery) -> None:
+    async def handle(self, delivery: DueDelivery) -> None:
         config = self._config()
         hook = find_webhook(config, delivery.project_id, delivery.webhook_id)
         if hook is None or not hook.enabled:  # a reload since the claim
-            await self._store.fail_delivery(delivery.id, _now_us(), GONE)
+            await self._store.fail_delivery(delivery.id, self._clock(), GONE)
             self._metrics.webhook_failures.inc()
             log.warning("webhook delivery ended delivery_id=%s webhook=%s: %s",
                         delivery.id, delivery.webhook_id, GONE)
             return
-        started, at = time.monotonic(), _now_us()
+        started, at = time.monotonic(), self._clock()
         try:
-            outcome = await self._post(session, hook, delivery, config.webhook_delivery)
+            outcome = await self._post(hook, delivery, config.webhook_delivery)
         except asyncio.CancelledError:
             # Stopping: the attempt was made and is recorded; the delivery is due again.
             outcome = Outcome(None, "interrupted: clickrelay stopped during the attempt")
@@ -255,12 +206,10 @@ class WebhookDispatcher:
         await self._record(delivery, outcome, at, started, retry_at=retry_at)
 
     async def _post(
-        self,
-        session: aiohttp.ClientSession,
-        hook: WebhookConfig,
-        delivery: DueDelivery,
-        settings: WebhookDeliveryConfig,
+        self, hook: WebhookConfig, delivery: DueDelivery, settings: WebhookDeliveryConfig
     ) -> Outcome:
+        if self._session is None:
+            raise RuntimeError("the dispatcher is not running")
         body = delivery.body.encode("utf-8")
         headers = signed_headers(
             hook.secret, body, event=delivery.event_type, attempt=delivery.attempts + 1,
@@ -268,8 +217,8 @@ class WebhookDispatcher:
         )
         timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         try:
-            async with session.post(hook.url, data=body, headers=headers, timeout=timeout,
-                                    allow_redirects=False) as response:
+            async with self._session.post(hook.url, data=body, headers=headers,
+                                          timeout=timeout, allow_redirects=False) as response:
                 if 200 <= response.status < 300:
                     return Outcome(response.status, None)
                 text = (await response.content.read(ERROR_BODY_CHARS)).decode("utf-8", "replace")
@@ -282,11 +231,9 @@ class WebhookDispatcher:
     def _retry_at(self, delivery: DueDelivery, config: DispatchView) -> int | None:
         """When to try again, or ``None`` when the retry window has passed."""
         settings = config.webhook_delivery
-        now = _now_us()
-        if now - delivery.created_at >= settings.max_retry_hours * 3_600_000_000:
+        if self._clock() - delivery.created_at >= settings.max_retry_hours * 3_600_000_000:
             return None
-        delay = backoff_seconds(delivery.attempts + 1, settings.retry_initial_seconds, self._rng)
-        return now + int(delay * 1_000_000)
+        return self.next_attempt_at(delivery.attempts + 1, settings.retry_initial_seconds)
 
     async def _record(
         self, delivery: DueDelivery, outcome: Outcome, at: int, started: float,
@@ -321,7 +268,3 @@ class WebhookDispatcher:
         log.log(level, "webhook %s delivery_id=%s webhook=%s attempt=%d status=%s%s", result,
                 delivery.id, delivery.webhook_id, delivery.attempts + 1, outcome.status_code,
                 f" error={outcome.error}" if outcome.error else "")
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
