@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
 
-from relay.api_shapes import CursorPage, Item
 from relay.errors import BadInput, MalformedRequest, TooManyAttempts, Unauthenticated
 from relay.live import LiveConfig
 from relay.submission import Submitter
@@ -167,16 +165,7 @@ def _reject_constant(name: str) -> Any:
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
-    """``body`` as JSON: a shape (``relay.api_shapes``), a list of them, or plain data."""
-    if isinstance(body, list) and body and isinstance(body[0], BaseModel):
-        body = [_plain(item) for item in body]
-    elif isinstance(body, BaseModel):
-        body = _plain(body)
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
-
-
-def _plain(shape: BaseModel) -> Any:
-    return shape.model_dump(mode="json", by_alias=True)
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:
@@ -218,8 +207,8 @@ def page_request(request: web.Request, cursor_param: str = "page[cursor]",
     return PageRequest(offset, size, cursor_param)
 
 
-def cursor_page(request: web.Request, page: PageRequest, items: list[Item], more: bool
-                ) -> CursorPage[Item]:
+def cursor_page(request: web.Request, page: PageRequest, items: list[Any], more: bool
+                ) -> dict[str, Any]:
     """A CursorPage as the SDKs read it: ``data`` and ``next_cursor`` (None on the last)."""
     next_cursor = _encode_cursor(page.offset + page.size) if more else None
     prev_cursor = _encode_cursor(max(0, page.offset - page.size)) if page.offset > 0 else None
@@ -227,15 +216,15 @@ def cursor_page(request: web.Request, page: PageRequest, items: list[Item], more
     def url(cursor: str | None) -> str | None:
         return str(request.url.update_query({page.cursor_param: cursor})) if cursor else None
 
-    return CursorPage(
-        data=items,
-        path=str(request.url.with_query(None)),
-        per_page=page.size,
-        next_cursor=next_cursor,
-        next_page_url=url(next_cursor),
-        prev_cursor=prev_cursor,
-        prev_page_url=url(prev_cursor),
-    )
+    return {
+        "data": items,
+        "path": str(request.url.with_query(None)),
+        "per_page": page.size,
+        "next_cursor": next_cursor,
+        "next_page_url": url(next_cursor),
+        "prev_cursor": prev_cursor,
+        "prev_page_url": url(prev_cursor),
+    }
 
 
 def _encode_cursor(offset: int) -> str:
