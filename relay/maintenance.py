@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Protocol
 
 from relay.config import Config
+from store.clock import now_us
 from store.retention import Purged
 from tracker.health import QueueStateStore, set_queue_gauges
 from tracker.metrics import Metrics
@@ -34,7 +34,7 @@ class QueueGauges:
 
     async def refresh(self) -> None:
         states = await self._store.queue_states()
-        set_queue_gauges(self._metrics, states, time.time_ns() // 1000)
+        set_queue_gauges(self._metrics, states, now_us())
 
     async def run(self) -> None:
         while True:
@@ -55,7 +55,7 @@ class RetentionWorker:
     async def purge(self) -> Purged:
         """One purge with the retention period in force; what it deleted."""
         retention = self._config().retention
-        now = time.time_ns() // 1000
+        now = now_us()
         purged = await self._store.purge_expired(
             cutoff=now - int(retention.days * 86_400_000_000),
             keys_cutoff=now - int(retention.idempotency_hours * 3_600_000_000),

@@ -5,11 +5,11 @@ with 503 so that an orchestrator or a monitor notices."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from store.clock import now_us
 from store.queues import QueueState
 from tracker.metrics import Metrics
 
@@ -41,7 +41,7 @@ class QueueHealth:
 
     async def report(self) -> QueueReport:
         limit_us = int(self._config().max_overdue_minutes * 60_000_000)
-        return describe(await self._store.queue_states(), time.time_ns() // 1000, limit_us)
+        return describe(await self._store.queue_states(), now_us(), limit_us)
 
 
 def describe(states: Sequence[QueueState], now: int, limit_us: int) -> QueueReport:
