@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from relay.config import Config, ConfigError, load_config
+from relay.config import MIN_TOKEN_LENGTH, Config, ConfigError, load_config
 from relay.server import serve
 from store.sqlite import SqliteStore
 from store.writer import ObservationWriteError
@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{args.config}: ok ({len(config.projects)} projects, "
               f"{sum(len(p.routes) for p in config.projects)} routes)")
+        for name in config.short_tokens():
+            print(f"{args.config}: warning: {name} is shorter than {MIN_TOKEN_LENGTH} "
+                  "characters: use a long random token (e.g. openssl rand -hex 32)")
         return 0
     if args.command == "serve":
         try:

@@ -33,6 +33,9 @@ from tracker.tokens import check_signing_secret
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
 UPSTREAM_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+# A project's or the team's token is all that guards sending and the API: shorter ones
+# are warned about (not refused: the example's development tokens are shorter).
+MIN_TOKEN_LENGTH = 32
 WEBHOOK_EVENTS = ("message.clicked",)
 
 
@@ -107,6 +110,13 @@ class Config:
             if route is not None:
                 return p, route
         return None
+
+    def short_tokens(self) -> list[str]:
+        """Which tokens are shorter than ``MIN_TOKEN_LENGTH`` characters, by their key."""
+        tokens = [("api.team_token", self.api.team_token)]
+        tokens += [(f"projects[{i}].token ({p.id})", p.token)
+                   for i, p in enumerate(self.projects)]
+        return [name for name, token in tokens if len(token) < MIN_TOKEN_LENGTH]
 
     def secrets(self) -> list[str]:
         """Every configured secret, for the start-up warning about dev secrets."""

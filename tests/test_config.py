@@ -123,6 +123,27 @@ def test_check_config_command(tmp_path: Path) -> None:
     assert "api.team_tokn: unknown key" in bad.stderr
 
 
+def test_check_config_warns_about_short_tokens(tmp_path: Path) -> None:
+    """A token is all that guards sending and the API (issue #13): shorter than 32
+    characters is worth a warning, not a refusal."""
+    settings = base_settings(tmp_path, 2525)
+    settings["projects"][0]["token"] = "x" * 31
+    path = _write(tmp_path, settings)
+    short = subprocess.run([sys.executable, "-m", "relay.cli", "check-config", "--config",
+                            str(path)], capture_output=True, text=True, cwd=ROOT)
+    assert short.returncode == 0, short.stderr
+    assert (f"{path}: warning: projects[0].token (acme) is shorter than 32 characters"
+            in short.stdout)
+    settings["api"]["team_token"] = "t" * 32
+    for i, project in enumerate(settings["projects"]):
+        project["token"] = f"{i}" * 40
+    long = subprocess.run([sys.executable, "-m", "relay.cli", "check-config", "--config",
+                           str(_write(tmp_path, settings))], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert long.returncode == 0, long.stderr
+    assert "warning" not in long.stdout, long.stdout
+
+
 def test_classification_table_tunes_the_rules(tmp_path: Path) -> None:
     settings = base_settings(tmp_path, 2525)
     settings["classification"] = {"version": "site-1", "burst_min_links": 4,
