@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from relay.server import Running
 from tests.redirecting import HOST, token
 from tests.test_http_hostile import assert_redirect_still_correct
@@ -43,6 +45,7 @@ async def status_of(relay: Running, request: bytes) -> bytes:
         writer.close()
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_a_click_with_bytes_that_are_not_utf8_is_stored_beside_the_others(
     relay: Running,
 ) -> None:

@@ -45,6 +45,7 @@ async def status_from(address: str, port: int, request: bytes) -> bytes:
         writer.close()
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_a_malformed_request_is_logged_without_the_address_or_the_token(
     relay: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
