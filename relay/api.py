@@ -27,6 +27,7 @@ from relay.api_common import (
 from relay.api_reports import add_report_routes
 from relay.api_routes import add_route_routes
 from relay.api_send import add_send_routes
+from relay.api_store import ApiStore
 from relay.api_webhooks import add_webhook_routes
 from relay.errors import ApiRefusal, BadInput, TooManyAttempts, http_error
 from relay.live import LiveConfig
@@ -47,13 +48,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def add_api_routes(
     app: web.Application,
     live: LiveConfig,
-    store: object,
+    store: ApiStore,
     submitter: Submitter,
     wake_webhooks: Callable[[], None] = lambda: None,
     throttle: Throttle | None = None,
 ) -> None:
-    """Mount the API on ``app`` (before it starts). ``store`` must offer what the views'
-    store Protocols ask for (``SqliteStore`` does); ``throttle`` slows down wrong tokens
+    """Mount the API on ``app`` (before it starts). ``store`` offers what the views call
+    (``SqliteStore`` does); ``throttle`` slows down wrong tokens
     (shared with SMTP AUTH; else the API's own)."""
     app[API_KEY] = Api(live, store, submitter, wake_webhooks,
                        throttle=throttle if throttle is not None else Throttle())

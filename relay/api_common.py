@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from relay.api_shapes import CursorPage, Item
+from relay.api_store import ApiStore
 from relay.errors import BadInput, MalformedRequest, TooManyAttempts, Unauthenticated
 from relay.live import LiveConfig
 from relay.submission import Submitter
@@ -41,11 +44,10 @@ _dumps = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":")
 
 @dataclass
 class Api:
-    """The API's view of the running clickrelay; ``store`` is typed by each consumer's
-    own Protocol (send, routes, reports)."""
+    """The API's view of the running clickrelay."""
 
     live: LiveConfig
-    store: Any
+    store: ApiStore
     submitter: Submitter
     # Deliveries were put in the outbox: the dispatcher should look now.
     wake_webhooks: Callable[[], None] = lambda: None
@@ -165,7 +167,16 @@ def _reject_constant(name: str) -> Any:
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
+    """``body`` as JSON: a shape (``relay.api_shapes``), a list of them, or plain data."""
+    if isinstance(body, list) and body and isinstance(body[0], BaseModel):
+        body = [_plain(item) for item in body]
+    elif isinstance(body, BaseModel):
+        body = _plain(body)
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+def _plain(shape: BaseModel) -> Any:
+    return shape.model_dump(mode="json", by_alias=True)
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:
@@ -207,8 +218,8 @@ def page_request(request: web.Request, cursor_param: str = "page[cursor]",
     return PageRequest(offset, size, cursor_param)
 
 
-def cursor_page(request: web.Request, page: PageRequest, items: list[Any], more: bool
-                ) -> dict[str, Any]:
+def cursor_page(request: web.Request, page: PageRequest, items: list[Item], more: bool
+                ) -> CursorPage[Item]:
     """A CursorPage as the SDKs read it: ``data`` and ``next_cursor`` (None on the last)."""
     next_cursor = _encode_cursor(page.offset + page.size) if more else None
     prev_cursor = _encode_cursor(max(0, page.offset - page.size)) if page.offset > 0 else None
@@ -216,15 +227,15 @@ def cursor_page(request: web.Request, page: PageRequest, items: list[Any], more:
     def url(cursor: str | None) -> str | None:
         return str(request.url.update_query({page.cursor_param: cursor})) if cursor else None
 
-    return {
-        "data": items,
-        "path": str(request.url.with_query(None)),
-        "per_page": page.size,
-        "next_cursor": next_cursor,
-        "next_page_url": url(next_cursor),
-        "prev_cursor": prev_cursor,
-        "prev_page_url": url(prev_cursor),
-    }
+    return CursorPage(
+        data=items,
+        path=str(request.url.with_query(None)),
+        per_page=page.size,
+        next_cursor=next_cursor,
+        next_page_url=url(next_cursor),
+        prev_cursor=prev_cursor,
+        prev_page_url=url(prev_cursor),
+    )
 
 
 def _encode_cursor(offset: int) -> str:

@@ -1,4 +1,4 @@
-"""The RFC 5322 message of an API send: what ``SendRequest`` says, as the bytes an SMTP
+"""The RFC 5322 message of an API send: what ``SendMailRequest`` says, as the bytes an SMTP
 client would have submitted (DESIGN §8).
 
 Built with the standard library's ``EmailMessage`` (policy SMTP: CRLF line ends; 7-bit
@@ -13,7 +13,7 @@ from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from relay.api_message import SendRequest
+from relay.api_message import SendMailRequest
 from relay.controls import ROUTE_HEADER, TAG_HEADER, TRACK_CLICKS_HEADER, TRACK_OPENS_HEADER
 from relay.errors import BadInput
 
@@ -24,7 +24,7 @@ MAX_LINE = 998  # RFC 5322 §2.1.1
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not 7bit-safe text
 
 
-def build_message(req: SendRequest) -> bytes:
+def build_message(req: SendMailRequest) -> bytes:
     """The message with its control headers; Bcc recipients are in the envelope only."""
     addresses = (req.sender, *req.to, *req.cc, *req.reply_to)
     ascii_only = all(a.addr_spec.isascii() for a in addresses)
@@ -36,18 +36,18 @@ def build_message(req: SendRequest) -> bytes:
     if req.reply_to:
         msg["Reply-To"] = req.reply_to
     msg["Subject"] = req.subject
-    given = {name.lower() for name, _ in req.headers}
+    given = {name.lower() for name in req.headers}
     if "date" not in given:
         msg["Date"] = formatdate(usegmt=True)
     if "message-id" not in given:
         msg["Message-ID"] = make_msgid(domain=_ascii_domain(req.sender.domain))
-    for name, value in (*req.headers, *control_headers(req)):
+    for name, value in (*req.headers.items(), *control_headers(req)):
         msg[name] = value
     _add_bodies(msg, req)
     return msg.as_bytes()
 
 
-def control_headers(req: SendRequest) -> list[tuple[str, str]]:
+def control_headers(req: SendMailRequest) -> list[tuple[str, str]]:
     """The request's routing, tracking, tag and metadata as SMTP control headers."""
     out = []
     if req.route:
@@ -58,20 +58,20 @@ def control_headers(req: SendRequest) -> list[tuple[str, str]]:
         out.append((TRACK_OPENS_HEADER, "true" if req.track_opens else "false"))
     if req.tag:
         out.append((TAG_HEADER, req.tag))
-    out += [(f"X-LM-Metadata-{key}", value) for key, value in req.metadata]
+    out += [(f"X-LM-Metadata-{key}", value) for key, value in req.metadata.items()]
     return out
 
 
-def check_control_clash(req: SendRequest, prefix: str = "") -> None:
+def check_control_clash(req: SendMailRequest, prefix: str = "") -> None:
     """A control header given in ``headers`` and through a field as well is ambiguous."""
     from_fields = {name.lower() for name, _ in control_headers(req)}
-    for name, _ in req.headers:
+    for name in req.headers:
         if name.lower() in from_fields:
             where = f"{prefix}headers.{name}"
             raise BadInput(where, f"{where}: also set through a request field; give it once")
 
 
-def _add_bodies(msg: EmailMessage, req: SendRequest) -> None:
+def _add_bodies(msg: EmailMessage, req: SendMailRequest) -> None:
     if req.text is not None:
         msg.set_content(req.text, charset="utf-8", cte=_cte(req.text))
     if req.html is not None:
@@ -81,13 +81,14 @@ def _add_bodies(msg: EmailMessage, req: SendRequest) -> None:
             msg.add_alternative(req.html, subtype="html", charset="utf-8", cte=_cte(req.html))
     html_part = msg.get_body(("html",)) if req.html is not None else None
     for a in req.attachments:
+        maintype, subtype, params = a.mime_type
         if a.content_id and html_part is not None:
             # Inline images referenced as cid: from the HTML travel in multipart/related.
-            html_part.add_related(a.content, a.maintype, a.subtype, cid=f"<{a.content_id}>",
-                                  filename=a.filename, disposition="inline", params=a.params)
+            html_part.add_related(a.content, maintype, subtype, cid=f"<{a.content_id}>",
+                                  filename=a.filename, disposition="inline", params=params)
         else:
-            msg.add_attachment(a.content, a.maintype, a.subtype, filename=a.filename,
-                               params=a.params)
+            msg.add_attachment(a.content, maintype, subtype, filename=a.filename,
+                               params=params)
 
 
 def _cte(text: str) -> str:

@@ -8,7 +8,7 @@ with, or the ``message_id`` of a webhook."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
@@ -21,7 +21,15 @@ from relay.api_common import (
     query_list,
     require_team,
 )
+from relay.api_shapes import (
+    MessageData,
+    MessageEventData,
+    MessageLink,
+    MessageLinks,
+    Recipient,
+)
 from relay.api_stats import stats
+from relay.api_store import MessageReportStore
 from relay.errors import BadInput, NotFound
 from store.events import EventRecord
 from store.records import DeliveryAttempt, MessageInfo
@@ -33,18 +41,6 @@ EVENT_SORTS = ("timestamp", "-timestamp", "event", "-event")
 MESSAGE_STATUS = {"queued": "queued", "delivered": "delivered", "failed": "failed"}
 ATTEMPT_EVENT = {"delivered": "delivered", "temporary": "soft_bounced",
                  "permanent": "hard_bounced"}
-
-
-class MessageReportStore(Protocol):
-    async def get_message(self, message_id: str) -> MessageInfo | None: ...
-
-    async def delivery_attempts(self, message_id: str) -> list[DeliveryAttempt]: ...
-
-    async def message_click_events(
-        self, message_id: str, *, include_machine: bool, descending: bool, limit: int
-    ) -> list[tuple[EventRecord, str]]: ...
-
-    async def message_link_counts(self, message_id: str) -> list[MessageLinkCounts]: ...
 
 
 def add_report_routes(router: web.UrlDispatcher) -> None:
@@ -77,7 +73,7 @@ async def message_events(request: web.Request) -> web.Response:
     events += [(e.clicked_at, _click(message, e, anchor)) for e, anchor in clicks]
     if sort.endswith("event"):
         events.sort(key=lambda e: e[0])
-        events.sort(key=lambda e: e[1]["event"], reverse=sort.startswith("-"))
+        events.sort(key=lambda e: e[1].event, reverse=sort.startswith("-"))
     else:
         events.sort(key=lambda e: e[0], reverse=sort.startswith("-"))
     chunk = [data for _, data in events[page.offset : page.offset + page.size]]
@@ -92,8 +88,8 @@ async def message_links(request: web.Request) -> web.Response:
     store: MessageReportStore = api_of(request).store
     include_machine = bool(query_bool(request, "include_machine"))
     links = await store.message_link_counts(message.id)
-    return json_response({"message_id": message.id,
-                          "data": [_link(link, include_machine) for link in links]})
+    return json_response(MessageLinks(message_id=message.id,
+                                      data=[_link(link, include_machine) for link in links]))
 
 
 async def _message(request: web.Request) -> MessageInfo:
@@ -105,37 +101,37 @@ async def _message(request: web.Request) -> MessageInfo:
     return message
 
 
-def message_data(m: MessageInfo) -> dict[str, Any]:
+def message_data(m: MessageInfo) -> MessageData:
     """The SDK's MessageData of one recipient's copy."""
-    return {
-        "id": m.id,
-        "type": "outbound",
-        "status": MESSAGE_STATUS.get(m.status, m.status),
-        "delivery_mode": "live",
-        "sandbox_result": None,
-        "status_changed_at": iso_timestamp(m.finished_at or m.created_at),
-        "scheduled_at": None,
-        "tag": m.tag,
-        "tags": [],
-        "from_email": m.mail_from,
-        "from_name": None,
-        "reply_to": None,
-        "subject": m.subject,
-        "to": [{"email": m.rcpt_to, "name": None, "sandbox_result": None}],
-        "cc": None,
-        "bcc": None,
-        "attachments": None,
-        "metadata": dict(m.metadata),
-        "route_id": m.route_id,
-        "created_at": iso_timestamp(m.created_at),
-        "track_clicks": m.track_clicks,
-        "attempts": m.attempts,
-        "last_error": m.last_error,
-    }
+    return MessageData(
+        id=m.id,
+        type="outbound",
+        status=MESSAGE_STATUS.get(m.status, m.status),
+        delivery_mode="live",
+        sandbox_result=None,
+        status_changed_at=iso_timestamp(m.finished_at or m.created_at),
+        scheduled_at=None,
+        tag=m.tag,
+        tags=[],
+        from_email=m.mail_from,
+        from_name=None,
+        reply_to=None,
+        subject=m.subject,
+        to=[Recipient(email=m.rcpt_to, name=None, sandbox_result=None)],
+        cc=None,
+        bcc=None,
+        attachments=None,
+        metadata=dict(m.metadata),
+        route_id=m.route_id,
+        created_at=iso_timestamp(m.created_at),
+        track_clicks=m.track_clicks,
+        attempts=m.attempts,
+        last_error=m.last_error,
+    )
 
 
 def _lifecycle(m: MessageInfo, attempts: Sequence[DeliveryAttempt]
-               ) -> list[tuple[int, dict[str, Any]]]:
+               ) -> list[tuple[int, MessageEventData]]:
     events = [(m.created_at, _event(m, "queued", m.created_at, None))]
     for a in attempts:
         details = {"attempt": a.attempt, "code": a.code, "detail": a.detail,
@@ -148,7 +144,7 @@ def _lifecycle(m: MessageInfo, attempts: Sequence[DeliveryAttempt]
     return events
 
 
-def _click(m: MessageInfo, e: EventRecord, anchor_text: str) -> dict[str, Any]:
+def _click(m: MessageInfo, e: EventRecord, anchor_text: str) -> MessageEventData:
     bot = {
         "detected": e.machine, "probability": e.probability, "classification": e.classification,
         "proxy_type": e.proxy_type, "reason_codes": list(e.reason_codes), "machine": e.machine,
@@ -167,21 +163,21 @@ def _click(m: MessageInfo, e: EventRecord, anchor_text: str) -> dict[str, Any]:
 
 
 def _event(m: MessageInfo, name: str, at: int, metadata: dict[str, Any] | None
-           ) -> dict[str, Any]:
-    return {"message_id": m.id, "event": name, "tag": m.tag, "tags": [],
-            "metadata": metadata, "timestamp": iso_timestamp(at)}
+           ) -> MessageEventData:
+    return MessageEventData(message_id=m.id, event=name, tag=m.tag, tags=[],
+                            metadata=metadata, timestamp=iso_timestamp(at))
 
 
-def _link(link: MessageLinkCounts, include_machine: bool) -> dict[str, Any]:
+def _link(link: MessageLinkCounts, include_machine: bool) -> MessageLink:
     clicks = link.human + link.machine if include_machine else link.human
-    return {
-        "link_index": link.link_index,
-        "destination_url": link.destination,
-        "anchor_text": link.anchor_text,
-        "clicked": clicks,
-        "unique_clicked": 1 if clicks else 0,  # one copy, one recipient
-        "machine_clicked": link.machine if include_machine else None,
-    }
+    return MessageLink(
+        link_index=link.link_index,
+        destination_url=link.destination,
+        anchor_text=link.anchor_text,
+        clicked=clicks,
+        unique_clicked=1 if clicks else 0,  # one copy, one recipient
+        machine_clicked=link.machine if include_machine else None,
+    )
 
 
 def _sort(request: web.Request) -> str:

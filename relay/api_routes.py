@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from aiohttp import web
 
@@ -24,7 +23,16 @@ from relay.api_common import (
     read_json,
     require_team,
 )
-from relay.api_fields import Fields
+from relay.api_model import read
+from relay.api_shapes import (
+    PatchRouteData,
+    RouteData,
+    RouteListData,
+    RouteMutationResponse,
+    RouteStatisticData,
+    RouteTracking,
+    UpdateRouteData,
+)
 from relay.api_stats import route_statistics
 from relay.errors import BadInput, NotFound
 from relay.tomlwrite import write_route_settings
@@ -32,14 +40,6 @@ from tracker.config import ProjectConfig, RouteConfig
 
 log = logging.getLogger("clickrelay.api")
 
-TRACKING_KEYS = ("track_clicks", "track_opens")
-# Keys of the SDK's UpdateRouteData / UpdateRouteSettingsData that clickrelay has no
-# counterpart for: refused when given a value, so that nothing is silently dropped.
-PUT_FIELDS = frozenset({"name", "settings", "inbound_settings", "inbound_domain",
-                        "inbound_spam_threshold", "attachment_delivery"})
-SETTINGS_FIELDS = frozenset({*TRACKING_KEYS, "generate_plaintext_fallback",
-                             "suppress_auto_responders", "suppress_disposable_recipients", "tls",
-                             "disable_hosted_unsubscribe", "redact_email_content"})
 # Routes are named by their slug; their order in the file is the order they were made in.
 ROUTE_SORTS = ("name", "slug", "created_at")
 
@@ -55,37 +55,27 @@ async def get_route(request: web.Request) -> web.Response:
     require_team(request)
     api = api_of(request)
     project, route = _find(api, request.match_info["route_id"])
-    data = route_data(api, project, route)
+    statistics = None
     if "statistics" in query_list(request, "include"):
-        data["statistics"] = await route_statistics(
+        statistics = await route_statistics(
             api.store, api.live(), project.id, route.id,
             bool(query_bool(request, "include_machine")),
         )
-    return json_response(data)
+    return json_response(route_data(api, project, route, statistics))
 
 
 async def put_route(request: web.Request) -> web.Response:
     require_team(request)
-    body = Fields(await read_json(request, empty={}))
-    body.only(PUT_FIELDS)
-    for name in sorted(PUT_FIELDS - {"settings"}):
-        if body.raw(name) is not None:
-            raise body.error(name, "not supported: clickrelay routes keep only their tracking "
-                             "settings in the API; edit the configuration file for the rest")
-    settings = Fields(body.optional_object("settings") or {}, "settings")
-    settings.only(SETTINGS_FIELDS)
-    for name in sorted(SETTINGS_FIELDS - set(TRACKING_KEYS)):
-        if settings.raw(name) is not None:
-            raise settings.error(name, "not supported: clickrelay routes have only "
-                                 "track_clicks and track_opens")
-    return await _update(request, _tracking_changes(settings))
+    body = read(UpdateRouteData.model_validate, await read_json(request, empty={}))
+    settings = body.settings
+    return await _update(request, _tracking_changes(settings.track_clicks if settings else None,
+                                                    settings.track_opens if settings else None))
 
 
 async def patch_route(request: web.Request) -> web.Response:
     require_team(request)
-    body = Fields(await read_json(request, empty={}))
-    body.only(frozenset(TRACKING_KEYS), hint="PATCH takes track_clicks and track_opens")
-    return await _update(request, _tracking_changes(body))
+    body = read(PatchRouteData.model_validate, await read_json(request, empty={}))
+    return await _update(request, _tracking_changes(body.track_clicks, body.track_opens))
 
 
 async def list_routes(request: web.Request) -> web.Response:
@@ -101,13 +91,9 @@ async def list_routes(request: web.Request) -> web.Response:
     return json_response(cursor_page(request, page, items, page.offset + page.size < len(routes)))
 
 
-def _tracking_changes(f: Fields) -> dict[str, bool]:
-    changes = {}
-    for key in TRACKING_KEYS:
-        value = f.optional_bool(key)
-        if value is not None:
-            changes[key] = value
-    return changes
+def _tracking_changes(track_clicks: bool | None, track_opens: bool | None) -> dict[str, bool]:
+    given = {"track_clicks": track_clicks, "track_opens": track_opens}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 async def _update(request: web.Request, changes: dict[str, bool]) -> web.Response:
@@ -124,7 +110,8 @@ async def _update(request: web.Request, changes: dict[str, bool]) -> web.Respons
             api.live.replace(config)
         log.info("route updated through the api route=%s changes=%s", route_id, changes)
         project, route = _find(api, route_id)
-    return json_response({"data": route_data(api, project, route), "message": "Route updated."})
+    return json_response(RouteMutationResponse(data=route_data(api, project, route),
+                                               message="Route updated."))
 
 
 def _find(api: Api, route_id: str) -> tuple[ProjectConfig, RouteConfig]:
@@ -134,30 +121,23 @@ def _find(api: Api, route_id: str) -> tuple[ProjectConfig, RouteConfig]:
     return found
 
 
-def route_data(api: Api, project: ProjectConfig, route: RouteConfig) -> dict[str, Any]:
-    """The SDK's RouteData. Routes live in the configuration file: its time stands for
-    both their creation and their last change."""
+def route_data(api: Api, project: ProjectConfig, route: RouteConfig,
+               statistics: list[RouteStatisticData] | None = None) -> RouteData:
+    return RouteData(
+        **_route_list_item(api, project, route).model_dump(),
+        project_id=project.id,
+        settings=RouteTracking(track_clicks=route.track_clicks, track_opens=route.track_opens),
+        statistics=statistics,
+    )
+
+
+def _route_list_item(api: Api, project: ProjectConfig, route: RouteConfig) -> RouteListData:
     stamp = config_file_time(api)
-    return {
-        "id": route.id,
-        "project_id": project.id,
-        "slug": route.slug,
-        "name": route.slug,
-        "route_type": route.type,
-        "is_default": route.default,
-        "settings": {"track_clicks": route.track_clicks, "track_opens": route.track_opens},
-        "webhooks_count": len(project.webhooks),
-        "suppressed_recipients_count": 0,
-        "created_at": stamp,
-        "updated_at": stamp,
-    }
-
-
-def _route_list_item(api: Api, project: ProjectConfig, route: RouteConfig) -> dict[str, Any]:
-    data = route_data(api, project, route)
-    keys = ("id", "slug", "name", "route_type", "is_default", "webhooks_count",
-            "suppressed_recipients_count", "created_at", "updated_at")
-    return {k: data[k] for k in keys}
+    return RouteListData(
+        id=route.id, slug=route.slug, name=route.slug, route_type=route.type,
+        is_default=route.default, webhooks_count=len(project.webhooks),
+        suppressed_recipients_count=0, created_at=stamp, updated_at=stamp,
+    )
 
 
 def _filtered(request: web.Request, routes: list[RouteConfig]) -> list[RouteConfig]:

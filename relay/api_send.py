@@ -13,15 +13,18 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import Field, TypeAdapter
 
 from relay.api_common import api_of, json_response, read_json, sending_project
-from relay.api_message import SendRequest, parse_send_request
+from relay.api_message import IdempotencyKey, SendBatchMailItem, SendMailRequest
 from relay.api_mime import build_message, check_control_clash
+from relay.api_model import read
+from relay.api_shapes import PendingSendMailResponse
+from relay.api_store import IdempotencyStore
 from relay.config import Config
 from relay.errors import BadInput, Conflict, http_error
 from store.db import now_us
@@ -32,30 +35,18 @@ log = logging.getLogger("clickrelay.api")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_TTL_US = 24 * 3600 * 1_000_000
-MAX_KEY_LENGTH = 255
 MAX_BATCH = 500
 REPLAYED_HEADER = "Idempotent-Replayed"
-
-
-class IdempotencyStore(Protocol):
-    async def claim_idempotency_keys(
-        self, project_id: str, claims: Sequence[KeyClaim], now: int, ttl_us: int
-    ) -> list[KeyState]: ...
-
-    async def complete_idempotency_key(
-        self, project_id: str, scope: str, key: str, response: str
-    ) -> None: ...
-
-    async def release_idempotency_keys(
-        self, project_id: str, keys: Sequence[tuple[str, str]]
-    ) -> None: ...
+# The body of POST /v1/send/batch, and the Idempotency-Key header.
+BATCH = TypeAdapter(Annotated[list[SendBatchMailItem], Field(min_length=1, max_length=MAX_BATCH)])
+KEY = TypeAdapter(IdempotencyKey)
 
 
 @dataclass(frozen=True)
 class Prepared:
     """One email ready for the pipeline, with its batch item key if it has one."""
 
-    request: SendRequest
+    request: SendMailRequest
     raw: bytes
     key: KeyClaim | None = None
 
@@ -157,7 +148,8 @@ async def submit(request: web.Request, project: ProjectConfig, item: Prepared,
     log.info("queued via api project=%s submission=%s copies=%d", project.id,
              accepted.submission_id, len(accepted.message_ids))
     # One id for the send, as the SDK's PendingSendMailResponse has it: the first copy's.
-    return {"message_id": accepted.message_ids[0], "status": "pending"}
+    answer = PendingSendMailResponse(message_id=accepted.message_ids[0], status="pending")
+    return answer.model_dump()  # plain, since it is also kept as the idempotent answer
 
 
 def _field_of(exc: BadInput) -> str:
@@ -181,15 +173,7 @@ async def claim_keys(store: IdempotencyStore, project: ProjectConfig,
 
 def idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    _check_key(key, IDEMPOTENCY_HEADER)
-    return key
-
-
-def _check_key(key: Any, name: str) -> None:
-    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise BadInput(name, f"{name}: 1 to {MAX_KEY_LENGTH} printable characters")
+    return None if key is None else read(KEY.validate_python, key, IDEMPOTENCY_HEADER)
 
 
 def body_hash(data: Any) -> str:
@@ -198,10 +182,34 @@ def body_hash(data: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def prepare(config: Config, project: ProjectConfig, data: Any, prefix: str = "",
-            extra: frozenset[str] = frozenset()) -> Prepared:
+def prepare(config: Config, project: ProjectConfig, data: Any) -> Prepared:
     """Check one email and build its message. CPU-bound: runs in a worker thread."""
-    req = parse_send_request(data, prefix.rstrip("."), extra)
+    return build(config, project, read(SendMailRequest.model_validate, data))
+
+
+def prepare_batch(config: Config, project: ProjectConfig, data: Any) -> list[Prepared]:
+    """Every email of a batch checked before any is sent: one bad email sends nothing."""
+    emails = read(BATCH.validate_python, data, "messages")
+    items, keys = [], set()
+    for index, (email, item) in enumerate(zip(emails, data, strict=True)):
+        prefix = f"messages[{index}]."
+        prepared = build(config, project, email, prefix)
+        key = email.idempotency_key
+        if key is not None:
+            if key in keys:
+                raise BadInput(f"{prefix}idempotency_key",
+                               f"{prefix}idempotency_key: {key!r} is used twice in this batch")
+            keys.add(key)
+            rest = {k: v for k, v in item.items() if k != "idempotency_key"}
+            prepared = Prepared(email, prepared.raw, KeyClaim("batch-item", key, body_hash(rest)))
+        items.append(prepared)
+    return items
+
+
+def build(config: Config, project: ProjectConfig, req: SendMailRequest, prefix: str = ""
+          ) -> Prepared:
+    """What the request's shape cannot say: its route, the limits of SMTP, no header given
+    twice; then the message."""
     check_control_clash(req, prefix)
     _check_route(project, req, prefix)
     limit = config.smtp.max_recipients
@@ -216,31 +224,7 @@ def prepare(config: Config, project: ProjectConfig, data: Any, prefix: str = "",
     return Prepared(req, raw)
 
 
-def prepare_batch(config: Config, project: ProjectConfig, data: Any) -> list[Prepared]:
-    """Every email of a batch checked before any is sent: one bad email sends nothing."""
-    if not isinstance(data, list):
-        raise BadInput("messages", "messages: the request body must be a JSON array of emails")
-    if not 1 <= len(data) <= MAX_BATCH:
-        raise BadInput("messages", f"messages: 1 to {MAX_BATCH} emails, not {len(data)}")
-    items, keys = [], set()
-    for index, item in enumerate(data):
-        prefix = f"messages[{index}]."
-        prepared = prepare(config, project, item, prefix, frozenset({"idempotency_key"}))
-        key = item.get("idempotency_key")
-        if key is not None:
-            _check_key(key, f"{prefix}idempotency_key")
-            if key in keys:
-                raise BadInput(f"{prefix}idempotency_key",
-                               f"{prefix}idempotency_key: {key!r} is used twice in this batch")
-            keys.add(key)
-            rest = {k: v for k, v in item.items() if k != "idempotency_key"}
-            prepared = Prepared(prepared.request, prepared.raw,
-                                KeyClaim("batch-item", key, body_hash(rest)))
-        items.append(prepared)
-    return items
-
-
-def _check_route(project: ProjectConfig, req: SendRequest, prefix: str) -> None:
+def _check_route(project: ProjectConfig, req: SendMailRequest, prefix: str) -> None:
     if req.route is not None:
         if project.route_by_slug(req.route) is None:
             raise BadInput(f"{prefix}route", f"{prefix}route: unknown route {req.route!r} "

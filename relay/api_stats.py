@@ -11,11 +11,20 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
 
 from aiohttp import web
 
 from relay.api_common import api_of, json_response, query_bool, require_team
+from relay.api_shapes import (
+    RouteStatisticData,
+    StatsData,
+    StatsDay,
+    StatsInbound,
+    StatsLink,
+    StatsTotals,
+    StatsTypeData,
+)
+from relay.api_store import StatsStore
 from relay.config import Config
 from relay.errors import BadInput, NotFound
 from store.reports import ClickTotals, DestinationCounts, ReportFilter, SendingCounts
@@ -26,20 +35,6 @@ MAX_LINKS = 100
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-class StatsStore(Protocol):
-    async def sending_counts(
-        self, since: int, until: int, where: ReportFilter, *, daily: bool
-    ) -> list[SendingCounts]: ...
-
-    async def click_totals(
-        self, since: int, until: int, where: ReportFilter, *, daily: bool
-    ) -> list[ClickTotals]: ...
-
-    async def destination_counts(
-        self, since: int, until: int, where: ReportFilter, *, limit: int
-    ) -> list[DestinationCounts]: ...
-
-
 async def stats(request: web.Request) -> web.Response:
     require_team(request)
     api = api_of(request)
@@ -47,34 +42,36 @@ async def stats(request: web.Request) -> web.Response:
     where = _filter(api.live(), request)
     include_machine = bool(query_bool(request, "include_machine"))
     store: StatsStore = api.store
-    report = await daily_report(store, api.live(), where, first, last, include_machine)
+    totals, daily = await daily_report(store, api.live(), where, first, last, include_machine)
     since, until = _bounds(first, last)
     links = await store.destination_counts(since, until, where, limit=MAX_LINKS)
-    report["links"] = [_link(d, include_machine) for d in links]
-    return json_response(report)
+    return json_response(StatsData(
+        from_=first.isoformat(), to=last.isoformat(), totals=totals, daily=daily,
+        links=[_link(d, include_machine) for d in links],
+    ))
 
 
 async def route_statistics(store: StatsStore, config: Config, project_id: str, route_id: str,
-                           include_machine: bool) -> list[dict[str, Any]]:
+                           include_machine: bool) -> list[RouteStatisticData]:
     """The SDK's RouteStatisticData for the last 30 days."""
     last = datetime.now(UTC).date()
     first = last - timedelta(days=ROUTE_STATISTICS_DAYS - 1)
     where = ReportFilter(project_id=project_id, route_id=route_id)
-    report = await daily_report(store, config, where, first, last, include_machine)
+    _, daily = await daily_report(store, config, where, first, last, include_machine)
     return [
-        {
-            "date": day["date"], "sent_count": day["sent"], "delivered_count": day["delivered"],
-            "opened_count": 0, "clicked_count": day["clicked"],
-            "hard_bounce_count": day["hard_bounced"], "spam_complaint_count": 0,
-            "inbound_received_count": 0, "effective_opened_count": None,
-            "machine_opened_count": None, "machine_clicked_count": day["machine_clicked"],
-        }
-        for day in report["daily"]
+        RouteStatisticData(
+            date=day.date, sent_count=day.sent, delivered_count=day.delivered,
+            opened_count=0, clicked_count=day.clicked, hard_bounce_count=day.hard_bounced,
+            spam_complaint_count=0, inbound_received_count=0, effective_opened_count=None,
+            machine_opened_count=None, machine_clicked_count=day.machine_clicked,
+        )
+        for day in daily
     ]
 
 
 async def daily_report(store: StatsStore, config: Config, where: ReportFilter, first: date,
-                       last: date, include_machine: bool) -> dict[str, Any]:
+                       last: date, include_machine: bool) -> tuple[StatsTotals, list[StatsDay]]:
+    """The totals of the days from ``first`` to ``last``, and each day."""
     since, until = _bounds(first, last)
     sending = await store.sending_counts(since, until, where, daily=True)
     clicks = await store.click_totals(since, until, where, daily=True)
@@ -85,56 +82,50 @@ async def daily_report(store: StatsStore, config: Config, where: ReportFilter, f
     daily = []
     for day in days:
         key = day.isoformat()
-        daily.append(_day(key, [s for s in sending if s.day == key],
-                          [c for c in clicks if c.day == key], types, by_type, include_machine))
-    return {
-        "from": first.isoformat(),
-        "to": last.isoformat(),
-        "totals": _day(None, sending, totals, types, by_type, include_machine),
-        "daily": daily,
-    }
+        counts = _counts([s for s in sending if s.day == key],
+                         [c for c in clicks if c.day == key], types, by_type, include_machine)
+        daily.append(StatsDay(date=key, **counts.model_dump()))
+    return _counts(sending, totals, types, by_type, include_machine), daily
 
 
-def _day(key: str | None, sending: Sequence[SendingCounts], clicks: Sequence[ClickTotals],
-         types: dict[str, str], by_type: bool, include_machine: bool) -> dict[str, Any]:
+def _counts(sending: Sequence[SendingCounts], clicks: Sequence[ClickTotals],
+            types: dict[str, str], by_type: bool, include_machine: bool) -> StatsTotals:
     human, machine = sum(c.human for c in clicks), sum(c.machine for c in clicks)
-    out: dict[str, Any] = {} if key is None else {"date": key}
-    out.update({
-        "sent": sum(s.sent for s in sending),
-        "delivered": sum(s.delivered for s in sending),
-        "hard_bounced": sum(s.failed for s in sending),
-        "spam_complaints": 0,
-        "opened": None,
-        "clicked": human + machine if include_machine else human,
-        "inbound": {"received": 0},
-        "transactional": _by_type(sending, types, "transactional") if by_type else None,
-        "broadcast": _by_type(sending, types, "broadcast") if by_type else None,
-        "effective_opened": None,
-        "machine_opened": None,
-        "machine_clicked": machine if include_machine else None,
-        "unique_clicked": sum((c.unique_any if include_machine else c.unique_human)
-                              for c in clicks),
-        "machine_unique_clicked": sum(c.unique_machine for c in clicks)
+    return StatsTotals(
+        sent=sum(s.sent for s in sending),
+        delivered=sum(s.delivered for s in sending),
+        hard_bounced=sum(s.failed for s in sending),
+        spam_complaints=0,
+        opened=None,
+        clicked=human + machine if include_machine else human,
+        inbound=StatsInbound(received=0),
+        transactional=_by_type(sending, types, "transactional") if by_type else None,
+        broadcast=_by_type(sending, types, "broadcast") if by_type else None,
+        effective_opened=None,
+        machine_opened=None,
+        machine_clicked=machine if include_machine else None,
+        unique_clicked=sum((c.unique_any if include_machine else c.unique_human)
+                           for c in clicks),
+        machine_unique_clicked=sum(c.unique_machine for c in clicks)
         if include_machine else None,
-    })
-    return out
+    )
 
 
 def _by_type(sending: Sequence[SendingCounts], types: dict[str, str], kind: str
-             ) -> dict[str, int]:
+             ) -> StatsTypeData:
     rows = [s for s in sending if types.get(s.route_id) == kind]
-    return {"sent": sum(s.sent for s in rows), "hard_bounced": sum(s.failed for s in rows),
-            "spam_complaints": 0}
+    return StatsTypeData(sent=sum(s.sent for s in rows),
+                         hard_bounced=sum(s.failed for s in rows), spam_complaints=0)
 
 
-def _link(d: DestinationCounts, include_machine: bool) -> dict[str, Any]:
-    return {
-        "destination_url": d.destination,
-        "clicked": d.human + d.machine if include_machine else d.human,
-        "unique_clicked": d.unique_human,
-        "machine_clicked": d.machine if include_machine else None,
-        "machine_unique_clicked": d.unique_machine if include_machine else None,
-    }
+def _link(d: DestinationCounts, include_machine: bool) -> StatsLink:
+    return StatsLink(
+        destination_url=d.destination,
+        clicked=d.human + d.machine if include_machine else d.human,
+        unique_clicked=d.unique_human,
+        machine_clicked=d.machine if include_machine else None,
+        machine_unique_clicked=d.unique_machine if include_machine else None,
+    )
 
 
 def date_range(request: web.Request) -> tuple[date, date]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -20,6 +19,13 @@ from relay.api_common import (
     query_bool,
     require_team,
 )
+from relay.api_shapes import (
+    TestWebhookResponse,
+    WebhookData,
+    WebhookDeliveryListData,
+    WebhookListData,
+)
+from relay.api_store import WebhookReportStore
 from relay.config import Config
 from relay.errors import BadInput, Conflict, NotFound
 from store.db import now_us
@@ -31,17 +37,6 @@ from tracker.events import Envelope, envelope_body, iso_timestamp
 WEBHOOK_TEST = "webhook.test"
 # The outbox's states as the SDK's WebhookDeliveryStatus.
 DELIVERY_STATUS = {"pending": "pending", "delivered": "success", "failed": "failed"}
-
-
-class WebhookReportStore(Protocol):
-    async def enqueue_delivery(self, delivery: NewDelivery) -> None: ...
-
-    async def webhook_delivery_page(
-        self, project_id: str, webhook_id: str, *, status: str | None, event_type: str | None,
-        since: int | None, until: int | None, offset: int, limit: int,
-    ) -> list[DeliveryRow]: ...
-
-    async def webhook_last_called(self, project_id: str, webhook_id: str) -> int | None: ...
 
 
 def add_webhook_routes(router: web.UrlDispatcher) -> None:
@@ -60,8 +55,8 @@ async def list_webhooks(request: web.Request) -> web.Response:
     items = []
     for project, hook in chunk:
         data = await webhook_data(request, project, hook)
-        del data["include_machine_events"]  # not in the SDK's list item
-        items.append(data)
+        # The SDK's list item has all but include_machine_events.
+        items.append(WebhookListData(**data.model_dump(exclude={"include_machine_events"})))
     return json_response(cursor_page(request, page, items, page.offset + page.size < len(hooks)))
 
 
@@ -87,7 +82,8 @@ async def test_webhook(request: web.Request) -> web.Response:
         NewDelivery(delivery_id, project.id, hook.id, WEBHOOK_TEST, body, now)
     )
     api.wake_webhooks()
-    return json_response({"message": "Test webhook queued.", "delivery_id": delivery_id})
+    return json_response(TestWebhookResponse(message="Test webhook queued.",
+                                             delivery_id=delivery_id))
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
@@ -125,22 +121,22 @@ def find_webhook(config: Config, webhook_id: str) -> tuple[ProjectConfig, Webhoo
 
 
 async def webhook_data(request: web.Request, project: ProjectConfig, hook: WebhookConfig
-                       ) -> dict[str, Any]:
+                       ) -> WebhookData:
     """The SDK's WebhookData. Webhooks live in the configuration file: its time stands for
     both their creation and their last change."""
     api = api_of(request)
     store: WebhookReportStore = api.store
     last = await store.webhook_last_called(project.id, hook.id)
     stamp = config_file_time(api)
-    return {
-        "id": hook.id, "scope": "project", "project_ids": [project.id], "route_ids": [],
-        "route_id": None, "name": hook.id, "url": hook.url,
-        "has_basic_auth": bool(urlsplit(hook.url).username), "events": list(hook.events),
-        "enabled": hook.enabled, "include_machine_events": hook.include_machine_events,
-        "delivery_mode_filter": "live",
-        "last_called_at": iso_timestamp(last) if last is not None else None,
-        "created_at": stamp, "updated_at": stamp,
-    }
+    return WebhookData(
+        id=hook.id, scope="project", project_ids=[project.id], route_ids=[],
+        route_id=None, name=hook.id, url=hook.url,
+        has_basic_auth=bool(urlsplit(hook.url).username), events=list(hook.events),
+        enabled=hook.enabled, include_machine_events=hook.include_machine_events,
+        delivery_mode_filter="live",
+        last_called_at=iso_timestamp(last) if last is not None else None,
+        created_at=stamp, updated_at=stamp,
+    )
 
 
 def _filtered(request: web.Request, config: Config) -> list[tuple[ProjectConfig, WebhookConfig]]:
@@ -166,19 +162,19 @@ def _filtered(request: web.Request, config: Config) -> list[tuple[ProjectConfig,
     return hooks
 
 
-def _delivery(row: DeliveryRow) -> dict[str, Any]:
-    return {
-        "id": row.id, "webhook_id": row.webhook_id, "event_type": row.event_type,
-        "source_scope": "project", "source_project_id": row.project_id,
-        "source_route_id": None, "status": DELIVERY_STATUS.get(row.status, row.status),
-        "sandbox": False, "attempt_number": row.attempts, "http_status_code": row.status_code,
-        "duration_ms": row.duration_ms,
-        "delivered_at": iso_timestamp(row.finished_at)
+def _delivery(row: DeliveryRow) -> WebhookDeliveryListData:
+    return WebhookDeliveryListData(
+        id=row.id, webhook_id=row.webhook_id, event_type=row.event_type,
+        source_scope="project", source_project_id=row.project_id,
+        source_route_id=None, status=DELIVERY_STATUS.get(row.status, row.status),
+        sandbox=False, attempt_number=row.attempts, http_status_code=row.status_code,
+        duration_ms=row.duration_ms,
+        delivered_at=iso_timestamp(row.finished_at)
         if row.status == "delivered" and row.finished_at else None,
-        "created_at": iso_timestamp(row.created_at),
-        "next_retry_at": iso_timestamp(row.next_attempt_at) if row.status == "pending" else None,
-        "error_message": row.last_error,
-    }
+        created_at=iso_timestamp(row.created_at),
+        next_retry_at=iso_timestamp(row.next_attempt_at) if row.status == "pending" else None,
+        error_message=row.last_error,
+    )
 
 
 def _day_start(request: web.Request, name: str, plus_days: int) -> int | None:

@@ -1,48 +1,85 @@
-"""The OpenAPI 3.1 description of what clickrelay serves under ``/v1`` (DESIGN §8), served
-at ``GET /v1/openapi.json``. Shapes follow the Lettermint SDK's types; clickrelay's
-additions are marked as such. Built from small helpers so that it reads like the API."""
+"""The OpenAPI 3.1 description of what clickrelay serves under ``/v1``, served at
+``GET /v1/openapi.json``. The schemas of the bodies are generated from the shapes that the
+API validates requests with and builds its answers from (``relay.api_message``,
+``relay.api_shapes``); this module lists the operations: paths, parameters, credentials,
+and the shapes each one takes and gives."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+
+from relay.api_message import SendBatchMailItem, SendMailRequest
+from relay.api_send import BATCH, KEY
+from relay.api_shapes import (
+    CursorPage,
+    Error,
+    MessageData,
+    MessageEventData,
+    MessageLinks,
+    PatchRouteData,
+    PendingSendMailResponse,
+    RouteData,
+    RouteListData,
+    RouteMutationResponse,
+    StatsData,
+    TestWebhookResponse,
+    UpdateRouteData,
+    WebhookData,
+    WebhookDeliveryListData,
+    WebhookListData,
+)
+
 Schema = dict[str, Any]
+Ref = Callable[[Any], Schema]
 
 STR: Schema = {"type": "string"}
-NSTR: Schema = {"type": ["string", "null"]}
-BOOL: Schema = {"type": "boolean"}
-INT: Schema = {"type": "integer"}
-NINT: Schema = {"type": ["integer", "null"]}
-TIME: Schema = {"type": "string", "format": "date-time"}
-NTIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 FLAG: Schema = {"type": "string", "enum": ["1", "0", "true", "false"]}
-STR_LIST: Schema = {"type": "array", "items": STR}
-STR_MAP: Schema = {"type": "object", "additionalProperties": STR}
 TEAM: list[Any] = [{"teamToken": []}]
 SENDING: list[Any] = [{"sendingToken": []}]
+REF = "#/components/schemas/{model}"
+REQUESTS: tuple[type[BaseModel], ...] = (SendMailRequest, SendBatchMailItem, UpdateRouteData,
+                                         PatchRouteData)
+RESPONSES: tuple[type[BaseModel], ...] = (
+    Error, PendingSendMailResponse, RouteData, RouteMutationResponse, CursorPage[RouteListData],
+    MessageData, CursorPage[MessageEventData], MessageLinks, StatsData,
+    CursorPage[WebhookListData], WebhookData, TestWebhookResponse,
+    CursorPage[WebhookDeliveryListData],
+)
 
 
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+class _Schemas(GenerateJsonSchema):
+    """JSON Schema as the document shows it: no title repeated on every property."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def normalize_name(self, name: str) -> str:
+        """A generic shape by what it holds: ``CursorPage[RouteListData]`` is named
+        ``RouteListDataCursorPage``."""
+        return super().normalize_name(re.sub(r"^(\w+)\[(\w+)\]$", r"\2\1", name))
 
 
-def obj(props: dict[str, Schema], required: tuple[str, ...] | str = "*",
-        closed: bool = False) -> Schema:
-    names = tuple(props) if required == "*" else tuple(required)
-    schema: Schema = {"type": "object", "properties": props, "required": list(names)}
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
+def shapes() -> tuple[Ref, dict[str, Schema]]:
+    """A reference to each shape, and the schemas they refer to (``components``)."""
+    modes: list[tuple[type[BaseModel], Any]] = [(m, "validation") for m in REQUESTS]
+    modes += [(m, "serialization") for m in RESPONSES]
+    refs, top = models_json_schema(modes, ref_template=REF, schema_generator=_Schemas)
+    by_shape = {shape: schema for (shape, _), schema in refs.items()}
+    return by_shape.__getitem__, top.get("$defs", {})
+
+
+def adapted(schema: Schema) -> Schema:
+    """A TypeAdapter's schema whose shapes are among the components."""
+    return {k: v for k, v in schema.items() if k != "$defs"}
 
 
 def array(items: Schema, **limits: int) -> Schema:
     return {"type": "array", "items": items, **limits}
-
-
-def page(item: str) -> Schema:
-    return obj({"data": array(ref(item)), "path": NSTR, "per_page": INT,
-                "next_cursor": NSTR, "next_page_url": NSTR, "prev_cursor": NSTR,
-                "prev_page_url": NSTR})
 
 
 def param(name: str, where: str, schema: Schema, required: bool = False,
@@ -80,103 +117,17 @@ CURSOR = (param("page[size]", "query", {"type": "integer", "minimum": 1, "maximu
 ROUTE_ID = param("route_id", "path", STR)
 MESSAGE_ID = param("message_id", "path", STR)
 WEBHOOK_ID = param("webhook_id", "path", STR)
-IDEMPOTENCY = param("Idempotency-Key", "header", {"type": "string", "minLength": 1,
-                                                   "maxLength": 255})
+IDEMPOTENCY = param("Idempotency-Key", "header", KEY.json_schema())
 
-SEND_FIELDS: dict[str, Schema] = {
-    "from": STR, "to": array(STR, minItems=1), "cc": STR_LIST, "bcc": STR_LIST,
-    "reply_to": STR_LIST, "subject": STR, "html": NSTR, "text": NSTR,
-    "headers": STR_MAP, "metadata": STR_MAP, "tag": NSTR, "route": STR,
-    "settings": obj({"track_clicks": BOOL, "track_opens": BOOL}, (), closed=True),
-    "attachments": array(ref("Attachment")),
-}
 SEND_EXAMPLE = {
     "from": "Acme <hello@acme.example>", "to": ["jane@example.org"], "subject": "Your receipt",
     "html": '<p>Thanks! <a href="https://acme.example/orders/42">Your order</a></p>',
     "text": "Thanks! https://acme.example/orders/42", "tag": "receipts",
     "metadata": {"order": "42"}, "settings": {"track_clicks": True},
 }
-ROUTE_SETTINGS = obj({"track_clicks": BOOL, "track_opens": BOOL})
-ROUTE_LIST_FIELDS: dict[str, Schema] = {
-    "id": STR, "slug": STR, "name": STR, "route_type": STR, "is_default": BOOL,
-    "webhooks_count": INT, "suppressed_recipients_count": INT, "created_at": TIME,
-    "updated_at": TIME,
-}
-STATS_DAY_FIELDS: dict[str, Schema] = {
-    "sent": INT, "delivered": INT, "hard_bounced": INT, "spam_complaints": INT,
-    "opened": NINT, "clicked": NINT, "inbound": obj({"received": INT}),
-    "transactional": {"oneOf": [ref("StatsTypeData"), {"type": "null"}]},
-    "broadcast": {"oneOf": [ref("StatsTypeData"), {"type": "null"}]},
-    "effective_opened": NINT, "machine_opened": NINT, "machine_clicked": NINT,
-    "unique_clicked": INT, "machine_unique_clicked": NINT,
-}
-WEBHOOK_FIELDS: dict[str, Schema] = {
-    "id": STR, "scope": STR, "project_ids": STR_LIST, "route_ids": STR_LIST,
-    "route_id": NSTR, "name": STR, "url": STR, "has_basic_auth": BOOL, "events": STR_LIST,
-    "enabled": BOOL, "delivery_mode_filter": STR, "last_called_at": NTIME,
-    "created_at": TIME, "updated_at": TIME,
-}
 
 
-def schemas() -> dict[str, Schema]:
-    return {
-        "Error": obj({"error": STR, "message": STR, "errors": {
-            "type": "object", "additionalProperties": STR_LIST}, "details": {}},
-            ("error", "message")),
-        "Attachment": obj({"filename": STR, "content": STR, "content_type": NSTR,
-                           "content_id": NSTR}, ("filename", "content"), closed=True),
-        "SendMailRequest": obj(SEND_FIELDS, ("from", "to", "subject"), closed=True),
-        "SendBatchMailItem": obj({**SEND_FIELDS, "idempotency_key": {
-            "type": "string", "minLength": 1, "maxLength": 255}},
-            ("from", "to", "subject"), closed=True),
-        "PendingSendMailResponse": obj({"message_id": STR,
-                                        "status": {"type": "string", "const": "pending"}}),
-        "RouteData": obj({**ROUTE_LIST_FIELDS, "project_id": STR, "settings": ROUTE_SETTINGS,
-                          "statistics": array(ref("RouteStatisticData"))},
-                         (*ROUTE_LIST_FIELDS, "project_id", "settings")),
-        "RouteListData": obj(ROUTE_LIST_FIELDS),
-        "RouteMutationResponse": obj({"data": ref("RouteData"), "message": STR}),
-        "RouteStatisticData": obj({n: INT for n in (
-            "sent_count", "delivered_count", "opened_count", "clicked_count",
-            "hard_bounce_count", "spam_complaint_count", "inbound_received_count")}
-            | {"date": STR, "effective_opened_count": NINT, "machine_opened_count": NINT,
-               "machine_clicked_count": NINT}),
-        "UpdateRouteData": obj({"name": NSTR, "settings": {"type": ["object", "null"],
-                                "properties": {"track_clicks": {"type": ["boolean", "null"]},
-                                               "track_opens": {"type": ["boolean", "null"]}},
-                                "additionalProperties": False}}, (), closed=True),
-        "PatchRouteData": obj({"track_clicks": BOOL, "track_opens": BOOL}, (), closed=True),
-        "MessageData": obj({
-            "id": STR, "type": STR, "status": STR, "delivery_mode": STR, "tag": NSTR,
-            "tags": array(obj({"name": STR, "value": STR})), "from_email": STR,
-            "subject": NSTR, "to": array(obj({"email": STR, "name": NSTR})),
-            "metadata": STR_MAP, "route_id": STR, "created_at": TIME,
-            "status_changed_at": NTIME}),
-        "MessageEventData": obj({"message_id": STR, "event": STR, "tag": NSTR,
-                                 "tags": array(obj({"name": STR, "value": STR})),
-                                 "metadata": {"type": ["object", "null"]}, "timestamp": TIME}),
-        "MessageLinks": obj({"message_id": STR, "data": array(obj({
-            "link_index": INT, "destination_url": STR, "anchor_text": STR, "clicked": INT,
-            "unique_clicked": INT, "machine_clicked": NINT}))}),
-        "StatsTypeData": obj({"sent": INT, "hard_bounced": INT, "spam_complaints": INT}),
-        "StatsData": obj({"from": STR, "to": STR, "totals": obj(STATS_DAY_FIELDS),
-                          "daily": array(obj({"date": STR, **STATS_DAY_FIELDS})),
-                          "links": array(obj({"destination_url": STR, "clicked": INT,
-                                              "unique_clicked": INT, "machine_clicked": NINT,
-                                              "machine_unique_clicked": NINT}))}),
-        "WebhookListData": obj(WEBHOOK_FIELDS),
-        "WebhookData": obj({**WEBHOOK_FIELDS, "include_machine_events": BOOL}),
-        "TestWebhookResponse": obj({"message": STR, "delivery_id": STR}),
-        "WebhookDeliveryListData": obj({
-            "id": STR, "webhook_id": STR, "event_type": STR, "source_scope": NSTR,
-            "source_project_id": NSTR, "source_route_id": NSTR, "status": STR,
-            "sandbox": BOOL, "attempt_number": INT, "http_status_code": NINT,
-            "duration_ms": NINT, "delivered_at": NTIME, "created_at": TIME,
-            "next_retry_at": NTIME}),
-    }
-
-
-def paths() -> dict[str, Any]:
+def paths(ref: Ref) -> dict[str, Any]:
     stats_params = (param("from", "query", {"type": "string", "format": "date"}, True,
                           "2026-01-01"),
                     param("to", "query", {"type": "string", "format": "date"}, True,
@@ -188,55 +139,55 @@ def paths() -> dict[str, Any]:
                      param("filter[search]", "query", STR), param("sort", "query", STR))
     return {
         "/ping": {"get": op("Check a team or sending token", [*TEAM, *SENDING], (200, None))},
-        "/send": {"post": op("Send an email", SENDING, (202, ref("PendingSendMailResponse")),
-                             (400, 401, 409, 422), (IDEMPOTENCY,), ref("SendMailRequest"),
+        "/send": {"post": op("Send an email", SENDING, (202, ref(PendingSendMailResponse)),
+                             (400, 401, 409, 422), (IDEMPOTENCY,), ref(SendMailRequest),
                              example=SEND_EXAMPLE)},
         "/send/batch": {"post": op(
-            "Send up to 500 emails", SENDING, (202, array(ref("PendingSendMailResponse"))),
+            "Send up to 500 emails", SENDING, (202, array(ref(PendingSendMailResponse))),
             (400, 401, 409, 422), (IDEMPOTENCY,),
-            array(ref("SendBatchMailItem"), minItems=1, maxItems=500),
+            adapted(BATCH.json_schema(ref_template=REF, schema_generator=_Schemas)),
             example=[SEND_EXAMPLE, {**SEND_EXAMPLE, "to": ["joe@example.org"]}])},
         "/routes/{route_id}": {
-            "get": op("A route", TEAM, (200, ref("RouteData")), (401, 404, 422),
+            "get": op("A route", TEAM, (200, ref(RouteData)), (401, 404, 422),
                       (ROUTE_ID, param("include", "query", STR),
                        param("include_machine", "query", FLAG))),
             "put": op("Change a route's tracking settings (written back to the file)", TEAM,
-                      (200, ref("RouteMutationResponse")), (400, 401, 404, 409, 422),
-                      (ROUTE_ID,), ref("UpdateRouteData"), False,
+                      (200, ref(RouteMutationResponse)), (400, 401, 404, 409, 422),
+                      (ROUTE_ID,), ref(UpdateRouteData), False,
                       {"settings": {"track_clicks": True}}),
             "patch": op("Change a route's tracking (the click tracking document's form)",
-                        TEAM, (200, ref("RouteMutationResponse")), (400, 401, 404, 409, 422),
-                        (ROUTE_ID,), ref("PatchRouteData"), False, {"track_clicks": True}),
+                        TEAM, (200, ref(RouteMutationResponse)), (400, 401, 404, 409, 422),
+                        (ROUTE_ID,), ref(PatchRouteData), False, {"track_clicks": True}),
         },
         "/projects/{project_id}/routes": {"get": op(
-            "A project's routes", TEAM, (200, page("RouteListData")), (401, 404, 422),
+            "A project's routes", TEAM, (200, ref(CursorPage[RouteListData])), (401, 404, 422),
             (param("project_id", "path", STR), *PAGE, *route_filters))},
         "/messages/{message_id}": {"get": op(
-            "One recipient's copy of a sent email", TEAM, (200, ref("MessageData")),
+            "One recipient's copy of a sent email", TEAM, (200, ref(MessageData)),
             (401, 404), (MESSAGE_ID,))},
         "/messages/{message_id}/events": {"get": op(
             "A message's events: queued, delivery attempts, clicks", TEAM,
-            (200, page("MessageEventData")), (401, 404, 422),
+            (200, ref(CursorPage[MessageEventData])), (401, 404, 422),
             (MESSAGE_ID, param("include_machine_events", "query", FLAG),
              param("sort", "query", STR), *PAGE))},
         "/messages/{message_id}/links": {"get": op(
-            "A message's links and their clicks (clickrelay)", TEAM, (200, ref("MessageLinks")),
+            "A message's links and their clicks (clickrelay)", TEAM, (200, ref(MessageLinks)),
             (401, 404, 422), (MESSAGE_ID, param("include_machine", "query", FLAG)))},
         "/stats": {"get": op("Sending and click statistics per day", TEAM,
-                             (200, ref("StatsData")), (401, 404, 422), stats_params)},
+                             (200, ref(StatsData)), (401, 404, 422), stats_params)},
         "/webhooks": {"get": op(
-            "The configured webhooks", TEAM, (200, page("WebhookListData")), (401, 422),
+            "The configured webhooks", TEAM, (200, ref(CursorPage[WebhookListData])), (401, 422),
             (*CURSOR, param("filter[project]", "query", STR),
              param("filter[enabled]", "query", FLAG), param("filter[event]", "query", STR),
              param("filter[search]", "query", STR)))},
-        "/webhooks/{webhook_id}": {"get": op("A webhook", TEAM, (200, ref("WebhookData")),
+        "/webhooks/{webhook_id}": {"get": op("A webhook", TEAM, (200, ref(WebhookData)),
                                              (401, 404, 409), (WEBHOOK_ID,))},
         "/webhooks/{webhook_id}/test": {"post": op(
-            "Send a webhook.test delivery", TEAM, (200, ref("TestWebhookResponse")),
+            "Send a webhook.test delivery", TEAM, (200, ref(TestWebhookResponse)),
             (401, 404, 409), (WEBHOOK_ID,))},
         "/webhooks/{webhook_id}/deliveries": {"get": op(
             "A webhook's deliveries, newest first", TEAM,
-            (200, page("WebhookDeliveryListData")), (401, 404, 409, 422),
+            (200, ref(CursorPage[WebhookDeliveryListData])), (401, 404, 409, 422),
             (WEBHOOK_ID, *CURSOR, param("filter[status]", "query", STR),
              param("filter[event_type]", "query", STR),
              param("filter[from_date]", "query", STR), param("filter[to_date]", "query", STR)))},
@@ -245,7 +196,8 @@ def paths() -> dict[str, Any]:
 
 
 def openapi_document(server_url: str) -> dict[str, Any]:
-    error = {"application/json": {"schema": ref("Error")}}
+    ref, schemas = shapes()
+    error = {"application/json": {"schema": ref(Error)}}
     reasons = {400: "Malformed JSON", 401: "Missing or invalid token", 404: "Not found",
                409: "Conflict (idempotency key, configuration file)",
                422: "Validation failed; errors names the field",
@@ -257,9 +209,9 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                  "description": "Lettermint-compatible send, route, event, stats and "
                                 "webhook API of a self-hosted click-tracking relay."},
         "servers": [{"url": server_url}],
-        "paths": paths(),
+        "paths": paths(ref),
         "components": {
-            "schemas": schemas(),
+            "schemas": schemas,
             "responses": {f"E{code}": {"description": text, "content": error}
                           for code, text in reasons.items()},
             "securitySchemes": {
