@@ -5,8 +5,8 @@ with 422 (docs/api.md, Errors).
 A request body is read strictly, as Lettermint's API reads it: no type is coerced (``"1"``
 is not a number, ``"yes"`` not a boolean), a key the shape does not know is refused rather
 than ignored, and ``null`` stands for a field left out. A problem names the full path of
-the field (``to[1]``, ``messages[2].attachments[0].content``), and only the first problem
-is answered, unknown fields before anything else, as the SDKs show one field error."""
+the field (``to[1]``, ``messages[2].attachments[0].content``); only the first problem is
+answered (an unknown field before anything else), in one field error as before."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ class Body(BaseModel):
 
 
 class Shape(BaseModel):
-    """A response body: every field is always there (``null`` when it has no value)."""
+    """A response body: every field is there, ``null`` when it has no value, unless the
+    field says otherwise (``RouteData.statistics``)."""
 
     model_config = ConfigDict(frozen=True)
 
