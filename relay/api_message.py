@@ -55,6 +55,18 @@ def parse_address(value: Any) -> Address:
         raise invalid(f"not an email address: {value[:100]!r}") from exc
 
 
+def _sender(value: Any) -> Address:
+    if isinstance(value, str) and not value.strip():
+        raise invalid("must not be empty")
+    return parse_address(value)
+
+
+def _recipients(addresses: list[Address]) -> list[Address]:
+    if not addresses:
+        raise invalid("needs at least one address")
+    return addresses
+
+
 def one_line(value: str) -> str:
     """Line breaks and control characters in a header value are repaired to spaces, as
     Lettermint does (a header is one logical line, RFC 5322 §2.2)."""
@@ -168,8 +180,10 @@ class SendSettings(Body):
 
 
 class SendMailRequest(Body):
-    sender: MailAddress = Field(alias="from")
-    to: Annotated[list[MailAddress], Field(min_length=1)]
+    sender: Annotated[Address, PlainValidator(_sender, json_schema_input_type=str)] = Field(
+        alias="from")
+    to: Annotated[list[MailAddress], AfterValidator(_recipients),
+                  Field(json_schema_extra={"minItems": 1})]
     cc: list[MailAddress] = Field(default_factory=list)
     bcc: list[MailAddress] = Field(default_factory=list)
     reply_to: list[MailAddress] = Field(default_factory=list)
