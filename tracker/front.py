@@ -56,6 +56,7 @@ _SERVER = SERVER_SOFTWARE.encode()
 _NO_STORE = "".join(f"{name}: {value}\r\n" for name, value in NO_STORE_HEADERS.items()).encode()
 _FOUND = b"HTTP/1.1 302 Found\r\n" + _NO_STORE + b"Location: "
 _FOUND_END = b"\r\nContent-Length: 0\r\nDate: "
+_FOUND_HEAD_END = b"\r\nDate: "  # aiohttp answers a HEAD's empty 302 without a length
 _NOT_FOUND_BODY = NOT_FOUND_PAGE.encode()
 _NOT_FOUND = (
     b"HTTP/1.1 404 Not Found\r\n" + _NO_STORE
@@ -106,8 +107,9 @@ class Front:
     def __call__(self) -> ClickProtocol:
         return ClickProtocol(self)
 
-    def found(self, location: str) -> bytes:
-        return b"".join((_FOUND, location.encode("ascii"), _FOUND_END, self.date(), _END))
+    def found(self, location: str, head_only: bool) -> bytes:
+        end = _FOUND_HEAD_END if head_only else _FOUND_END
+        return b"".join((_FOUND, location.encode("ascii"), end, self.date(), _END))
 
     def not_found(self, head_only: bool) -> bytes:
         head = _NOT_FOUND + self.date() + _END
@@ -254,10 +256,11 @@ class ClickProtocol(asyncio.Protocol):
         redirector = front.redirector
         location, observation = redirector.decide(message.path[3:], host, self.peer,
                                                   message.method, headers)
+        head_only = message.method == "HEAD"
         if location is None:
-            answer = front.not_found(message.method == "HEAD")
+            answer = front.not_found(head_only)
         else:
-            answer = front.found(location)
+            answer = front.found(location, head_only)
         owed = _Answer(answer, observation is None, self)
         if observation is not None and not redirector.recorder.queue(observation, owed):
             owed.ready = True  # not queued (counted as lost): redirected all the same
