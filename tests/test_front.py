@@ -2,7 +2,8 @@
 by the front, in order even when pipelined; anything else (another path, HTTP/1.0, a
 body, a head that does not parse, a query string) is handed to aiohttp mid-connection
 and answered exactly as aiohttp answers it; a click whose client went away is still
-stored; idle connections are closed."""
+stored; idle connections are closed. The tests of what a client sees also run with plain
+aiohttp (``[http] click_front = false``), which must answer the same."""
 
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ async def stored(relay: Running, message_id: str) -> list[Observation]:
     return await relay.store.get_observations(message_id)
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_pipelined_clicks_are_answered_in_order(relay: Running) -> None:
     expired = token("https://example.com/old", message_id="m-expired",
                     expires=int(time.time()) - 60)
@@ -94,6 +96,7 @@ async def test_pipelined_clicks_are_answered_in_order(relay: Running) -> None:
     assert await stored(relay, "m-expired") == []
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_many_pipelined_clicks_on_one_connection(relay: Running) -> None:
     # More than the front lets a connection owe: it stops reading, then goes on.
     count = 3 * front.MAX_OWED
@@ -103,6 +106,7 @@ async def test_many_pipelined_clicks_on_one_connection(relay: Running) -> None:
     assert await relay.store.count_observations() == count
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_a_head_written_byte_by_byte_is_a_click(relay: Running) -> None:
     request = get(f"/c/{token(message_id='m-slow')}")
     answers, _ = await exchange(relay, [request[i:i + 1] for i in range(len(request))], 1)
@@ -128,6 +132,7 @@ async def test_the_front_answers_with_the_headers_aiohttp_gives(relay: Running) 
     assert len(await stored(relay, "m-same")) == 2
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_another_request_hands_the_connection_to_aiohttp(relay: Running) -> None:
     requests = get(f"/c/{token(message_id='m-a')}") + get("/healthz") + get(
         f"/c/{token(message_id='m-b')}")
@@ -138,6 +143,7 @@ async def test_another_request_hands_the_connection_to_aiohttp(relay: Running) -
     assert len(await stored(relay, "m-a")) == len(await stored(relay, "m-b")) == 1
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_the_api_is_aiohttp_s_from_the_first_request(relay: Running) -> None:
     answers, _ = await exchange(relay, get("/v1/ping", extra="Authorization: Bearer x\r\n"),
                                 1)
@@ -163,6 +169,7 @@ SMUGGLED = b"GET /c/x HTTP/1.1\r\nHost: a\r\n\r\n"
     ],
     ids=["http-1.0", "connection-close", "content-length-body", "chunked-body"],
 )
+@pytest.mark.usefixtures("both_click_paths")
 async def test_what_is_not_a_plain_click_is_answered_by_aiohttp(
     relay: Running, request_bytes: bytes, expected: tuple[str, int]
 ) -> None:
@@ -183,6 +190,7 @@ async def test_what_is_not_a_plain_click_is_answered_by_aiohttp(
     b"GET /c/abc HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 20_000 + b"\r\n\r\n",
     b"GET /c/abc HTTP/9.9\r\nHost: a\r\n\r\n",
 ])
+@pytest.mark.usefixtures("both_click_paths")
 async def test_a_malformed_click_gets_aiohttp_s_refusal(relay: Running, head: bytes) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", relay.http_port)
     try:
@@ -194,6 +202,7 @@ async def test_a_malformed_click_gets_aiohttp_s_refusal(relay: Running, head: by
     assert await relay.store.count_observations() == 0
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_a_click_whose_client_left_is_still_stored(
     relay: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,6 +238,7 @@ async def test_an_idle_connection_is_closed(relay: Running,
     writer.close()
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_a_stop_sends_the_answers_owed_before_it_closes(
     settings: dict[str, Any], config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

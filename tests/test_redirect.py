@@ -1,6 +1,7 @@
 """GET/HEAD /c/{token} over HTTP against the running relay (DESIGN §5): a valid link is
 recorded, then redirected; an expired one redirects without a record; anything else is a
-404 page. Key rotation, custom tracking domains, hosts and X-Forwarded-For."""
+404 page. Key rotation, custom tracking domains, hosts and X-Forwarded-For. Each test runs
+with the listener's front and with plain aiohttp (``[http] click_front``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from tracker.network import address_hash
 from tracker.tokens import MAX_TOKEN_LENGTH
 
 K2_SECRET = "second-signing-key-0123456789abcdef0"
+
+pytestmark = pytest.mark.usefixtures("both_click_paths")
 
 
 async def test_click_is_stored_then_redirected(relay: Running) -> None:

@@ -1,6 +1,7 @@
 """What the redirect remembers between clicks (DESIGN §5): each cache is bounded, gives
 the answer the uncached code gives, and starts afresh when a reload puts a new
-configuration in force (new address-hash key, new network lists, new tracking domains)."""
+configuration in force (new address-hash key, new network lists, new tracking domains).
+The tests that click run with the listener's front and with plain aiohttp."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -43,6 +45,7 @@ async def _observed(relay: Running, message_id: str, **headers: str) -> Any:
     return obs
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_reload_changes_what_a_click_keeps_of_its_address(
     relay: Running, settings: dict[str, Any], config_path: Path
 ) -> None:
@@ -62,6 +65,7 @@ async def test_reload_changes_what_a_click_keeps_of_its_address(
     assert after.addr_hash != before.addr_hash
 
 
+@pytest.mark.usefixtures("both_click_paths")
 async def test_reload_changes_which_hosts_serve_a_project(
     relay: Running, settings: dict[str, Any], config_path: Path
 ) -> None:
