@@ -53,8 +53,9 @@ class LiveConfig:
             for section in _FIXED:
                 if getattr(new, section) != getattr(self._current, section):
                     log.warning("[%s] changed: it takes effect after a restart", section)
-            if new.http.listen != self._current.http.listen:
-                log.warning("http.listen changed: it takes effect after a restart")
+            for key in ("listen", "click_front"):  # the listener is made at start
+                if getattr(new.http, key) != getattr(self._current.http, key):
+                    log.warning("http.%s changed: it takes effect after a restart", key)
             self._current = new
             self._metrics.config_reloads.labels("ok").inc()
             log.info("configuration reloaded from %s", self.path)
