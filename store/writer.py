@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import marshal
-import random
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,7 +72,10 @@ class ObservationWriter:
             return []
         # The recorder hands the same list again when it retries a batch: same key.
         if self._last is None or self._last[0] is not batch:
-            self._last = (batch, random.getrandbits(63) | 1)  # never 0, the table's start
+            # From the system's generator: the random module's state is the process's to
+            # share, and a test framework that seeds it (hypothesis does, per example) made
+            # every batch the same key, which the writer took for one already committed.
+            self._last = (batch, secrets.randbits(63) | 1)  # never 0, the table's start
         key = self._last[1]
         request = batch_request(key, batch)
         async with self._lock:
