@@ -3,6 +3,7 @@ observation durably with group commit, 302) against a bare aiohttp handler that 
 302 with no work, alternating A/B in one run; the medians of the rounds are reported.
 
     .venv/bin/python bench/redirect.py [--requests 20000] [--rounds 3] [--connections 50]
+                                       [--no-click-front]
 
 Both servers run as child processes; the load generator is a third process (an asyncio
 HTTP/1.1 client written for the purpose: 50 keep-alive connections, one request in
@@ -230,12 +231,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(tmp: Path, http_port: int = 0) -> Path:
-    """clickrelay's configuration for the bench: one project, links of ``HOST``."""
+def write_config(tmp: Path, http_port: int = 0, click_front: bool = True) -> Path:
+    """clickrelay's configuration for the bench: one project, links of ``HOST``; clicks
+    answered by the listener's front, or by plain aiohttp (``[http] click_front``)."""
     settings = {
         "smtp": {"listen": f"127.0.0.1:{free_port()}"},
         "upstream": {"url": f"maildir:{tmp / 'outbox'}"},
-        "http": {"listen": f"127.0.0.1:{http_port}"},
+        "http": {"listen": f"127.0.0.1:{http_port}", "click_front": click_front},
         "tracking": {"base_url": "http://t.localhost:8080", "settle_seconds": 3600,
                      "signing_keys": [{"id": "k1", "secret": SECRET}]},
         "store": {"url": f"sqlite:///{tmp / 'clickrelay.db'}"},
@@ -248,8 +250,8 @@ def write_config(tmp: Path, http_port: int = 0) -> Path:
     return path
 
 
-def start_clickrelay(tmp: Path, http_port: int) -> subprocess.Popen[bytes]:
-    path = write_config(tmp, http_port)
+def start_clickrelay(tmp: Path, http_port: int, click_front: bool) -> subprocess.Popen[bytes]:
+    path = write_config(tmp, http_port, click_front)
     return subprocess.Popen([sys.executable, "-m", "relay.cli", "--log-level", "error", "serve",
                              "--config", str(path)], cwd=ROOT)
 
@@ -310,6 +312,8 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=1000.0,
                         help="requests/s of the paced rounds (0: none)")
     parser.add_argument("--paced-requests", type=int, default=5000)
+    parser.add_argument("--no-click-front", dest="click_front", action="store_false",
+                        help="clicks answered by plain aiohttp ([http] click_front = false)")
     args = parser.parse_args()
     requests = click_requests(2000)
     parent, child = multiprocessing.get_context("spawn").Pipe()
@@ -336,7 +340,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ports = {"clickrelay": free_port(), "bare": free_port()}
-        relay = start_clickrelay(Path(tmp), ports["clickrelay"])
+        relay = start_clickrelay(Path(tmp), ports["clickrelay"], args.click_front)
         bare = start_bare(ports["bare"])
         results: dict[tuple[str, str], list[Round]] = {}
         try:
@@ -370,7 +374,8 @@ def main() -> None:
 def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Round]],
            redirected: int, stored: int, seen: dict[str, float]) -> None:
     print(f"{args.rounds} rounds per server and mode, {args.connections} keep-alive "
-          f"connections, cpus={os.cpu_count()}, python {sys.version.split()[0]}")
+          f"connections, cpus={os.cpu_count()}, python {sys.version.split()[0]}, "
+          f"click front {'on' if args.click_front else 'off'}")
     medians: dict[tuple[str, str], dict[str, float]] = {}
     for (mode, name), rounds in results.items():
         if mode == "warm-up":
