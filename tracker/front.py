@@ -7,7 +7,7 @@ middleware chain, a response object and its writer) costs more than the click it
 So the listener's protocol looks at the start of each request. A ``GET`` or ``HEAD`` of
 ``/c/{token}`` in HTTP/1.1, keep-alive, with a Host and no body, is parsed with aiohttp's
 own parser, decided by the same ``Redirector.decide`` as the aiohttp view and answered
-from the recorder's commit callback: no task, no request or response object.
+once the recorder has committed its observation: no task, no request or response object.
 
 Anything else (another path or method, HTTP/1.0, a body or ``Expect``, ``Connection:
 close``, an upgrade, a query string or escapes in the path, a head that does not parse
@@ -69,8 +69,8 @@ _REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
 
 class _Answer:
     """An answer owed to a click: its bytes, and whether it may go (its observation is
-    committed, or given up). It is the click's waiter in the recorder (``Waiter``), so
-    the commit writes it out at once, with no future and no extra turn of the loop."""
+    committed, or given up). It is the click's waiter in the recorder (``Waiter``): no
+    future, and one turn of the loop per connection, not per click, to write it out."""
 
     __slots__ = ("connection", "data", "ready")
 
