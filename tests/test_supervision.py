@@ -114,6 +114,18 @@ async def test_a_task_that_dies_is_logged_counted_restarted_and_reported(
         "clickrelay_observations_dropped_total") == 0
 
 
+async def test_a_recorder_that_dies_after_a_commit_does_not_store_its_batch_twice(
+    relay: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch is committed, then the run dies before it answers the clicks: the restarted
+    # run sends the same batch again, which the writer knows by its key.
+    Fault(monkeypatch, relay.app[REDIRECTOR_KEY].recorder, "_committed")
+    await click_is_stored(relay, "m-once")
+    await wait_until(lambda: failures(relay, "observation-recorder") == 1)
+    await click_is_stored(relay, "m-next")
+    assert len(await relay.store.get_observations("m-once")) == 1
+
+
 async def test_a_task_that_keeps_dying_keeps_healthz_at_503(
     relay: Running, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -135,10 +147,10 @@ import errno, sys
 from relay.cli import main
 from tracker.observations import ObservationRecorder
 write, faults = ObservationRecorder._write, [OSError(errno.EBADF, "Bad file descriptor")]
-async def _write(self, batch):
+async def _write(self, batch, observations):
     if faults:
         raise faults.pop()
-    await write(self, batch)
+    await write(self, batch, observations)
 ObservationRecorder._write = _write
 sys.exit(main(sys.argv[1:]))
 """

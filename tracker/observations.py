@@ -84,6 +84,7 @@ class ObservationRecorder:
         self._metrics = metrics
         self._queue: list[_Entry] = []
         self._inflight: list[_Entry] = []
+        self._inflight_observations: list[Observation] = []  # sent to the store as they are
         self._resumed: list[_Entry] | None = None  # a dead run's batch, being written again
         # Every waiting click in arrival order, so that one timer serves all deadlines.
         self._deadlines: deque[_Deadline] = deque()
@@ -185,7 +186,8 @@ class ObservationRecorder:
                 await self._wake.wait()
                 continue
             self._inflight, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            await self._write(self._inflight)
+            self._inflight_observations = [observation for observation, _ in self._inflight]
+            await self._write(self._inflight, self._inflight_observations)
             self._inflight = []
 
     async def _resume(self) -> None:
@@ -201,11 +203,13 @@ class ObservationRecorder:
             self._give_up(batch, "recorder error")
             return
         self._resumed = batch
-        await self._write(batch)
+        await self._write(batch, self._inflight_observations)
         self._inflight, self._resumed = [], None
 
-    async def _write(self, batch: list[_Entry]) -> None:
-        observations = [observation for observation, _ in batch]
+    async def _write(self, batch: list[_Entry], observations: list[Observation]) -> None:
+        """Commit ``batch``, whose observations are ``observations``: the same list each
+        time the batch is tried again, a resumed run included, since the writer knows a
+        batch it may have committed already by that list (store/writer.py)."""
         for attempt, pause in enumerate((*RETRY_DELAYS, None)):
             try:
                 left_out = await self._store.record_observations(observations)
