@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from relay.server import Running, running
 from store.records import Observation
 from tests.conftest import wait_until, write_config
 from tests.redirecting import click, token
+from tests.test_operations import get
 from tracker.observations import ObservationRecorder
 from tracker.redirect import REDIRECTOR_KEY
 from tracker.supervisor import Supervisor
@@ -125,6 +128,39 @@ async def test_failing_store_still_redirects_and_counts_the_drop(
     assert sample(relay, "clickrelay_observations_dropped_total") == 1
     await wait_until(lambda: "clicks redirected without a stored observation" in caplog.text)
     assert "1 (deadline passed)" in caplog.text
+
+
+async def test_a_writer_that_cannot_start_again_is_reported_by_healthz(
+    hasty_relay: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = hasty_relay
+    writer = relay.observation_writer
+    spawn = writer._spawn
+
+    async def cannot_start() -> Any:
+        raise OSError("cannot start the observation writer")
+
+    monkeypatch.setattr(writer, "_spawn", cannot_start)
+    assert writer.pid is not None
+    os.kill(writer.pid, signal.SIGKILL)
+    assert (await click(relay, token(message_id="m-unstored"))).status == 302
+
+    async def unhealthy() -> Any:
+        status, body = await get(relay, "/healthz")
+        return body if status == 503 else None
+
+    body = await wait_until(unhealthy)
+    assert body["observations"] == "failing"
+    assert "clicks are not being stored" in body["reason"]
+    monkeypatch.setattr(writer, "_spawn", spawn)
+    assert (await click(relay, token(message_id="m-stored"))).status == 302
+    await wait_until(lambda: relay.store.get_observations("m-stored"))
+
+    async def healthy() -> Any:
+        status, body = await get(relay, "/healthz")
+        return body if status == 200 else None
+
+    assert "observations" not in await wait_until(healthy)
 
 
 async def test_transient_store_error_is_retried_before_the_redirect(

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tracker.config import ConfigSource
 from tracker.health import QueueHealth
 from tracker.metrics import Metrics
-from tracker.redirect import Recorder, Redirector, add_redirect_routes
+from tracker.redirect import REDIRECTOR_KEY, Recorder, Redirector, add_redirect_routes
 from tracker.supervisor import Supervisor
 
 log = logging.getLogger("clickrelay.http")
@@ -56,10 +56,15 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception as exc:
         log.warning("health check: store unreachable: %s", exc)
         return web.json_response({"status": "error", "store": "unreachable"}, status=503)
-    if report is None and supervisor is None:
+    redirector = request.app.get(REDIRECTOR_KEY)
+    failing = redirector.recorder.failing if redirector is not None else None
+    if report is None and supervisor is None and failing is None:
         return web.json_response({"status": "ok"})
     body: dict[str, Any] = {"store": "reachable", **(report.body if report else {})}
     reasons = [body.pop("reason")] if "reason" in body else []
+    if failing is not None:
+        body["observations"] = "failing"
+        reasons.append(f"clicks are not being stored: {failing}")
     if supervisor is not None:
         tasks = supervisor.report()
         body["tasks"] = tasks.tasks

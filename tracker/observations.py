@@ -86,6 +86,7 @@ class ObservationRecorder:
         self._inflight: list[_Entry] = []
         self._inflight_observations: list[Observation] = []  # sent to the store as they are
         self._resumed: list[_Entry] | None = None  # a dead run's batch, being written again
+        self._failing: str | None = None  # why the last attempt to store a batch failed
         # Every waiting click in arrival order, so that one timer serves all deadlines.
         self._deadlines: deque[_Deadline] = deque()
         self._deadline_timer: asyncio.TimerHandle | None = None
@@ -122,6 +123,13 @@ class ObservationRecorder:
     def queued(self) -> int:
         """Observations waiting for the writer (not counting the batch being written)."""
         return len(self._queue)
+
+    @property
+    def failing(self) -> str | None:
+        """Why the store refused the last batch, while it keeps refusing (the writer's
+        process cannot start, the disk is full...); None once a batch is committed.
+        ``/healthz`` reports it: clicks are then redirected without being stored."""
+        return self._failing
 
     @property
     def writing(self) -> int:
@@ -214,6 +222,7 @@ class ObservationRecorder:
             try:
                 left_out = await self._store.record_observations(observations)
             except Exception as exc:
+                self._failing = f"{type(exc).__name__}: {exc}"
                 if pause is None or self._closing:
                     log.error("observations not stored, %d clicks lost: %s", len(batch), exc)
                     self._give_up(batch, "store error")
@@ -223,6 +232,7 @@ class ObservationRecorder:
                 with contextlib.suppress(asyncio.TimeoutError):  # a shutdown cuts it short
                     await asyncio.wait_for(self._closed.wait(), pause)
             else:
+                self._failing = None
                 self._metrics.observation_batch.observe(len(batch))
                 self._committed(self._left_out(batch, left_out) if left_out else batch)
                 return

@@ -56,6 +56,9 @@ class Recorder(Protocol):
 
     def queue(self, observation: Observation, waiter: Waiter) -> bool: ...
 
+    @property
+    def failing(self) -> str | None: ...
+
 
 class ClickContext:
     """What the redirect derives from one configuration object, made when a reload puts
