@@ -1,7 +1,8 @@
-"""The HTTP API under ``/v1`` (DESIGN §8), mounted on the tracker's aiohttp app: the
-Lettermint send API (``relay.api_send``), routes with write-back (``relay.api_routes``),
-messages, events and stats (``relay.api_reports``, ``relay.api_stats``), webhooks
-(``relay.api_webhooks``), ``GET /v1/ping`` and ``GET /v1/openapi.json``.
+"""The HTTP API under ``/v1`` (DESIGN §8), mounted by ``relay.app.make_app`` beside the
+clicks: the Lettermint send API (``relay.api_send``), routes with write-back
+(``relay.api_routes``), messages, events and stats (``relay.api_reports``,
+``relay.api_stats``), webhooks (``relay.api_webhooks``); here, what every view under
+``/v1`` shares (the error middleware), ``GET /v1/ping`` and ``GET /v1/openapi.json``.
 
 Paths, credentials, bodies and error bodies are those of Lettermint's API, so that the
 official SDKs work with only their base URL changed. Every failure under ``/v1`` becomes
@@ -16,24 +17,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from relay.api_common import (
-    API_KEY,
     SENDING_TOKEN_HEADER,
-    Api,
     bearer_token,
     json_response,
     require_team,
     sending_project,
 )
-from relay.api_reports import add_report_routes
-from relay.api_routes import add_route_routes
-from relay.api_send import add_send_routes
-from relay.api_store import ApiStore
-from relay.api_webhooks import add_webhook_routes
 from relay.errors import ApiRefusal, BadInput, TooManyAttempts, http_error
-from relay.live import LiveConfig
 from relay.openapi import openapi_document
-from relay.submission import Submitter
-from relay.throttle import Throttle
 
 log = logging.getLogger("clickrelay.api")
 
@@ -43,28 +34,6 @@ _HTTP_CODES = {400: "MALFORMED_REQUEST", 404: "RESOURCE_NOT_FOUND", 405: "METHOD
                413: "PAYLOAD_TOO_LARGE"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def add_api_routes(
-    app: web.Application,
-    live: LiveConfig,
-    store: ApiStore,
-    submitter: Submitter,
-    wake_webhooks: Callable[[], None] = lambda: None,
-    throttle: Throttle | None = None,
-) -> None:
-    """Mount the API on ``app`` (before it starts). ``store`` offers what the views call
-    (``SqliteStore`` does); ``throttle`` slows down wrong tokens
-    (shared with SMTP AUTH; else the API's own)."""
-    app[API_KEY] = Api(live, store, submitter, wake_webhooks,
-                       throttle=throttle if throttle is not None else Throttle())
-    app.middlewares.append(api_errors)
-    app.router.add_get("/v1/ping", ping)
-    app.router.add_get("/v1/openapi.json", openapi)
-    add_send_routes(app.router)
-    add_route_routes(app.router)
-    add_report_routes(app.router)
-    add_webhook_routes(app.router)
 
 
 @web.middleware

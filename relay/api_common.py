@@ -29,10 +29,10 @@ from relay.errors import BadInput, MalformedRequest, TooManyAttempts, Unauthenti
 from relay.live import LiveConfig
 from relay.submission import Submitter
 from relay.throttle import Throttle, source_network
-from tracker.app import METRICS_KEY
 from tracker.config import ProjectConfig
 from tracker.events import iso_timestamp
 from tracker.network import client_address
+from tracker.status import METRICS_KEY
 
 SENDING_TOKEN_HEADER = "x-lettermint-token"
 DEFAULT_PAGE_SIZE = 30

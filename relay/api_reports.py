@@ -28,7 +28,6 @@ from relay.api_shapes import (
     MessageLinks,
     Recipient,
 )
-from relay.api_stats import stats
 from relay.api_store import MessageReportStore
 from relay.errors import BadInput, NotFound
 from store.events import EventRecord
@@ -41,13 +40,6 @@ EVENT_SORTS = ("timestamp", "-timestamp", "event", "-event")
 MESSAGE_STATUS = {"queued": "queued", "delivered": "delivered", "failed": "failed"}
 ATTEMPT_EVENT = {"delivered": "delivered", "temporary": "soft_bounced",
                  "permanent": "hard_bounced"}
-
-
-def add_report_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/v1/messages/{message_id}", get_message)
-    router.add_get("/v1/messages/{message_id}/events", message_events)
-    router.add_get("/v1/messages/{message_id}/links", message_links)
-    router.add_get("/v1/stats", stats)
 
 
 async def get_message(request: web.Request) -> web.Response:

@@ -44,13 +44,6 @@ log = logging.getLogger("clickrelay.api")
 ROUTE_SORTS = ("name", "slug", "created_at")
 
 
-def add_route_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/v1/routes/{route_id}", get_route)
-    router.add_put("/v1/routes/{route_id}", put_route)
-    router.add_patch("/v1/routes/{route_id}", patch_route)
-    router.add_get("/v1/projects/{project_id}/routes", list_routes)
-
-
 async def get_route(request: web.Request) -> web.Response:
     require_team(request)
     api = api_of(request)

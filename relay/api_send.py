@@ -51,11 +51,6 @@ class Prepared:
     key: KeyClaim | None = None
 
 
-def add_send_routes(router: web.UrlDispatcher) -> None:
-    router.add_post("/v1/send", send)
-    router.add_post("/v1/send/batch", send_batch)
-
-
 async def send(request: web.Request) -> web.Response:
     project = sending_project(request)
     data = await read_json(request)

@@ -1,5 +1,5 @@
 """What the HTTP API asks of the store, declared by the API: one Protocol per group of
-views, and ``ApiStore``, all of them, which ``relay.api.add_api_routes`` takes, so that
+views, and ``ApiStore``, all of them, which ``relay.api_common.Api`` holds, so that
 mypy checks the real store (``store.sqlite.SqliteStore``) against what the views call."""
 
 from __future__ import annotations

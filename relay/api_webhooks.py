@@ -39,13 +39,6 @@ WEBHOOK_TEST = "webhook.test"
 DELIVERY_STATUS = {"pending": "pending", "delivered": "success", "failed": "failed"}
 
 
-def add_webhook_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/v1/webhooks", list_webhooks)
-    router.add_get("/v1/webhooks/{webhook_id}", get_webhook)
-    router.add_post("/v1/webhooks/{webhook_id}/test", test_webhook)
-    router.add_get("/v1/webhooks/{webhook_id}/deliveries", list_deliveries)
-
-
 async def list_webhooks(request: web.Request) -> web.Response:
     require_team(request)
     api = api_of(request)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from relay.api import add_api_routes
+from relay.api_common import Api
+from relay.app import make_app
 from relay.config import Config
 from relay.delivery import DeliveryWorker
 from relay.live import LiveConfig
@@ -26,14 +27,13 @@ from relay.throttle import Throttle
 from relay.upstream import make_upstream
 from store.sqlite import SqliteStore
 from store.writer import ObservationWriter
-from tracker.app import QUEUE_HEALTH_KEY, SUPERVISOR_KEY, make_app
 from tracker.front import KEEPALIVE_TIMEOUT, Front
 from tracker.health import QueueHealth
 from tracker.logs import server_log
 from tracker.metrics import Metrics
 from tracker.observations import ObservationRecorder
 from tracker.promote import PromotionWorker
-from tracker.redirect import REDIRECTOR_KEY
+from tracker.redirect import REDIRECTOR_KEY, Redirector
 from tracker.supervisor import Run, Supervisor
 from tracker.useragent import preload as preload_user_agents
 from tracker.webhooks import WebhookDispatcher
@@ -43,7 +43,7 @@ log = logging.getLogger("clickrelay")
 HTTP_SHUTDOWN_TIMEOUT = 10.0  # seconds for the answers owed to clicks to go out
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Running:
     """A started clickrelay: what tests and the command line need to reach it."""
 
@@ -93,14 +93,16 @@ async def running(config: Config) -> AsyncIterator[Running]:
         webhooks = WebhookDispatcher(live, store, metrics)
         promotion = PromotionWorker(live, store, metrics, lambda: live().classification,
                                     on_deliveries=webhooks.wake)
-        app = make_app(live, store, metrics, recorder=recorder)
         throttle = Throttle()  # wrong passwords and tokens, SMTP AUTH and API alike
-        add_api_routes(app, live, store, submitter, wake_webhooks=webhooks.wake,
-                       throttle=throttle)
-        app[QUEUE_HEALTH_KEY] = QueueHealth(lambda: live().health, store)
-        supervisor = app[SUPERVISOR_KEY] = Supervisor(metrics, lambda: live().health)
-        r = Running(live, store, metrics, submitter, delivery, app, promotion, webhooks, writer,
-                    supervisor)
+        supervisor = Supervisor(metrics, lambda: live().health)
+        app = make_app(
+            store=store, metrics=metrics, redirector=Redirector(live, recorder, metrics),
+            api=Api(live, store, submitter, wake_webhooks=webhooks.wake, throttle=throttle),
+            queue_health=QueueHealth(lambda: live().health, store), supervisor=supervisor,
+        )
+        r = Running(config=live, store=store, metrics=metrics, submitter=submitter,
+                    delivery=delivery, app=app, promotion=promotion, webhooks=webhooks,
+                    observation_writer=writer, supervisor=supervisor)
         recorder.start(supervisor)
         stack.push_async_callback(recorder.stop)  # after the HTTP server: flush, then stop
         await _start_workers(stack, supervisor, {

@@ -174,12 +174,6 @@ class Redirector:
 REDIRECTOR_KEY = web.AppKey("redirector", Redirector)
 
 
-def add_redirect_routes(app: web.Application, redirector: Redirector) -> None:
-    app[REDIRECTOR_KEY] = redirector
-    # Any path under /c/ reaches the view, so that every refusal is the same 404 page.
-    app.router.add_get("/c/{token:.*}", redirector.click)  # GET and HEAD
-
-
 def _location(destination: str) -> tuple[str | None, str]:
     """The ``Location`` of a destination, or None and why it cannot be one."""
     try:

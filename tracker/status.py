@@ -1,5 +1,5 @@
-"""The HTTP application: a factory building the aiohttp app with its typed keys. The
-tracker's routes live here; the relay adds the API routes to the same app."""
+"""The process's own pages, ``GET /healthz`` and ``GET /metrics``, and the typed app keys
+they read; ``relay.app.make_app`` mounts them beside the clicks and the API."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tracker.config import ConfigSource
 from tracker.health import QueueHealth
 from tracker.metrics import Metrics
-from tracker.redirect import REDIRECTOR_KEY, Recorder, Redirector, add_redirect_routes
+from tracker.redirect import REDIRECTOR_KEY
 from tracker.supervisor import Supervisor
 
 log = logging.getLogger("clickrelay.http")
@@ -22,30 +21,11 @@ class HealthStore(Protocol):
     async def ping(self) -> None: ...
 
 
-CONFIG_KEY: web.AppKey[ConfigSource] = web.AppKey("config")
 STORE_KEY = web.AppKey("store", HealthStore)
 METRICS_KEY = web.AppKey("metrics", Metrics)
-# Set by whoever runs the queue workers: /healthz then also reports stuck queues.
+# What /healthz reports besides the store: stuck queues and dead background tasks.
 QUEUE_HEALTH_KEY = web.AppKey("queue_health", QueueHealth)
-# Set by whoever runs the background tasks: /healthz then also reports dead ones.
 SUPERVISOR_KEY = web.AppKey("supervisor", Supervisor)
-
-MAX_REQUEST_BODY = 30 * 1024 * 1024  # a 25 MB send request, base64 attachments included
-
-
-def make_app(
-    config: ConfigSource, store: HealthStore, metrics: Metrics, recorder: Recorder | None = None
-) -> web.Application:
-    """The app; with a ``recorder`` it also serves the tracking links (``/c/{token}``)."""
-    app = web.Application(client_max_size=MAX_REQUEST_BODY)
-    app[CONFIG_KEY] = config
-    app[STORE_KEY] = store
-    app[METRICS_KEY] = metrics
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_view)
-    if recorder is not None:
-        add_redirect_routes(app, Redirector(config, recorder, metrics))
-    return app
 
 
 async def healthz(request: web.Request) -> web.Response:
