@@ -7,7 +7,8 @@ middleware chain, a response object and its writer) costs more than the click it
 So the listener's protocol looks at the start of each request. A ``GET`` or ``HEAD`` of
 ``/c/{token}`` in HTTP/1.1, keep-alive, with a Host and no body, is parsed with aiohttp's
 own parser, decided by the same ``Redirector.decide`` as the aiohttp view and answered
-once the recorder has committed its observation: no task, no request or response object.
+once the recorder has committed its observation: no task, no request or response object
+(the answers' bytes are made in ``tracker.front_answers``).
 
 Anything else (another path or method, HTTP/1.0, a body or ``Expect``, ``Connection:
 close``, an upgrade, a query string or escapes in the path, a head that does not parse
@@ -32,14 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections import deque
 from collections.abc import Callable
-from email.utils import formatdate
 
-from aiohttp.http import SERVER_SOFTWARE, HttpRequestParser, HttpVersion11
+from aiohttp.http import HttpRequestParser, HttpVersion11
 
-from tracker.redirect import NO_STORE_HEADERS, NOT_FOUND_PAGE, Redirector
+from tracker.front_answers import Answers, OwedAnswer
+from tracker.redirect import Redirector
 
 CLICK_STARTS = (b"GET /c/", b"HEAD /c/")
 # aiohttp's limits are 8190 bytes for the request line and for each header: a head
@@ -51,44 +51,6 @@ KEEPALIVE_TIMEOUT = 75.0  # seconds; aiohttp's, for connections handed over, is 
 # unescape, no query or fragment): anything else goes the long way.
 _CLICK_PATH = re.compile(r"/c/[A-Za-z0-9_.\-]*")
 _NOT_CLICKS = ("Content-Length", "Transfer-Encoding", "Expect")
-
-_SERVER = SERVER_SOFTWARE.encode()
-_NO_STORE = "".join(f"{name}: {value}\r\n" for name, value in NO_STORE_HEADERS.items()).encode()
-_FOUND = b"HTTP/1.1 302 Found\r\n" + _NO_STORE + b"Location: "
-_FOUND_END = b"\r\nContent-Length: 0\r\nDate: "
-_FOUND_HEAD_END = b"\r\nDate: "  # aiohttp answers a HEAD's empty 302 without a length
-_NOT_FOUND_BODY = NOT_FOUND_PAGE.encode()
-_NOT_FOUND = (
-    b"HTTP/1.1 404 Not Found\r\n" + _NO_STORE
-    + b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\nDate: "
-    % len(_NOT_FOUND_BODY)
-)
-_END = b"\r\nServer: " + _SERVER + b"\r\n\r\n"
-_REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                    b"Content-Length: 0\r\nDate: ")
-
-class _Answer:
-    """An answer owed to a click: its bytes, and whether it may go (its observation is
-    committed, or given up). It is the click's waiter in the recorder (``Waiter``): no
-    future, and one turn of the loop per connection, not per click, to write it out."""
-
-    __slots__ = ("connection", "data", "ready")
-
-    def __init__(self, data: bytes, ready: bool, connection: ClickProtocol) -> None:
-        self.data = data
-        self.ready = ready
-        self.connection = connection
-
-    def done(self) -> bool:
-        return self.ready
-
-    def cancelled(self) -> bool:
-        return False
-
-    def set_result(self, committed: bool, /) -> None:
-        # Inside the recorder's commit: only marks the answer ready (see ``committed``).
-        self.ready = True
-        self.connection.committed()
 
 
 class Front:
@@ -102,31 +64,13 @@ class Front:
         self.connections: set[ClickProtocol] = set()
         self.closing = False
         self._all_closed = asyncio.Event()
-        self._date = (0, b"")
+        self.answers = Answers()
 
     def __call__(self) -> ClickProtocol:
         return ClickProtocol(self)
 
-    def found(self, location: str, head_only: bool) -> bytes:
-        end = _FOUND_HEAD_END if head_only else _FOUND_END
-        return b"".join((_FOUND, location.encode("ascii"), end, self.date(), _END))
-
-    def not_found(self, head_only: bool) -> bytes:
-        head = _NOT_FOUND + self.date() + _END
-        return head if head_only else head + _NOT_FOUND_BODY
-
-    def request_timeout(self) -> bytes:
-        return _REQUEST_TIMEOUT + self.date() + _END
-
     def head_timeout(self) -> float:
         return self.redirector.config().http.request_head_timeout_seconds
-
-    def date(self) -> bytes:
-        """The ``Date`` header's value, made once a second."""
-        now = int(time.time())
-        if now != self._date[0]:
-            self._date = (now, formatdate(now, usegmt=True).encode("ascii"))
-        return self._date[1]
 
     def forget(self, connection: ClickProtocol) -> None:
         self.connections.discard(connection)
@@ -157,7 +101,7 @@ class ClickProtocol(asyncio.Protocol):
         self.peer: str | None = None
         # Request bytes received but not yet answered or handed over (a partial head).
         self.buffer = b""
-        self.owed: deque[_Answer] = deque()
+        self.owed: deque[OwedAnswer] = deque()
         self.handover: bytes | None = None  # bytes for aiohttp, once the owed are out
         self.writable = True  # False while the client does not read what we write
         self.closing = False
@@ -258,10 +202,10 @@ class ClickProtocol(asyncio.Protocol):
                                                   message.method, headers)
         head_only = message.method == "HEAD"
         if location is None:
-            answer = front.not_found(head_only)
+            answer = front.answers.not_found(head_only)
         else:
-            answer = front.found(location, head_only)
-        owed = _Answer(answer, observation is None, self)
+            answer = front.answers.found(location, head_only)
+        owed = OwedAnswer(answer, observation is None, self)
         if observation is not None and not redirector.recorder.queue(observation, owed):
             owed.ready = True  # not queued (counted as lost): redirected all the same
             redirector.recorded.inc()
@@ -389,7 +333,7 @@ class ClickProtocol(asyncio.Protocol):
         """The head being received took too long: ``408`` and close (RFC 9110, 15.5.9)."""
         self.buffer = b""
         self.head_since = None
-        self._write(self.front.request_timeout())
+        self._write(self.front.answers.request_timeout())
         self._close()
 
     def close_when_answered(self) -> None:
