@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import Final
 
 from aiohttp import web
 
@@ -30,8 +32,10 @@ log = logging.getLogger("clickrelay.api")
 
 API_PREFIX = "/v1/"
 # aiohttp's own answers (unknown path, wrong method, body too large) as API error codes.
-_HTTP_CODES = {400: "MALFORMED_REQUEST", 404: "RESOURCE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
-               413: "PAYLOAD_TOO_LARGE"}
+_HTTP_CODES: Final[Mapping[int, str]] = MappingProxyType({
+    400: "MALFORMED_REQUEST", 404: "RESOURCE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

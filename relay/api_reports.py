@@ -7,8 +7,9 @@ with, or the ``message_id`` of a webhook."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -37,9 +38,10 @@ from tracker.events import iso_timestamp
 
 EVENT_SORTS = ("timestamp", "-timestamp", "event", "-event")
 # A spool outcome as the SDK's MessageStatus, a delivery attempt as its MessageEventType.
-MESSAGE_STATUS = {"queued": "queued", "delivered": "delivered", "failed": "failed"}
-ATTEMPT_EVENT = {"delivered": "delivered", "temporary": "soft_bounced",
-                 "permanent": "hard_bounced"}
+MESSAGE_STATUS: Final[Mapping[str, str]] = MappingProxyType(
+    {"queued": "queued", "delivered": "delivered", "failed": "failed"})
+ATTEMPT_EVENT: Final[Mapping[str, str]] = MappingProxyType(
+    {"delivered": "delivered", "temporary": "soft_bounced", "permanent": "hard_bounced"})
 
 
 async def get_message(request: web.Request) -> web.Response:

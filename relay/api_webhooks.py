@@ -5,7 +5,10 @@ defined in the configuration file; the API reads them and never changes them."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from types import MappingProxyType
+from typing import Final
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -36,7 +39,8 @@ from tracker.events import Envelope, envelope_body, iso_timestamp
 
 WEBHOOK_TEST = "webhook.test"
 # The outbox's states as the SDK's WebhookDeliveryStatus.
-DELIVERY_STATUS = {"pending": "pending", "delivered": "success", "failed": "failed"}
+DELIVERY_STATUS: Final[Mapping[str, str]] = MappingProxyType(
+    {"pending": "pending", "delivered": "success", "failed": "failed"})
 
 
 async def list_webhooks(request: web.Request) -> web.Response:

@@ -7,8 +7,9 @@ and the shapes each one takes and gives."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final
 
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
@@ -35,12 +36,15 @@ from relay.api_shapes import (
 )
 
 Schema = dict[str, Any]
+# The parts shared by many operations are frozen (tuples for arrays), so that no document
+# handed out can change them; ``plain`` turns the finished document into JSON's types.
+Part = Mapping[str, Any]
 Ref = Callable[[Any], Schema]
 
-STR: Schema = {"type": "string"}
-FLAG: Schema = {"type": "string", "enum": ["1", "0", "true", "false"]}
-TEAM: list[Any] = [{"teamToken": []}]
-SENDING: list[Any] = [{"sendingToken": []}]
+STR: Final[Part] = MappingProxyType({"type": "string"})
+FLAG: Final[Part] = MappingProxyType({"type": "string", "enum": ("1", "0", "true", "false")})
+TEAM: Final = (MappingProxyType({"teamToken": ()}),)
+SENDING: Final = (MappingProxyType({"sendingToken": ()}),)
 REF = "#/components/schemas/{model}"
 REQUESTS: tuple[type[BaseModel], ...] = (SendMailRequest, SendBatchMailItem, UpdateRouteData,
                                          PatchRouteData)
@@ -78,21 +82,21 @@ def adapted(schema: Schema) -> Schema:
     return {k: v for k, v in schema.items() if k != "$defs"}
 
 
-def array(items: Schema, **limits: int) -> Schema:
+def array(items: Part, **limits: int) -> Schema:
     return {"type": "array", "items": items, **limits}
 
 
-def param(name: str, where: str, schema: Schema, required: bool = False,
-          example: Any = None) -> Schema:
+def param(name: str, where: str, schema: Part, required: bool = False,
+          example: Any = None) -> Part:
     out = {"name": name, "in": where, "schema": schema, "required": required or where == "path"}
     if example is not None:
         out["example"] = example
-    return out
+    return MappingProxyType(out)
 
 
-def op(summary: str, security: list[Any], ok: tuple[int, Schema | None],
-       errors: tuple[int, ...] = (401,), params: tuple[Schema, ...] = (),
-       body: Schema | None = None, body_required: bool = True, example: Any = None) -> Schema:
+def op(summary: str, security: Sequence[Part], ok: tuple[int, Part | None],
+       errors: tuple[int, ...] = (401,), params: tuple[Part, ...] = (),
+       body: Part | None = None, body_required: bool = True, example: Any = None) -> Schema:
     status, schema = ok
     content = ({"text/plain": {"schema": STR}} if schema is None
                else {"application/json": {"schema": schema}})
@@ -103,7 +107,7 @@ def op(summary: str, security: list[Any], ok: tuple[int, Schema | None],
     out: Schema = {"summary": summary, "security": security, "responses": responses,
                    "parameters": list(params)}
     if body is not None:
-        media: Schema = {"schema": body}
+        media: dict[str, Any] = {"schema": body}
         if example is not None:
             media["example"] = example
         out["requestBody"] = {"required": body_required, "content": {"application/json": media}}
@@ -119,12 +123,13 @@ MESSAGE_ID = param("message_id", "path", STR)
 WEBHOOK_ID = param("webhook_id", "path", STR)
 IDEMPOTENCY = param("Idempotency-Key", "header", KEY.json_schema())
 
-SEND_EXAMPLE = {
-    "from": "Acme <hello@acme.example>", "to": ["jane@example.org"], "subject": "Your receipt",
+SEND_EXAMPLE: Final[Part] = MappingProxyType({
+    "from": "Acme <hello@acme.example>", "to": ("jane@example.org",), "subject": "Your receipt",
     "html": '<p>Thanks! <a href="https://acme.example/orders/42">Your order</a></p>',
     "text": "Thanks! https://acme.example/orders/42", "tag": "receipts",
-    "metadata": {"order": "42"}, "settings": {"track_clicks": True},
-}
+    "metadata": MappingProxyType({"order": "42"}),
+    "settings": MappingProxyType({"track_clicks": True}),
+})
 
 
 def paths(ref: Ref) -> dict[str, Any]:
@@ -146,7 +151,7 @@ def paths(ref: Ref) -> dict[str, Any]:
             "Send up to 500 emails", SENDING, (202, array(ref(PendingSendMailResponse))),
             (400, 401, 409, 422), (IDEMPOTENCY,),
             adapted(BATCH.json_schema(ref_template=REF, schema_generator=_Schemas)),
-            example=[SEND_EXAMPLE, {**SEND_EXAMPLE, "to": ["joe@example.org"]}])},
+            example=[SEND_EXAMPLE, {**SEND_EXAMPLE, "to": ("joe@example.org",)}])},
         "/routes/{route_id}": {
             "get": op("A route", TEAM, (200, ref(RouteData)), (401, 404, 422),
                       (ROUTE_ID, param("include", "query", STR),
@@ -196,6 +201,20 @@ def paths(ref: Ref) -> dict[str, Any]:
 
 
 def openapi_document(server_url: str) -> dict[str, Any]:
+    document: dict[str, Any] = plain(_document(server_url))
+    return document
+
+
+def plain(value: Any) -> Any:
+    """``value`` in JSON's types: mappings as new dicts, tuples as lists."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _document(server_url: str) -> dict[str, Any]:
     ref, schemas = shapes()
     error = {"application/json": {"schema": ref(Error)}}
     reasons = {400: "Malformed JSON", 401: "Missing or invalid token", 404: "Not found",

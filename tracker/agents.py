@@ -15,9 +15,10 @@ match without, tried at every position; only the patterns whose literal occurs a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 import crawleruseragents
@@ -123,12 +124,12 @@ CURATED_AGENTS: Final[tuple[CuratedAgent, ...]] = (
 
 # crawler-user-agents tags → the kind they betray. Tags not listed are plain crawlers (search
 # engines, SEO, monitoring, feed readers, archivers…): generic bots.
-CRAWLER_TAG_KINDS: Final[dict[str, str]] = {
+CRAWLER_TAG_KINDS: Final[Mapping[str, str]] = MappingProxyType({
     "scanner": SCANNER,
     "social-preview": PREVIEW,
     "http-library": LIBRARY,
     "browser-automation": HEADLESS,
-}
+})
 
 # crawler-user-agents patterns that match people's own browsers, so they must not count:
 # Meta's in-app browser on Android, an Android build id that real phones carry, and Fluid
@@ -296,6 +297,7 @@ def _crawler_entry(data: dict[str, Any]) -> _Entry | None:
     return _Entry(re.compile(pattern), match)
 
 
+# Memoisation of a pure function, not state: the index of fixed tables, built once.
 @lru_cache(maxsize=1)
 def _index() -> _PatternIndex:
     curated = [_Entry(re.compile(a.pattern),

@@ -14,6 +14,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
 
 from tracker.agents import HEADLESS, LIBRARY, PREVIEW, PROXY, SCANNER, AgentMatch
 from tracker.rules import DEFAULT_RULES, Probabilities, Rules
@@ -100,13 +102,13 @@ def classify(ctx: ClickContext, rules: Rules = DEFAULT_RULES) -> Verdict:
 # -- who made the request: the agent --------------------------------------------------------------
 
 # agent kind → (probability field, also the rule prefix; reason codes; classification)
-_AGENT_KINDS: dict[str, tuple[str, tuple[str, ...], str]] = {
+_AGENT_KINDS: Final[Mapping[str, tuple[str, tuple[str, ...], str]]] = MappingProxyType({
     SCANNER: ("scanner_agent", ("link_protection",), SECURITY_SCANNER),
     PREVIEW: ("preview_agent", ("known_bot",), LINK_PREVIEW),
     PROXY: ("image_proxy_agent", ("privacy_proxy", "image_proxy"), PRIVACY_PROXY),
     LIBRARY: ("http_library", ("known_bot",), GENERIC_BOT),
     HEADLESS: ("headless_browser", ("sandbox",), GENERIC_BOT),
-}
+})
 _CRAWLER = ("crawler_agent", ("known_bot",), GENERIC_BOT)
 
 

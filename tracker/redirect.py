@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Protocol
+from types import MappingProxyType
+from typing import Final, Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -47,8 +49,9 @@ NOT_FOUND_PAGE = """<!doctype html>
 </html>
 """
 # On every answer to a tracking link, 302 or 404 (the listener's front writes the same).
-NO_STORE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
-_REDIRECT_HEADERS = CIMultiDict(NO_STORE_HEADERS)  # copied for each answer, never changed
+NO_STORE_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
+    {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
+_REDIRECT_HEADERS = CIMultiDictProxy(CIMultiDict(NO_STORE_HEADERS))  # copied for each answer
 
 
 class Recorder(Protocol):

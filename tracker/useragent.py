@@ -9,8 +9,11 @@ string, and mail clicks repeat a small set of agent strings.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
+from typing import Final
 
 import ua_parser
 
@@ -56,6 +59,7 @@ def preload() -> None:
                 "Gecko) Chrome/131.0.0.0 Safari/537.36 clickrelay-preload")
 
 
+# Memoisation of a pure function (a header in, its facts out), not state.
 @lru_cache(maxsize=_CACHE_SIZE)
 def agent_facts(user_agent: str) -> AgentFacts:
     """The bot facts of one User-Agent header, computed once per distinct string."""
@@ -86,12 +90,15 @@ _EMAIL_CLIENTS = frozenset({"Outlook", "Thunderbird", "Apple Mail", "Windows Liv
 _APPS = frozenset({"Facebook", "Instagram", "LinkedIn", "Line", "WeChat", "Google",
                    "Twitter", "Snapchat", "Pinterest", "TikTok", "Chrome Mobile WebView",
                    "Mobile Safari UI/WKWebView", "Gmail"})
-_NAMES = {"Mobile Safari": "Safari", "Chrome Mobile": "Chrome", "Chrome Mobile iOS": "Chrome",
-          "Firefox Mobile": "Firefox", "Firefox iOS": "Firefox", "Edge Mobile": "Edge",
-          "Chrome Mobile WebView": "Android WebView", "Google": "Google App",
-          "Mobile Safari UI/WKWebView": "iOS WebView", "IE": "Internet Explorer"}
+_NAMES: Final[Mapping[str, str]] = MappingProxyType({
+    "Mobile Safari": "Safari", "Chrome Mobile": "Chrome", "Chrome Mobile iOS": "Chrome",
+    "Firefox Mobile": "Firefox", "Firefox iOS": "Firefox", "Edge Mobile": "Edge",
+    "Chrome Mobile WebView": "Android WebView", "Google": "Google App",
+    "Mobile Safari UI/WKWebView": "iOS WebView", "IE": "Internet Explorer",
+})
 
 
+# Memoisation of a pure function, as ``agent_facts``.
 @lru_cache(maxsize=_CACHE_SIZE)
 def client_info(user_agent: str) -> ClientInfo:
     """Device type, client type and client name of one User-Agent header (cached)."""
