@@ -27,7 +27,7 @@ from relay.api_shapes import PendingSendMailResponse
 from relay.api_store import IdempotencyStore
 from relay.config import Config
 from relay.errors import BadInput, Conflict, http_error
-from store.db import now_us
+from store.clock import now_us
 from store.idempotency import DONE, IN_FLIGHT, MISMATCH, KeyClaim, KeyState
 from tracker.config import ProjectConfig
 

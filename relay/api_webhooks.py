@@ -31,7 +31,7 @@ from relay.api_shapes import (
 from relay.api_store import WebhookReportStore
 from relay.config import Config
 from relay.errors import BadInput, Conflict, NotFound
-from store.db import now_us
+from store.clock import now_us
 from store.reports import DeliveryRow
 from store.webhooks import NewDelivery
 from tracker.config import ProjectConfig, WebhookConfig

@@ -102,7 +102,7 @@ class Supervisor:
         supervised.deaths += 1
         self._metrics.task_failures.labels(name).inc()
         doublings = min(supervised.deaths - 1, 16)  # beyond that the maximum applies anyway
-        pause = min(RESTART_MAX_PAUSE, RESTART_FIRST_PAUSE * 2 ** doublings)
+        pause = min(RESTART_MAX_PAUSE, RESTART_FIRST_PAUSE * 2.0 ** doublings)
         log.exception("background task %s died (%d in a row); restarting in %.1f s",
                       name, supervised.deaths, pause)
         return pause
