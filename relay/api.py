@@ -1,4 +1,4 @@
-"""The HTTP API under ``/v1`` (DESIGN §8), mounted by ``relay.app.make_app`` beside the
+"""The HTTP API under ``/v1`` (docs/api.md), mounted by ``relay.app.make_app`` beside the
 clicks: the Lettermint send API (``relay.api_send``), routes with write-back
 (``relay.api_routes``), messages, events and stats (``relay.api_reports``,
 ``relay.api_stats``), webhooks (``relay.api_webhooks``); here, what every view under

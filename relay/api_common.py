@@ -1,7 +1,7 @@
 """What every view of the HTTP API shares: the context on the app, the two kinds of
 credentials, JSON in and out, query parameters in the SDKs' syntax, cursor pages.
 
-Credentials (DESIGN §8): a project's token in ``x-lettermint-token`` for sending, the team
+Credentials (docs/api.md): a project's token in ``x-lettermint-token`` for sending, the team
 token as ``Authorization: Bearer`` for everything else; both compared in constant time, a
 header that is not UTF-8 being just a wrong token, and both slowed down together with
 SMTP AUTH per source network when wrong ones pile up (relay/throttle.py).

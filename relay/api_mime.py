@@ -1,5 +1,5 @@
 """The RFC 5322 message of an API send: what ``SendMailRequest`` says, as the bytes an SMTP
-client would have submitted (DESIGN §8).
+client would have submitted (docs/api.md).
 
 Built with the standard library's ``EmailMessage`` (policy SMTP: CRLF line ends; 7-bit
 bodies, quoted-printable where needed, so that any upstream takes them). Routing and

@@ -1,4 +1,4 @@
-"""A message through the API (DESIGN §8): ``GET /v1/messages/{id}`` (the SDK's MessageData),
+"""A message through the API (docs/api.md): ``GET /v1/messages/{id}`` (the SDK's MessageData),
 its events (``/events``: queued, each delivery attempt, and its clicks; machine clicks
 only with ``include_machine_events``) and its links with their clicks (``/links``).
 

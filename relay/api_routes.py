@@ -1,4 +1,4 @@
-"""Routes through the API (DESIGN §8): read them, and switch click (and open) tracking on
+"""Routes through the API (docs/api.md): read them, and switch click (and open) tracking on
 or off. ``PUT /v1/routes/{id}`` takes the SDK's ``{"settings": {...}}``, ``PATCH`` the
 click tracking document's ``{"track_clicks": ...}``. A change is written back into the
 configuration file (``relay.tomlwrite``) and put in force at once; the file stays the one

@@ -1,5 +1,5 @@
 """``POST /v1/send`` and ``POST /v1/send/batch``: the Lettermint send API in front of the
-same pipeline as SMTP (DESIGN §8). Each email: read and check the request → build the
+same pipeline as SMTP (docs/api.md). Each email: read and check the request → build the
 message → the limits of SMTP (recipients, size) → ``Submitter.accept`` (route, override,
 per-recipient copies, spool) → ``202 {"message_id", "status": "pending"}``.
 

@@ -1,5 +1,5 @@
 """``GET /v1/stats``: sending and click counts per UTC day, in the SDK's StatsData shape
-(DESIGN §8), and the same per route for ``RouteData.statistics``.
+(docs/api.md), and the same per route for ``RouteData.statistics``.
 
 Clicks are the human ones (those that count for metrics) unless ``include_machine`` is
 set: then ``clicked`` also counts machine clicks and ``machine_clicked`` splits them out.

@@ -1,5 +1,5 @@
 """The ``[networks]`` table: labelled CIDR lists that reduce a click's address to the
-name of a known network (DESIGN §5).
+name of a known network (docs/redirect.md).
 
 The labels shipped in ``tracker/networks.toml`` come first; a label in the file replaces
 the shipped one of that name (``[]`` turns it off), any other label is added. A value is a

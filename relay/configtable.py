@@ -1,7 +1,7 @@
 """Typed reading of one TOML table, with errors that name the file and the key.
 
 Every key a table has must be read; what is left over is an unknown key and an error,
-so that a misspelt setting never silently falls back to its default (DESIGN §2)."""
+so that a misspelt setting never silently falls back to its default (config.example.toml)."""
 
 from __future__ import annotations
 

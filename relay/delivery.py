@@ -2,7 +2,7 @@
 
 A temporary failure is retried with exponential backoff and jitter (the first retry
 within a minute) until ``max_retry_hours`` have passed since the copy was accepted; a
-permanent failure ends it. Every attempt and the final outcome are recorded (DESIGN §1).
+permanent failure ends it. Every attempt and the final outcome are recorded (docs/architecture.md).
 Claims, leases, the concurrency bound, the sleep between rounds and the backoff formula
 are the worker loop's (tracker/workers.py); this module says what to claim and how one
 copy is delivered."""

@@ -1,4 +1,4 @@
-"""The hidden honeypot link of a route with ``bot_honeypot = true`` (DESIGN §6).
+"""The hidden honeypot link of a route with ``bot_honeypot = true`` (docs/classification.md).
 
 A person never sees it and cannot follow it: hidden by CSS for browsers and webmail
 (``display:none``), for Outlook's Word engine (``mso-hide:all``), for screen readers
@@ -6,7 +6,7 @@ A person never sees it and cannot follow it: hidden by CSS for browsers and webm
 follows every ``href`` of a mail follows it too, and its hit marks the clicks near it on
 the same message as machine clicks.
 
-A pure function, like the rewriter (STYLE "Do" 2): it splices the link into the original
+A pure function, like the rewriter: it splices the link into the original
 text right after the opening ``<body…>`` tag and changes no other byte. lexbor decides
 which ``<body`` in the text is the tag: every candidate gets a numbered marker attribute
 in a copy only lexbor reads, and lexbor's body element carries the marker of the first

@@ -2,7 +2,7 @@
 
 SIGHUP or a change of the file loads it anew; projects, routes and webhooks take effect
 at once (every reader asks for the current object), and a file that does not load keeps
-the running configuration (DESIGN §2). Listeners, the store and the upstream are fixed at
+the running configuration (config.example.toml). Listeners, the store and the upstream are fixed at
 start: a change there is logged as needing a restart. ``http.trusted_proxies`` and the
 network lists are read per request, so they follow a reload."""
 

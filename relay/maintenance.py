@@ -1,5 +1,5 @@
 """Background upkeep: the queue gauges, refreshed every ``health.gauge_interval_seconds``,
-and the retention purge, every ``retention.interval_minutes`` (DESIGN §9). Both read the
+and the retention purge, every ``retention.interval_minutes`` (README.md). Both read the
 live configuration each round, so a reload changes their pace and the retention period."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which hrefs are tracked: the skip rules of DESIGN §4, applied to one link.
+"""Which hrefs are tracked: the skip rules of docs/mail.md, applied to one link.
 
 Pure functions over an href value (already decoded by the HTML parser) and the element's
 attributes; ``relay.rewrite`` calls them for every link lexbor found.
@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from tracker.location import forbidden_host
 
-# Opt-out attributes (DESIGN §4): ours, and the ones templates written for other
+# Opt-out attributes (docs/mail.md): ours, and the ones templates written for other
 # platforms already carry (Postmark, Amazon SES, SendGrid, Mautic, …); Mandrill's and
 # SparkPost's are honoured as well.
 _OPT_OUT_PRESENT = frozenset(

@@ -1,4 +1,4 @@
-"""Observations: what the tracker stores of each click before it answers (DESIGN §5).
+"""Observations: what the tracker stores of each click before it answers (docs/redirect.md).
 
 The tracker writes them in batches (group commit: many concurrent clicks, one transaction,
 one fsync); promotion reads them by message."""

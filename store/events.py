@@ -1,5 +1,5 @@
 """Promotion of observations to click events: the claim, the context the classifier
-reads, and the event written together with its webhook deliveries (DESIGN §6, §7); and
+reads, and the event written together with its webhook deliveries (docs/classification.md, docs/webhooks.md); and
 reads of the events.
 
 Observations of one message are promoted in click order: an observation is claimed only

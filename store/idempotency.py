@@ -2,7 +2,7 @@
 
 A claim is all or nothing: the keys of one request (its ``Idempotency-Key`` and the
 per-email keys of a batch) are checked and taken in one transaction, so that two
-concurrent requests can never both send under the same key (DESIGN §8)."""
+concurrent requests can never both send under the same key (docs/api.md)."""
 
 from __future__ import annotations
 

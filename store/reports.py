@@ -1,8 +1,8 @@
-"""Reads for the reporting API (DESIGN §8): daily sending and click counts, a message's
+"""Reads for the reporting API (docs/api.md): daily sending and click counts, a message's
 click events and per-link counts, a webhook's deliveries with their last attempt.
 
 Days are UTC calendar days (``YYYY-MM-DD``). A human click is one that counts for metrics;
-a machine click is one classified as machine (DESIGN §6)."""
+a machine click is one classified as machine (docs/classification.md)."""
 
 from __future__ import annotations
 

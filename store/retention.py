@@ -1,4 +1,4 @@
-"""Data retention (DESIGN §9): finished work older than the cutoff is deleted in small
+"""Data retention (README.md): finished work older than the cutoff is deleted in small
 batches, so that a purge never holds the write lock long enough to delay a click's
 commit. Unfinished work (a queued copy, a pending observation or delivery) is never
 purged, however old."""

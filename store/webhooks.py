@@ -2,7 +2,7 @@
 
 A delivery is written in the same transaction as its event (``EventStore.record_promotions``)
 or on its own (``enqueue_delivery``, for test events); the dispatcher claims due ones with
-a lease, sends them, and records every attempt here (DESIGN §7)."""
+a lease, sends them, and records every attempt here (docs/webhooks.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The observation writer, the server's end: a process of its own that commits the
-tracker's clicks (DESIGN §5).
+tracker's clicks (docs/redirect.md).
 
 Every click's observation is committed (WAL, ``synchronous = FULL``) before its 302 goes
 out, in batches (group commit, tracker/observations.py). The commit runs in a process of

@@ -1,5 +1,5 @@
 """Messages, events, stats and webhooks through the API, read with the official SDK
-(DESIGN §8): a person's click and a machine's on a mail sent through the API, the events
+(docs/api.md): a person's click and a machine's on a mail sent through the API, the events
 and counts they become (machine activity only when asked), and a ``webhook.test`` delivery
 that the SDK's ``Webhook(secret).verify`` accepts."""
 

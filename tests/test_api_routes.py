@@ -1,4 +1,4 @@
-"""Routes through the API (DESIGN §8): read with the SDK, changed by PUT (the SDK's shape)
+"""Routes through the API (docs/api.md): read with the SDK, changed by PUT (the SDK's shape)
 and PATCH (the click tracking document's), written back into the TOML file with its
 comments and layout, and in force for the very next send."""
 

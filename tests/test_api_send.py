@@ -1,4 +1,4 @@
-"""The send API driven by the official Lettermint SDK (DESIGN §8): the same pipeline as SMTP
+"""The send API driven by the official Lettermint SDK (docs/api.md): the same pipeline as SMTP
 (route, per-email override, per-recipient copies, spool), batches, idempotency, and the
 errors the SDK turns into its exceptions."""
 

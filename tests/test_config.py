@@ -1,4 +1,4 @@
-"""Configuration loading, validation and reload (DESIGN §2)."""
+"""Configuration loading, validation and reload (config.example.toml)."""
 
 from __future__ import annotations
 

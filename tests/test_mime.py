@@ -1,4 +1,4 @@
-"""The MIME walk (DESIGN §4): which parts are rewritten, how they are re-encoded, and
+"""The MIME walk (docs/mail.md): which parts are rewritten, how they are re-encoded, and
 that every other byte goes out as it came."""
 
 from __future__ import annotations

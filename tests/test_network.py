@@ -1,5 +1,5 @@
 """The client address reduced to a network label and a keyed hash; X-Forwarded-For
-believed only from trusted proxies; the [networks] configuration (DESIGN §5)."""
+believed only from trusted proxies; the [networks] configuration (docs/redirect.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Observations are durable before the 302 and group-committed; a store that is slow or
 failing costs the click's record, never the recipient's redirect; no raw client address
-reaches the disk (DESIGN §5)."""
+reaches the disk (docs/redirect.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Operability (DESIGN §9): ``/healthz`` reports the store and the queues, and says 503
+"""Operability (README.md): ``/healthz`` reports the store and the queues, and says 503
 with a reason when a queue is stuck; ``/metrics`` carries the queue gauges."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Promotion of observations to events (DESIGN §6): the settle window, the context the
+"""Promotion of observations to events (docs/classification.md): the settle window, the context the
 classifier gets (bursts, all links, fan-out, honeypot), ``first_click``, the outbox rows
 written with the event, and atomic claiming by several workers on one database. The
 worker runs against a real SQLite store with a clock the test sets; one test goes through

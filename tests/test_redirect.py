@@ -1,4 +1,4 @@
-"""GET/HEAD /c/{token} over HTTP against the running relay (DESIGN §5): a valid link is
+"""GET/HEAD /c/{token} over HTTP against the running relay (docs/redirect.md): a valid link is
 recorded, then redirected; an expired one redirects without a record; anything else is a
 404 page. Key rotation, custom tracking domains, hosts and X-Forwarded-For. Each test runs
 with the listener's front and with plain aiohttp (``[http] click_front``)."""

@@ -1,4 +1,4 @@
-"""What the redirect remembers between clicks (DESIGN §5): each cache is bounded, gives
+"""What the redirect remembers between clicks (docs/redirect.md): each cache is bounded, gives
 the answer the uncached code gives, and starts afresh when a reload puts a new
 configuration in force (new address-hash key, new network lists, new tracking domains).
 The tests that click run with the listener's front and with plain aiohttp."""

@@ -1,4 +1,4 @@
-"""Per-recipient copies, the durable spool and upstream delivery (DESIGN §1, §3)."""
+"""Per-recipient copies, the durable spool and upstream delivery (docs/architecture.md, docs/mail.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Control headers, routes and the per-email tracking override (DESIGN §3)."""
+"""Control headers, routes and the per-email tracking override (docs/mail.md)."""
 
 from __future__ import annotations
 

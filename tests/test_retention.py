@@ -1,4 +1,4 @@
-"""Data retention (DESIGN §9): finished data older than the retention period is purged
+"""Data retention (README.md): finished data older than the retention period is purged
 with everything that hangs off it; newer data and unfinished work are kept, however old.
 Runs against a real SQLite store; ages are set by moving rows' times into the past."""
 

@@ -1,4 +1,4 @@
-"""The HTML rewriter, rule by rule (DESIGN §4): what is tracked, what is left alone,
+"""The HTML rewriter, rule by rule (docs/mail.md): what is tracked, what is left alone,
 and that nothing but the href values changes."""
 
 from __future__ import annotations

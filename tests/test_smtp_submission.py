@@ -1,4 +1,4 @@
-"""SMTP submission as a client sees it (DESIGN §3): AUTH, limits, EHLO, TLS."""
+"""SMTP submission as a client sees it (docs/mail.md): AUTH, limits, EHLO, TLS."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Click tokens: HS256 JWTs with a kid header, short claims, rotation and strict refusal
-(DESIGN §5)."""
+(docs/redirect.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Webhook dispatch (DESIGN §7): the signature the official SDK accepts, retries with the
+"""Webhook dispatch (docs/webhooks.md): the signature the official SDK accepts, retries with the
 same id, every attempt recorded, isolation of slow receivers, the retry window; the
 dispatcher runs against a real SQLite store and posts to a real receiver on loopback."""
 

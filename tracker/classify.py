@@ -1,4 +1,4 @@
-"""Click classification (DESIGN §6): a pure function from one stored observation and its
+"""Click classification (docs/classification.md): a pure function from one stored observation and its
 context (the other hits of the same message, the address's fan-out, the send time) to a
 ``Verdict`` — genuine, privacy proxy, security scanner, link preview or generic bot.
 
@@ -33,7 +33,7 @@ REASON_CODES = ("privacy_proxy", "image_proxy", "link_protection", "known_bot",
                 "security_network", "timing", "link_pattern", "request_shape", "sandbox",
                 "other")
 
-MACHINE_THRESHOLD = 50  # DESIGN §6: machine ⇔ probability ≥ 50
+MACHINE_THRESHOLD = 50  # docs/classification.md: machine ⇔ probability ≥ 50
 _US = 1_000_000
 
 

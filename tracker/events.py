@@ -1,7 +1,7 @@
 """Click events and the webhook envelope, as data, turned into JSON in one place.
 
 ``ClickEvent`` is the ``data`` of a ``message.clicked`` webhook, field for field as in
-Lettermint's click tracking document; ``Envelope`` wraps any event (DESIGN §7). The body
+Lettermint's click tracking document; ``Envelope`` wraps any event (docs/webhooks.md). The body
 is written once, when the delivery is put in the outbox, so that every attempt sends the
 same bytes.
 """
@@ -18,7 +18,7 @@ from store.events import EventRecord
 from store.records import MessageInfo
 
 MESSAGE_CLICKED = "message.clicked"
-# The link index of a route's hidden honeypot link (DESIGN §6): above every real link's
+# The link index of a route's hidden honeypot link (docs/classification.md): above every real link's
 # (at most 1000 per message), so that it never shifts them.
 HONEYPOT_LINK_INDEX = 1_000_000
 
@@ -85,7 +85,7 @@ def click_event(event: EventRecord, message: MessageInfo | None,
         client_name=event.client_name,
         user_agent=event.user_agent,
         bot=Bot(
-            detected=event.machine,  # DESIGN §6: detected and machine are probability ≥ 50
+            detected=event.machine,  # docs/classification.md: detected and machine are probability ≥ 50
             probability=event.probability,
             classification=event.classification,
             proxy_type=event.proxy_type,

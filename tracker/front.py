@@ -1,4 +1,4 @@
-"""The HTTP listener's front (DESIGN §5): plain clicks are answered here, everything else
+"""The HTTP listener's front (docs/redirect.md): plain clicks are answered here, everything else
 by aiohttp.
 
 A click is the request clickrelay answers most often and must answer fast, and

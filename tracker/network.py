@@ -1,4 +1,4 @@
-"""The client's address, reduced before anything is stored (DESIGN §5).
+"""The client's address, reduced before anything is stored (docs/redirect.md).
 
 A click keeps two things of the address it came from: the label of a known network
 (scanner, cloud, privacy proxy; configurable CIDR lists) and a keyed hash that lets the

@@ -1,4 +1,4 @@
-"""Recording observations with group commit (DESIGN §5): durable and fast at once.
+"""Recording observations with group commit (docs/redirect.md): durable and fast at once.
 
 Every click's observation must be on disk before its 302 goes out, but one fsync per
 click would cap the redirect at the disk's fsync rate. So ``record`` only queues the

@@ -1,4 +1,4 @@
-"""Promotion: observations become classified click events (DESIGN §6).
+"""Promotion: observations become classified click events (docs/classification.md).
 
 An observation waits ``settle_seconds`` (its ``promote_after``) so that the hits around it
 can be seen; then this worker claims it, reads its context (the message's other hits,
@@ -115,7 +115,7 @@ class _Batch:
 
 
 def wanted_by(hook: WebhookConfig, machine: bool) -> bool:
-    """Machine clicks go only to webhooks that asked for them (DESIGN §7)."""
+    """Machine clicks go only to webhooks that asked for them (docs/webhooks.md)."""
     return (hook.enabled and MESSAGE_CLICKED in hook.events
             and (not machine or hook.include_machine_events))
 

@@ -1,4 +1,4 @@
-"""The redirect: ``GET``/``HEAD /c/{token}`` (DESIGN §5).
+"""The redirect: ``GET``/``HEAD /c/{token}`` (docs/redirect.md).
 
 verify the token → check the host serves its project → store the observation (durable,
 group-committed, within a deadline) → ``302 Location: destination``. A token signed by us
@@ -27,7 +27,7 @@ from tracker.tokens import ClickClaims, ExpiredToken, InvalidToken, TokenVerifie
 
 log = logging.getLogger("clickrelay.redirect")
 
-# What classification reads of a request (DESIGN §6), stored under lower-case names.
+# What classification reads of a request (docs/classification.md), stored under lower-case names.
 CLASSIFICATION_HEADERS = (
     "accept", "accept-language", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest",
     "sec-fetch-user", "purpose", "sec-purpose", "x-purpose", "x-moz", "sec-ch-ua",

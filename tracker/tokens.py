@@ -1,4 +1,4 @@
-"""Click tokens: HS256 JWTs naming a message, a link and its destination (DESIGN §5).
+"""Click tokens: HS256 JWTs naming a message, a link and its destination (docs/redirect.md).
 
 Claim names are one letter to keep links short. The first configured key signs; every
 configured key verifies, so keys rotate without breaking links already sent.

@@ -1,4 +1,4 @@
-"""Webhook dispatch: the outbox worker that signs and POSTs each delivery (DESIGN §7).
+"""Webhook dispatch: the outbox worker that signs and POSTs each delivery (docs/webhooks.md).
 
 Each attempt sends the body fixed in the outbox with Lettermint's headers: the signature
 ``t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`` (the secret as configured,

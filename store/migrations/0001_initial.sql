@@ -1,7 +1,7 @@
 -- clickrelay schema, version 1. Times are integer microseconds since the Unix epoch (UTC).
 
 -- One row per recipient copy of an accepted mail: the spool entry and, after delivery,
--- the message data a click needs (DESIGN §1, §3).
+-- the message data a click needs (docs/architecture.md, docs/mail.md).
 CREATE TABLE messages (
     id              TEXT PRIMARY KEY,           -- UUID, the message id
     submission_id   TEXT NOT NULL,              -- one SMTP transaction / API send

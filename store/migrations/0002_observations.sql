@@ -1,4 +1,4 @@
--- clickrelay schema, version 2: observations, the raw material of click events (DESIGN §5).
+-- clickrelay schema, version 2: observations, the raw material of click events (docs/redirect.md).
 -- Times are integer microseconds since the Unix epoch (UTC).
 
 -- One row per request to a valid tracking link, committed before the 302 goes out. The

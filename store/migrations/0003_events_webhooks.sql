@@ -1,4 +1,4 @@
--- clickrelay schema, version 3: click events and the webhook outbox (DESIGN §6, §7).
+-- clickrelay schema, version 3: click events and the webhook outbox (docs/classification.md, docs/webhooks.md).
 -- Times are integer microseconds since the Unix epoch (UTC).
 
 -- Promotion claims pending observations in click order (store/events.py): this index

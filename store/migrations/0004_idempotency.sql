@@ -1,4 +1,4 @@
--- clickrelay schema, version 4: idempotency keys of the send API (DESIGN §8).
+-- clickrelay schema, version 4: idempotency keys of the send API (docs/api.md).
 -- Times are integer microseconds since the Unix epoch (UTC).
 
 -- A retried send with the same key and the same body gets the first answer back instead
