@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from relay.errors import BadInput
 from relay.headers import HeaderField, decoded
+from relay.limits import check_header
 
 ROUTE_HEADER = "X-Lettermint-Route"
 TRACK_CLICKS_HEADER = "X-LM-Override-Track-Clicks"
@@ -40,7 +41,9 @@ def is_control_header(f: HeaderField) -> bool:
 
 
 def read_controls(fields: list[HeaderField]) -> Controls:
-    """The controls a mail carries; a malformed one is a ``BadInput`` naming the header."""
+    """The controls a mail carries; a malformed one is a ``BadInput`` naming the header.
+    Values are decoded (RFC 2047) and always valid text: a byte that is not UTF-8 is
+    read as U+FFFD, and the mail is accepted."""
     values: dict[str, str] = {}
     metadata: dict[str, str] = {}
     for f in fields:
@@ -48,9 +51,9 @@ def read_controls(fields: list[HeaderField]) -> Controls:
             key = f.name[len(METADATA_PREFIX) :]
             if not key:
                 raise BadInput(f.name, f"{f.name}: empty metadata key")
-            metadata[key] = decoded(f.value)
+            metadata[key] = header_text(f)
         elif is_control_header(f):
-            values.setdefault(f.lname, decoded(f.value).strip())
+            values.setdefault(f.lname, header_text(f).strip())
     if len(metadata) > MAX_METADATA_ENTRIES:
         raise BadInput("X-LM-Metadata", f"more than {MAX_METADATA_ENTRIES} metadata headers")
     tag = values.get(TAG_HEADER.lower()) or None
@@ -64,6 +67,12 @@ def read_controls(fields: list[HeaderField]) -> Controls:
         metadata=metadata,
         idempotency_key=values.get(IDEMPOTENCY_HEADER.lower()) or None,
     )
+
+
+def header_text(f: HeaderField) -> str:
+    """A header's value as text, decoded within the limits of relay/limits.py."""
+    check_header(f.name, f.raw, f.value)
+    return decoded(f.value)
 
 
 def _flag(values: dict[str, str], header: str) -> bool | None:

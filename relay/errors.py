@@ -23,6 +23,18 @@ class BadInput(RelayError):
         self.message = message
         self.smtp_code = smtp_code
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a worker process (relay/workers.py) and unpickled in the server's.
+        return (type(self), (self.field, self.message, self.smtp_code))
+
+
+class LimitExceeded(BadInput):
+    """The submission is over one of the relay's limits (relay/limits.py): 552 5.3.4,
+    naming the header or the limit, so that the sender does not try again."""
+
+    def __init__(self, field: str, message: str, smtp_code: int = 552) -> None:
+        super().__init__(field, message, smtp_code)
+
 
 class TemporaryRefusal(RelayError):
     """The submission cannot be taken now but may be later (451 / 409)."""
@@ -61,11 +73,15 @@ REPLY_AUTH_THROTTLED = ("454 4.7.0 Temporary authentication failure: too many fa
 def smtp_reply(exc: BaseException) -> str:
     """The SMTP reply for a failure while taking a mail; never a 250."""
     if isinstance(exc, BadInput):
-        status = "5.6.0" if exc.smtp_code == 550 else "5.5.4"
+        status = _SMTP_STATUS.get(exc.smtp_code, "5.5.4")
         return f"{exc.smtp_code} {status} {_one_line(exc.message)}"
     if isinstance(exc, TemporaryRefusal):
         return f"451 4.3.0 {_one_line(exc.message)}"
     return REPLY_TEMPORARY
+
+
+# Enhanced status codes of the refusals (RFC 3463): bad content, over a limit.
+_SMTP_STATUS = {550: "5.6.0", 552: "5.3.4"}
 
 
 def _one_line(text: str) -> str:

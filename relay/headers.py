@@ -14,6 +14,7 @@ from email.header import decode_header, make_header
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -35,20 +36,30 @@ def split_message(raw: bytes) -> tuple[bytes, bytes]:
     The blank line that separates them belongs to neither part; ``join_message`` puts it
     back with the line ending the message used. A message with no blank line is all header.
     """
-    if raw.startswith((b"\r\n", b"\n")):
-        sep = 2 if raw.startswith(b"\r\n") else 1
-        return b"", raw[sep:]
-    match = _HEADER_END.search(raw)
+    header_end, body_start = entity_bounds(raw)
+    return raw[:header_end], raw[body_start:]
+
+
+def entity_bounds(raw: bytes, start: int = 0, end: int | None = None) -> tuple[int, int]:
+    """Where the header block of the entity ``raw[start:end]`` ends and its body starts
+    (``split_message`` as offsets, so that a nested part is read without copying it)."""
+    end = len(raw) if end is None else end
+    if raw.startswith(b"\r\n", start, end):
+        return start, start + 2
+    if raw.startswith(b"\n", start, end):
+        return start, start + 1
+    match = _HEADER_END.search(raw, start, end)
     if match is None:
-        return raw, b""
-    first_eol = b"\r\n" if match.group().startswith(b"\r\n") else b"\n"
-    return raw[: match.start() + len(first_eol)], raw[match.end() :]
+        return end, end
+    first_eol = 2 if match.group().startswith(b"\r\n") else 1
+    return match.start() + first_eol, match.end()
 
 
-def line_ending(raw: bytes) -> bytes:
-    """The line ending a message uses (CRLF unless its first line ends in a bare LF)."""
-    idx = raw.find(b"\n")
-    if idx > 0 and raw[idx - 1 : idx] == b"\r":
+def line_ending(raw: bytes, start: int = 0, end: int | None = None) -> bytes:
+    """The line ending a message (``raw[start:end]``) uses: CRLF unless its first line
+    ends in a bare LF."""
+    idx = raw.find(b"\n", start, len(raw) if end is None else end)
+    if idx > start and raw[idx - 1 : idx] == b"\r":
         return b"\r\n"
     return b"\n" if idx >= 0 else b"\r\n"
 
@@ -95,11 +106,14 @@ def get_value(fields: Iterable[HeaderField], name: str) -> str | None:
 
 
 def decoded(value: str) -> str:
-    """An RFC 2047 encoded value as text; undecodable words are kept as they are."""
+    """An RFC 2047 encoded value as text; undecodable words are kept as they are, and a
+    byte that is not UTF-8 (an 8-bit header, kept by ``parse_fields`` as a surrogate)
+    becomes U+FFFD, so that the result can always be stored."""
     try:
-        return str(make_header(decode_header(value)))
+        text = str(make_header(decode_header(value)))
     except (ValueError, LookupError, UnicodeError):
-        return value
+        text = value
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def remove_fields(header_block: bytes, drop: Callable[[HeaderField], bool]) -> bytes:
