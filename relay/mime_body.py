@@ -66,15 +66,28 @@ class TextBody:
     def encode(self, text: str) -> tuple[bytes, bool]:
         """The body for ``text``, and whether it had to become quoted-printable: a line
         would exceed 998 octets, or 8-bit data would appear in a 7-bit body."""
+        encoded = self.encoding_of(text)
+        return encoded.body, encoded.transfer != self.transfer
+
+    def encoding_of(self, text: str) -> EncodedText:
+        """``encode``, with the steps between: the text in the charset, then in the
+        transfer encoding (relay/copies.py patches both)."""
         data = encode_text(text, self.codec)
         if self.transfer == "base64":
             encoded = base64.encodebytes(data).rstrip(b"\n").replace(b"\n", self.eol)
-            return encoded + self.suffix, False
+            return EncodedText(data, encoded + self.suffix, "base64")
         if self.transfer == "quoted-printable":
-            return encode_quoted_printable(data, self.eol), False
+            return EncodedText(data, encode_quoted_printable(data, self.eol), self.transfer)
         if _longest_line(data) > MAX_LINE or (self.seven_bit and not data.isascii()):
-            return encode_quoted_printable(data, self.eol), True
-        return data, False
+            return EncodedText(data, encode_quoted_printable(data, self.eol), "quoted-printable")
+        return EncodedText(data, data, "identity")
+
+
+@dataclass(frozen=True)
+class EncodedText:
+    data: bytes  # the text in the part's charset
+    body: bytes  # ``data`` in ``transfer``, as the part carries it
+    transfer: str  # "quoted-printable", "base64" or "identity"
 
 
 def decode_body(

@@ -36,6 +36,7 @@ from relay.rewrite_policy import (
 )
 from relay.rewrite_scan import (
     HrefTag,
+    TooManyLinks,
     conditional_regions,
     decode_attribute,
     find_href_tags,
@@ -67,9 +68,12 @@ class Link:
 class RewriteResult:
     html: str
     links: tuple[Link, ...]
+    scanned: int = 0  # link tags found in the text, tracked or not
 
 
 Mint = Callable[[Link], str]
+__all__ = ["Candidate", "Link", "Mint", "RewriteResult", "TooManyLinks", "find_links",
+           "rewrite_links"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +93,11 @@ def rewrite_links(
     tracking_hosts: Collection[str] = (),
     first_index: int = 0,
     max_links: int = 1000,
+    max_scanned: int | None = None,
 ) -> RewriteResult:
     """Replace the href of every trackable link by ``mint(link)``; at most ``max_links``
-    links are tracked, the rest are left as they are."""
+    links are tracked, the rest are left as they are. A text with more than
+    ``max_scanned`` link tags is not parsed: ``TooManyLinks``."""
     hosts = normalise_hosts(tracking_hosts)
 
     def trackable(destination: str) -> bool:
@@ -99,7 +105,8 @@ def rewrite_links(
 
     links: list[Link] = []
     edits: list[tuple[int, int, str]] = []
-    for candidate in find_links(html, wanted=trackable):
+    tags = find_href_tags(html, http_only=True, limit=max_scanned)
+    for candidate in _links_of_tags(html, tags, trackable):
         if len(links) >= max_links:
             break
         if candidate.opted_out or not trackable(candidate.destination):
@@ -108,16 +115,25 @@ def rewrite_links(
         tag = candidate.tag
         edits.append((tag.value_start, tag.value_end, _attribute_text(mint(link), tag.quote)))
         links.append(link)
-    return RewriteResult(_splice(html, edits), tuple(links))
+    return RewriteResult(_splice(html, edits), tuple(links), len(tags))
 
 
-def find_links(html: str, *, wanted: Callable[[str], bool] | None = None) -> list[Candidate]:
+def find_links(
+    html: str, *, wanted: Callable[[str], bool] | None = None, limit: int | None = None
+) -> list[Candidate]:
     """Every ``<a>``, ``<area>`` and VML element with an href that lexbor builds from
     ``html``, also inside Outlook conditional comments, in document order.
 
     ``wanted`` may rule out destinations early: a tag whose raw href needs no decoding and
-    whose destination is not wanted is not handed to lexbor at all."""
-    tags = find_href_tags(html, http_only=wanted is not None)
+    whose destination is not wanted is not handed to lexbor at all. More than ``limit``
+    link tags raise ``TooManyLinks`` before lexbor parses anything."""
+    return _links_of_tags(html, find_href_tags(html, http_only=wanted is not None, limit=limit),
+                          wanted)
+
+
+def _links_of_tags(
+    html: str, tags: list[HrefTag], wanted: Callable[[str], bool] | None
+) -> list[Candidate]:
     if wanted is not None:
         tags = [tag for tag in tags if _may_be_wanted(html, tag, wanted)]
     if not tags:

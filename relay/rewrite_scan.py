@@ -66,19 +66,32 @@ class HrefTag:
     quote: str  # '"', "'" or "" for an unquoted value
 
 
-def find_href_tags(text: str, *, http_only: bool = False) -> list[HrefTag]:
+class TooManyLinks(ValueError):
+    """More link tags than the caller's limit: the document is not read any further."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} link tags")
+        self.limit = limit
+
+
+def find_href_tags(
+    text: str, *, http_only: bool = False, limit: int | None = None
+) -> list[HrefTag]:
     """Complete ``<a>``/``<area>``/``<v:…>`` start tags with an href, in text order;
-    with ``http_only``, only those whose href may turn out to be an http(s) URL.
+    with ``http_only``, only those whose href may turn out to be an http(s) URL. More
+    than ``limit`` such tags raise ``TooManyLinks``.
 
     The search does not overlap: a tag-like run inside another one's attribute value is
     not reported, which keeps the scan linear."""
-    tags = []
+    tags: list[HrefTag] = []
     for match in _http_link_tags(text) if http_only else _ANY_LINK_TAG.finditer(text):
         if match.group("close") is None:
             continue
         span = _href_value_span(match)
         if span is None:
             continue
+        if limit is not None and len(tags) >= limit:
+            raise TooManyLinks(limit)
         name = match.group("name").translate(_ASCII_LOWER).replace("\0", "\ufffd")
         tags.append(HrefTag(match.start("name") - 1, match.end("name"), name, *span))
     return tags
