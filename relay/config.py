@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 from relay.confignetworks import parse_networks
 from relay.configops import RetentionConfig, parse_health, parse_retention
 from relay.configtable import ConfigError, Table
+from relay.limits import MessageLimits
 from tracker.config import (
     ROUTE_TYPES,
     HttpConfig,
@@ -33,6 +34,7 @@ from tracker.tokens import check_signing_secret
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
 UPSTREAM_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+DEFAULT_LIMITS = MessageLimits()
 # A project's or the team's token is all that guards sending and the API: shorter ones
 # are warned about (not refused: the example's development tokens are shorter).
 MIN_TOKEN_LENGTH = 32
@@ -49,6 +51,8 @@ class SmtpConfig:
     auth_require_tls: bool = False
     max_message_size: int = 26_214_400
     max_recipients: int = 50
+    limits: MessageLimits = field(default_factory=MessageLimits)
+    parse_workers: int = 2  # processes that read and rewrite mail; 0: a thread instead
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,16 @@ def _smtp(t: Table, base: Path) -> SmtpConfig:
         auth_require_tls=t.get("auth_require_tls", bool, False),
         max_message_size=t.positive("max_message_size", 26_214_400),
         max_recipients=t.positive("max_recipients", 50),
+        limits=MessageLimits(
+            max_parts=t.positive("max_parts", DEFAULT_LIMITS.max_parts),
+            max_depth=t.positive("max_depth", DEFAULT_LIMITS.max_depth),
+            max_links=t.positive("max_links", DEFAULT_LIMITS.max_links),
+            max_html_tags=t.positive("max_html_tags", DEFAULT_LIMITS.max_html_tags),
+        ),
+        parse_workers=t.get("parse_workers", int, 2),
     )
+    if cfg.parse_workers < 0:
+        raise t.error("parse_workers", "must be 0 or more")
     if cfg.listen_tls and not cfg.tls_cert:
         raise t.error("listen_tls", "needs tls_cert and tls_key")
     for name, file in (("tls_cert", cfg.tls_cert), ("tls_key", cfg.tls_key)):

@@ -81,11 +81,13 @@ async def running(config: Config) -> AsyncIterator[Running]:
         released = await store.release_claims()
         if released:
             log.warning("released %d spool claims left by a previous run", released)
+        await store.clean_spool()
         await store.release_observation_claims()
         await store.release_webhook_claims()
         upstream = make_upstream(config.upstream, config.smtp.hostname)
         delivery = DeliveryWorker(live, store, upstream, metrics)
         submitter = Submitter(live, store, metrics, on_spooled=delivery.wake)
+        stack.push_async_callback(submitter.close)  # its worker processes, after the SMTP
         writer = ObservationWriter(config.store.path)
         await writer.start()
         stack.push_async_callback(writer.close)  # after the recorder's last batch

@@ -1,40 +1,37 @@
 """Taking a submitted mail: the steps between the end of DATA (or an API send) and the
-reply. Reads as a table of contents: parse → choose route → decide tracking → rewrite per
-recipient → spool (DESIGN §1, §3). The caller replies only after ``accept`` returns."""
+reply. Reads as a table of contents: read the mail in a worker (parse → choose route →
+decide tracking → rewrite once → tokens per recipient, relay/intake.py) → claim its
+Idempotency-Key → spool (DESIGN §1, §3). The caller replies only after ``accept`` returns."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 from relay.config import Config
-from relay.controls import IDEMPOTENCY_HEADER, Controls, is_control_header, read_controls
+from relay.controls import IDEMPOTENCY_HEADER
 from relay.errors import BadInput, TemporaryRefusal
-from relay.headers import (
-    HeaderField,
-    decoded,
-    get_value,
-    line_ending,
-    parse_fields,
-    remove_fields,
-    split_message,
-)
-from relay.tracking import track_links
+from relay.intake import Prepared, Submission, prepare
+from relay.tracking import SECONDS_PER_DAY, LinkSettings
+from relay.workers import MailWorkers
+from store.bodies import write_body
 from store.idempotency import DONE, IN_FLIGHT, MISMATCH, KeyClaim, KeyState
-from store.records import AnsweredKey, LinkRecord, NewMessage
-from tracker.config import ProjectConfig, RouteConfig
+from store.records import AnsweredKey, NewMessage
+from tracker.config import ProjectConfig, link_base, tracking_hosts
 from tracker.metrics import Metrics
 
 log = logging.getLogger("clickrelay.submission")
 
 SMTP_KEY_SCOPE = "smtp"
+# A mail larger than this goes to its worker, and its shared body comes back, in files.
+IN_FILE_BYTES = 1024 * 1024
 IDEMPOTENCY_TTL_US = 24 * 3600 * 1_000_000
 
 
@@ -46,6 +43,10 @@ class Accepted:
 
 class Spool(Protocol):
     """What the submission needs of the store."""
+
+    def body_file(self, body_id: str) -> Path: ...
+
+    async def discard_bodies(self, body_ids: Sequence[str]) -> None: ...
 
     async def spool_messages(
         self, messages: Sequence[NewMessage], answered_key: AnsweredKey | None = None
@@ -67,11 +68,13 @@ class Submitter:
         store: Spool,
         metrics: Metrics,
         on_spooled: Callable[[], None] = lambda: None,
+        workers: MailWorkers | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._metrics = metrics
         self._on_spooled = on_spooled
+        self._workers = workers or MailWorkers(config().smtp.parse_workers)
 
     async def accept(
         self, project: ProjectConfig, mail_from: str, rcpt_tos: Sequence[str], raw: bytes
@@ -79,44 +82,66 @@ class Submitter:
         """Spool one copy per recipient; on return every copy is on disk."""
         config = self._config()
         project = config.project_by_id(project.id) or project  # routes as reloaded
-        header_block, body = split_message(raw)
-        fields = parse_fields(header_block)
-        controls = read_controls(fields)
-        route = choose_route(project, controls.route_slug)
-        tracking = decide_tracking(route, controls)
-        claim = None
-        if controls.idempotency_key is not None:
-            claim = _key_claim(controls.idempotency_key, mail_from, rcpt_tos, raw)
-            replayed = await self._claim(project.id, claim)
-            if replayed is not None:
-                return replayed
+        submission = submission_of(config, project, mail_from, rcpt_tos, raw)
+        prepared = await self._read(submission)
         try:
-            forwarded = remove_fields(header_block, is_control_header) + line_ending(raw) + body
-            return await self._spool(config, project, route, tracking, controls, mail_from,
-                                     rcpt_tos, forwarded, fields, claim)
+            return await self._claim_and_spool(submission, prepared)
         except BaseException:
-            if claim is not None:
-                await self._store.release_idempotency_keys(project.id, [(claim.scope, claim.key)])
+            if prepared.body.in_file:
+                await self._store.discard_bodies([prepared.body.id])
             raise
 
+    async def _read(self, submission: Submission) -> Prepared:
+        """The mail read in a worker; a large one goes there and back in files."""
+        if len(submission.raw) <= IN_FILE_BYTES:
+            return await self._workers.run(prepare, submission)
+        raw_file = self._store.body_file(f"{submission.submission_id}.in")
+        await asyncio.to_thread(write_body, raw_file, [submission.raw], sync=False)
+        try:
+            return await self._workers.run(prepare, replace(
+                submission, raw=b"", raw_file=raw_file,
+                body_file=self._store.body_file(submission.submission_id)))
+        finally:
+            await asyncio.to_thread(raw_file.unlink, missing_ok=True)
+
+    async def _claim_and_spool(self, submission: Submission, prepared: Prepared) -> Accepted:
+        claim = None
+        key = prepared.controls.idempotency_key
+        if key is not None and prepared.body_hash is not None:
+            claim = KeyClaim(SMTP_KEY_SCOPE, key, prepared.body_hash)
+            replayed = await self._claim(submission.project.id, claim)
+            if replayed is not None:
+                if prepared.body.in_file:
+                    await self._store.discard_bodies([prepared.body.id])
+                return replayed
+        try:
+            return await self._spool(submission, prepared, claim)
+        except BaseException:
+            if claim is not None:
+                await self._store.release_idempotency_keys(submission.project.id,
+                                                           [(claim.scope, claim.key)])
+            raise
+
+    async def close(self) -> None:
+        await self._workers.close()
+
+    @property
+    def workers(self) -> MailWorkers:
+        return self._workers
+
     async def _spool(
-        self, config: Config, project: ProjectConfig, route: RouteConfig, tracking: bool,
-        controls: Controls, mail_from: str, rcpt_tos: Sequence[str], forwarded: bytes,
-        fields: list[HeaderField], claim: KeyClaim | None,
+        self, submission: Submission, prepared: Prepared, claim: KeyClaim | None
     ) -> Accepted:
-        copies, failed_parts = await asyncio.to_thread(
-            make_copies, config, project, route, tracking, controls, mail_from, rcpt_tos,
-            forwarded, decoded(get_value(fields, "Subject") or "") or None,
-        )
-        accepted = Accepted(copies[0].submission_id, tuple(c.id for c in copies))
+        copies = new_messages(submission, prepared)
+        accepted = Accepted(prepared.submission_id, tuple(c.id for c in copies))
         answered = None
         if claim is not None:
             response = json.dumps({"submission_id": accepted.submission_id,
                                    "message_ids": list(accepted.message_ids)})
-            answered = AnsweredKey(project.id, claim.scope, claim.key, response)
+            answered = AnsweredKey(submission.project.id, claim.scope, claim.key, response)
         await self._store.spool_messages(copies, answered)
         self._on_spooled()
-        self._count(copies, failed_parts)
+        self._count(prepared, copies)
         return accepted
 
     async def _claim(self, project_id: str, claim: KeyClaim) -> Accepted | None:
@@ -138,74 +163,49 @@ class Submitter:
                            "for a different message in the last 24 hours")
         return None
 
-    def _count(self, copies: Sequence[NewMessage], failed_parts: int) -> None:
+    def _count(self, prepared: Prepared, copies: Sequence[NewMessage]) -> None:
+        failed = [part for part in prepared.parts if part.error]
+        for part in failed:
+            log.warning("html part left untracked submission=%s part=%s reason=%s",
+                        prepared.submission_id, part.path, part.error)
         self._metrics.mail_accepted.inc(len(copies))
-        self._metrics.rewrite_failures.inc(failed_parts)
+        self._metrics.rewrite_failures.inc(len(failed) * len(copies))
         self._metrics.links_tracked.inc(
-            sum(1 for c in copies for link in c.links if not link.honeypot)
+            sum(1 for link in prepared.links if not link.honeypot) * len(copies)
         )
 
 
-def _key_claim(key: str, mail_from: str, rcpt_tos: Sequence[str], raw: bytes) -> KeyClaim:
-    digest = hashlib.sha256()
-    for part in (mail_from.encode(), "\0".join(rcpt_tos).encode(), raw):
-        digest.update(len(part).to_bytes(8, "big") + part)
-    return KeyClaim(SMTP_KEY_SCOPE, key, digest.hexdigest())
-
-
-def choose_route(project: ProjectConfig, slug: str | None) -> RouteConfig:
-    if slug is not None:
-        route = project.route_by_slug(slug)
-        if route is None:
-            raise BadInput("X-Lettermint-Route", f"unknown route {slug!r} in project {project.id}")
-        return route
-    route = project.default_route()
-    if route is None:
-        raise BadInput("X-Lettermint-Route", f"project {project.id} has no default route; "
-                       "name one with X-Lettermint-Route")
-    return route
-
-
-def decide_tracking(route: RouteConfig, controls: Controls) -> bool:
-    """The per-email override beats the route; inbound routes never track."""
-    if route.type == "inbound":
-        return False
-    if controls.track_clicks is not None:
-        return controls.track_clicks
-    return route.track_clicks
-
-
-def make_copies(
-    config: Config,
-    project: ProjectConfig,
-    route: RouteConfig,
-    tracking: bool,
-    controls: Controls,
-    mail_from: str,
-    rcpt_tos: Sequence[str],
-    forwarded: bytes,
-    subject: str | None,
-) -> tuple[list[NewMessage], int]:
-    """One copy per envelope recipient, each with its own id and its own tokens.
-    CPU-bound (HTML parsing): runs in a worker thread."""
-    submission_id = str(uuid.uuid4())
+def submission_of(
+    config: Config, project: ProjectConfig, mail_from: str, rcpt_tos: Sequence[str], raw: bytes
+) -> Submission:
+    """The mail and what reading it needs of the configuration, for a worker process."""
     created_at = time.time_ns() // 1000
-    copies = []
-    failures = 0
-    for rcpt in rcpt_tos:
-        message_id = str(uuid.uuid4())
-        body, failed = forwarded, 0
-        links: tuple[LinkRecord, ...] = ()
-        if tracking:
-            tracked = track_links(config, project, route, message_id, created_at, forwarded)
-            body, links, failed = tracked.body, tracked.links, tracked.failed_parts
-        copies.append(
-            NewMessage(
-                id=message_id, submission_id=submission_id, project_id=project.id,
-                route_id=route.id, mail_from=mail_from, rcpt_to=rcpt, subject=subject,
-                tag=controls.tag, metadata=controls.metadata, track_clicks=tracking,
-                created_at=created_at, body=body, links=links,
-            )
+    tracking = config.tracking
+    links = LinkSettings(
+        key=tracking.signing_keys[0],
+        base=link_base(tracking, project),
+        sid=project.sid,
+        expires=created_at // 1_000_000 + tracking.token_ttl_days * SECONDS_PER_DAY,
+        hosts=tuple(sorted(tracking_hosts(config))),
+        honeypot=False,
+        limits=config.smtp.limits,
+    )
+    return Submission(str(uuid.uuid4()), project, mail_from, tuple(rcpt_tos), raw, created_at,
+                      links)
+
+
+def new_messages(submission: Submission, prepared: Prepared) -> list[NewMessage]:
+    """One copy per envelope recipient, each with its own id and its own tokens."""
+    shared = prepared.body
+    controls = prepared.controls
+    return [
+        NewMessage(
+            id=copy.id, submission_id=prepared.submission_id,
+            project_id=submission.project.id, route_id=prepared.route.id,
+            mail_from=submission.mail_from, rcpt_to=copy.rcpt_to, subject=prepared.subject,
+            tag=controls.tag, metadata=controls.metadata, track_clicks=prepared.tracking,
+            created_at=submission.created_at, body=b"", links=prepared.links,
+            shared=shared, fills=copy.fills,
         )
-        failures += failed
-    return copies, failures
+        for copy in prepared.copies
+    ]

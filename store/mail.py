@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
+import aiosqlite
+
+from store.bodies import (
+    BODIES_DIR,
+    INLINE_BODY_BYTES,
+    BodyFiles,
+    body_size,
+    joined,
+    pack_fills,
+    pack_lengths,
+    split_pieces,
+    unpack_fills,
+    unpack_lengths,
+)
 from store.db import Database, Row
 from store.records import (
     AnsweredKey,
@@ -12,6 +30,7 @@ from store.records import (
     LinkRecord,
     MessageInfo,
     NewMessage,
+    SharedBody,
     SpooledMessage,
     SpoolSummary,
 )
@@ -25,37 +44,87 @@ class MailStore:
     async def spool_messages(
         self, messages: Sequence[NewMessage], answered_key: AnsweredKey | None = None
     ) -> None:
-        """Write every copy of one submission in one transaction; on return it is on disk.
-        ``answered_key`` completes a claimed idempotency key in the same transaction, so a
-        crash cannot leave the mail spooled with its key still in flight."""
+        """Write every copy of one submission; on return all of it is on disk, and before
+        that none of it is due. ``answered_key`` completes a claimed idempotency key in
+        the same transaction that makes the copies due, so a crash cannot leave the mail
+        spooled with its key still in flight.
+
+        A small submission is one transaction. A large one (a body in a file, or many
+        link rows: a newsletter to many recipients) is written in steps that each hold
+        the database briefly, so that clicks keep being committed meanwhile: the body's
+        file, then its copies (``spooling``, not yet due) and their links in slices, then
+        one durable transaction that makes them ``queued``."""
+        shared = {m.shared.id: m.shared for m in messages if m.shared is not None}
+        files = [b for b in shared.values() if body_size(b) > INLINE_BODY_BYTES]
+        link_rows = sum(len(m.links) for m in messages)
+        if not files and link_rows <= LINK_ROWS_PER_STEP:
+            async with self.db.transaction() as tx:
+                await _insert(tx, messages, shared.values(), set(), "queued")
+                await _complete_key(tx, answered_key)
+            return
+        try:
+            for body in files:
+                if not body.in_file:
+                    await self._body_files.write(body.id, body.pieces)
+            await self._spool_in_steps(messages, shared.values(), {b.id for b in files},
+                                       answered_key)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first failure is the one to tell
+                await asyncio.shield(self._unspool(messages, list(shared)))
+            raise
+
+    async def _spool_in_steps(
+        self, messages: Sequence[NewMessage], shared: Iterable[SharedBody], in_files: set[str],
+        answered_key: AnsweredKey | None,
+    ) -> None:
+        for step in _steps(messages, STEP_BYTES):
+            async with self.db.transaction(durable=False) as tx:
+                await _insert(tx, step, shared, in_files, "spooling", links=False)
+            shared = ()
+        rows = _link_rows(messages)
+        while batch := list(itertools.islice(rows, LINK_ROWS_PER_STEP)):
+            async with self.db.transaction(durable=False) as tx:
+                await tx.executemany(_INSERT_LINK, batch)
+        await self.db.sync_log()
         async with self.db.transaction() as tx:
-            if answered_key is not None:
-                await tx.execute(
-                    "UPDATE idempotency_keys SET status = 'done', response = ?"
-                    " WHERE project_id = ? AND scope = ? AND key = ? AND status = 'in_flight'",
-                    (answered_key.response, answered_key.project_id, answered_key.scope,
-                     answered_key.key),
-                )
             await tx.executemany(
-                "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, "
-                "rcpt_to, subject, tag, metadata, track_clicks, created_at, status, body, "
-                "next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?)",
-                [
-                    (m.id, m.submission_id, m.project_id, m.route_id, m.mail_from, m.rcpt_to,
-                     m.subject, m.tag, json.dumps(m.metadata), int(m.track_clicks),
-                     m.created_at, m.body, m.created_at)
-                    for m in messages
-                ],
+                "UPDATE messages SET status = 'queued' WHERE id = ? AND status = 'spooling'",
+                [(m.id,) for m in messages],
             )
-            await tx.executemany(
-                "INSERT INTO links (message_id, link_index, destination, anchor_text, honeypot) "
-                "VALUES (?,?,?,?,?)",
-                [
-                    (m.id, link.index, link.destination, link.anchor_text, int(link.honeypot))
-                    for m in messages
-                    for link in m.links
-                ],
-            )
+            await _complete_key(tx, answered_key)
+
+    async def _unspool(self, messages: Sequence[NewMessage], body_ids: list[str]) -> None:
+        """Take back a submission that was not wholly spooled (links go with their copy)."""
+        async with self.db.transaction() as tx:
+            await tx.executemany("DELETE FROM messages WHERE id = ? AND status = 'spooling'",
+                                 [(m.id,) for m in messages])
+            await tx.executemany("DELETE FROM bodies WHERE id = ?", [(b,) for b in body_ids])
+        await self._body_files.delete(body_ids)
+
+    async def clean_spool(self) -> int:
+        """Remove what a crash left half written: copies still ``spooling`` (their mail
+        was never answered 250) and bodies no queued copy needs. At start, when nothing
+        is being spooled; how many bodies went."""
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM messages WHERE status = 'spooling'")
+            cur = await tx.execute(f"DELETE FROM bodies WHERE {_BODY_UNNEEDED}")
+            gone = cur.rowcount
+        rows = await self.db.fetchall("SELECT id FROM bodies WHERE data IS NULL")
+        await self._body_files.keep_only({r["id"] for r in rows})
+        return gone
+
+    @property
+    def _body_files(self) -> BodyFiles:
+        return BodyFiles(self.db.path.parent / BODIES_DIR)
+
+    def body_file(self, body_id: str) -> Path:
+        """Where a shared body is kept when it is too large for the database; a caller
+        that writes one there (store.bodies.write_body) spools it with ``in_file``."""
+        return self._body_files.path(body_id)
+
+    async def discard_bodies(self, body_ids: Sequence[str]) -> None:
+        """Delete body files written for a submission that is not spooled after all."""
+        await self._body_files.delete(body_ids)
 
     async def claim_due_messages(
         self, worker: str, now: int, lease_us: int, limit: int
@@ -68,11 +137,30 @@ class MailStore:
                 " SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= ?"
                 " AND (claimed_until IS NULL OR claimed_until < ?)"
                 " ORDER BY next_attempt_at LIMIT ?)"
-                " RETURNING id, project_id, mail_from, rcpt_to, body, attempts, created_at",
+                " RETURNING id, project_id, mail_from, rcpt_to, body, attempts, created_at,"
+                " body_id, fills",
                 (worker, now + lease_us, now, now, limit),
             )
             rows = await cur.fetchall()
-        return [SpooledMessage(*tuple(r)) for r in rows]
+        pieces = {body_id: await self._pieces(body_id)
+                  for body_id in {r["body_id"] for r in rows if r["body_id"] is not None}}
+        out = []
+        for r in rows:
+            body = r["body"]
+            if r["body_id"] is not None:
+                body = await joined(pieces[r["body_id"]], unpack_fills(r["fills"]))
+            out.append(SpooledMessage(r["id"], r["project_id"], r["mail_from"], r["rcpt_to"],
+                                      body, r["attempts"], r["created_at"]))
+        return out
+
+    async def _pieces(self, body_id: str) -> list[bytes]:
+        row = await self.db.fetchone("SELECT pieces, data FROM bodies WHERE id = ?", (body_id,))
+        if row is None:
+            raise LookupError(f"the shared body {body_id} is missing")
+        lengths = unpack_lengths(row["pieces"])
+        if row["data"] is None:
+            return await self._body_files.read(body_id, lengths)
+        return split_pieces(row["data"], lengths)
 
     async def release_claims(self, worker: str | None = None) -> int:
         """Give back claims (all of them, or one worker's): after a restart nothing that
@@ -127,10 +215,12 @@ class MailStore:
             status = "delivered" if outcome == DELIVERED else "failed"
             await tx.execute(
                 "UPDATE messages SET attempts = attempts + 1, status = ?, body = NULL,"
-                " last_error = ?, finished_at = ?, claimed_by = NULL, claimed_until = NULL"
-                " WHERE id = ?",
+                " fills = NULL, last_error = ?, finished_at = ?, claimed_by = NULL,"
+                " claimed_until = NULL WHERE id = ?",
                 (status, None if outcome == DELIVERED else detail, at, message_id),
             )
+            in_file = await _drop_unneeded_body(tx, message_id)
+        await self._body_files.delete(in_file)
 
     async def requeue_message(self, message_id: str, now: int) -> bool:
         """Make a queued copy due now (the operator's ``retry``)."""
@@ -145,11 +235,13 @@ class MailStore:
         """Give up on a queued copy (the operator's ``drop``); recorded as a failure."""
         async with self.db.transaction() as tx:
             cur = await tx.execute(
-                "UPDATE messages SET status = 'failed', body = NULL, last_error = ?,"
-                " finished_at = ? WHERE id = ? AND status = 'queued'",
+                "UPDATE messages SET status = 'failed', body = NULL, fills = NULL,"
+                " last_error = ?, finished_at = ? WHERE id = ? AND status = 'queued'",
                 (reason, now, message_id),
             )
-            return cur.rowcount == 1
+            in_file = await _drop_unneeded_body(tx, message_id)
+        await self._body_files.delete(in_file)
+        return cur.rowcount == 1
 
     async def get_message(self, message_id: str) -> MessageInfo | None:
         row = await self.db.fetchone(f"SELECT {_INFO_COLUMNS} FROM messages WHERE id = ?",
@@ -193,6 +285,78 @@ class MailStore:
         )
         assert row is not None
         return SpoolSummary(row[0], row[1], row[2], row[3], row[4])
+
+
+# A submission written in steps: link rows, and bytes of copies' fills, in one step.
+LINK_ROWS_PER_STEP = 1000
+STEP_BYTES = 512 * 1024
+_INSERT_LINK = ("INSERT INTO links (message_id, link_index, destination, anchor_text, honeypot)"
+                " VALUES (?,?,?,?,?)")
+# A shared body no copy will send any more.
+_BODY_UNNEEDED = ("NOT EXISTS (SELECT 1 FROM messages WHERE messages.body_id = bodies.id"
+                  " AND status IN ('queued', 'spooling'))")
+
+
+async def _insert(
+    tx: aiosqlite.Connection, messages: Sequence[NewMessage], shared: Iterable[SharedBody],
+    in_files: set[str], status: str, *, links: bool = True,
+) -> None:
+    await tx.executemany(
+        "INSERT INTO bodies (id, pieces, data) VALUES (?,?,?)",
+        [(b.id, pack_lengths(b.piece_lengths()),
+          None if b.id in in_files else b"".join(b.pieces)) for b in shared],
+    )
+    await tx.executemany(
+        "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, rcpt_to,"
+        " subject, tag, metadata, track_clicks, created_at, status, body, next_attempt_at,"
+        " body_id, fills) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (m.id, m.submission_id, m.project_id, m.route_id, m.mail_from, m.rcpt_to,
+             m.subject, m.tag, json.dumps(m.metadata), int(m.track_clicks), m.created_at,
+             status, None if m.shared else m.body, m.created_at,
+             m.shared.id if m.shared else None, pack_fills(m.fills) if m.shared else None)
+            for m in messages
+        ],
+    )
+    if links:
+        # A generator: the rows (the links times the recipients) are made on the database's
+        # thread as they are inserted, not on the event loop beforehand.
+        await tx.executemany(_INSERT_LINK, _link_rows(messages))
+
+
+def _steps(messages: Sequence[NewMessage], limit: int) -> Iterator[Sequence[NewMessage]]:
+    """The copies in groups whose fills come to about ``limit`` bytes."""
+    start = size = 0
+    for end, message in enumerate(messages, 1):
+        size += sum(map(len, message.fills))
+        if size >= limit or end == len(messages):
+            yield messages[start:end]
+            start, size = end, 0
+
+
+def _link_rows(messages: Sequence[NewMessage]) -> Iterator[tuple[str, int, str, str, int]]:
+    return ((m.id, link.index, link.destination, link.anchor_text, int(link.honeypot))
+            for m in messages for link in m.links)
+
+
+async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) -> None:
+    if answered is not None:
+        await tx.execute(
+            "UPDATE idempotency_keys SET status = 'done', response = ?"
+            " WHERE project_id = ? AND scope = ? AND key = ? AND status = 'in_flight'",
+            (answered.response, answered.project_id, answered.scope, answered.key),
+        )
+
+
+async def _drop_unneeded_body(tx: aiosqlite.Connection, message_id: str) -> list[str]:
+    """Delete the shared body of a finished copy once no copy needs it; the ids of such
+    bodies kept in files (to be deleted once the transaction is committed)."""
+    cur = await tx.execute(
+        "DELETE FROM bodies WHERE id = (SELECT body_id FROM messages WHERE id = ?)"
+        f" AND {_BODY_UNNEEDED} RETURNING id, data IS NULL",
+        (message_id,),
+    )
+    return [row[0] for row in await cur.fetchall() if row[1]]
 
 
 _INFO_COLUMNS = (

@@ -15,8 +15,27 @@ class LinkRecord:
 
 
 @dataclass(frozen=True)
+class SharedBody:
+    """The bytes the copies of one submission share: pieces, between which each copy
+    puts its own fills (its links' tokens, relay/copies.py). Kept once, not per copy."""
+
+    id: str
+    pieces: tuple[bytes, ...] = field(repr=False)  # () once the body is in its file
+    lengths: tuple[int, ...] = ()  # the pieces' lengths, for a body already in its file
+
+    @property
+    def in_file(self) -> bool:
+        """Written and synced to its file (store.bodies) by whoever made it."""
+        return not self.pieces
+
+    def piece_lengths(self) -> tuple[int, ...]:
+        return tuple(map(len, self.pieces)) if self.pieces else self.lengths
+
+
+@dataclass(frozen=True)
 class NewMessage:
-    """One recipient's copy of an accepted mail, ready to be spooled."""
+    """One recipient's copy of an accepted mail, ready to be spooled: its ``body``, or
+    a ``shared`` body and its own ``fills`` for the holes between the pieces."""
 
     id: str
     submission_id: str
@@ -31,6 +50,8 @@ class NewMessage:
     created_at: int
     body: bytes = field(repr=False)
     links: tuple[LinkRecord, ...] = ()
+    shared: SharedBody | None = None
+    fills: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

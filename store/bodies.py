@@ -1,0 +1,138 @@
+"""The shared bodies of large mail, in files beside the database (``<data>/bodies/``).
+
+A body of more than ``INLINE_BODY_BYTES`` is written to a file of its own, synced with
+its directory before the copies that need it are committed, instead of into the database:
+writing it there would hold SQLite, and with it every click's commit, for as long as the
+write takes. The file holds the pieces one after the other; the database keeps their
+lengths (store/mail.py). Reading, writing and deleting run in threads, where the system
+calls and the joins let the event loop run. The helpers below lay out the pieces and a
+copy's fills as the database keeps them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from store.records import SharedBody
+
+INLINE_BODY_BYTES = 256 * 1024
+BODIES_DIR = "bodies"
+JOIN_IN_THREAD_BYTES = 1024 * 1024  # a copy larger than this is joined in a thread
+
+
+class BodyFiles:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def write(self, body_id: str, pieces: Sequence[bytes]) -> None:
+        await asyncio.to_thread(self._write, body_id, pieces)
+
+    async def read(self, body_id: str, lengths: Sequence[int]) -> list[bytes]:
+        return await asyncio.to_thread(self._read, body_id, lengths)
+
+    async def delete(self, body_ids: Iterable[str]) -> None:
+        await asyncio.to_thread(self._delete, list(body_ids))
+
+    async def keep_only(self, body_ids: set[str]) -> int:
+        """Delete every file but those of ``body_ids``; how many went."""
+        return await asyncio.to_thread(self._keep_only, body_ids)
+
+    def path(self, body_id: str) -> Path:
+        """The file of a body (or of a mail on its way to a worker, ``<id>.in``)."""
+        if not body_id or "/" in body_id or body_id.startswith("."):
+            raise ValueError(f"not a body id: {body_id!r}")
+        return self.directory / body_id
+
+    def _write(self, body_id: str, pieces: Sequence[bytes]) -> None:
+        write_body(self.path(body_id), pieces)
+
+    def _read(self, body_id: str, lengths: Sequence[int]) -> list[bytes]:
+        with open(self.path(body_id), "rb") as f:
+            pieces = [f.read(length) for length in lengths]
+        if [len(p) for p in pieces] != list(lengths):
+            raise OSError(f"body file {body_id} is shorter than its pieces")
+        return pieces
+
+    def _delete(self, body_ids: list[str]) -> None:
+        for body_id in body_ids:
+            with contextlib.suppress(FileNotFoundError):
+                self.path(body_id).unlink()
+
+    def _keep_only(self, body_ids: set[str]) -> int:
+        if not self.directory.is_dir():
+            return 0
+        gone = 0
+        for path in self.directory.iterdir():
+            if path.name not in body_ids:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                gone += 1
+        return gone
+
+
+def write_body(path: Path, pieces: Sequence[bytes], *, sync: bool = True) -> None:
+    """The pieces one after the other in ``path``; with ``sync``, on disk on return, the
+    directory's entry too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for piece in pieces:
+            f.write(piece)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+    if sync:
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def body_size(body: SharedBody) -> int:
+    return sum(body.piece_lengths())
+
+
+async def joined(pieces: Sequence[bytes], fills: Sequence[bytes]) -> bytes:
+    """One copy: the pieces with its fills between them; a large one joined in a thread."""
+    if len(fills) != len(pieces) - 1:
+        raise ValueError(f"{len(fills)} fills for a body of {len(pieces)} pieces")
+    parts = [pieces[0]]
+    for fill, piece in zip(fills, pieces[1:], strict=True):
+        parts += [fill, piece]
+    if sum(map(len, parts)) > JOIN_IN_THREAD_BYTES:
+        return await asyncio.to_thread(b"".join, parts)
+    return b"".join(parts)
+
+
+def split_pieces(data: bytes, lengths: Sequence[int]) -> list[bytes]:
+    pieces, pos = [], 0
+    for length in lengths:
+        pieces.append(data[pos : pos + length])
+        pos += length
+    return pieces
+
+
+def pack_lengths(lengths: Sequence[int]) -> bytes:
+    return b"".join(length.to_bytes(4, "little") for length in lengths)
+
+
+def unpack_lengths(packed: bytes) -> list[int]:
+    return [int.from_bytes(packed[at : at + 4], "little") for at in range(0, len(packed), 4)]
+
+
+def pack_fills(fills: Sequence[bytes]) -> bytes:
+    """A copy's fills, each a 4-byte little-endian length and the bytes."""
+    return b"".join(len(fill).to_bytes(4, "little") + fill for fill in fills)
+
+
+def unpack_fills(packed: bytes | None) -> list[bytes]:
+    fills, pos = [], 0
+    packed = packed or b""
+    while pos < len(packed):
+        size = int.from_bytes(packed[pos : pos + 4], "little")
+        fills.append(packed[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return fills
