@@ -53,6 +53,7 @@ class SmtpConfig:
     max_recipients: int = 50
     limits: MessageLimits = field(default_factory=MessageLimits)
     parse_workers: int = 2  # processes that read and rewrite mail; 0: a thread instead
+    own_data_reader: bool = True  # DATA read by relay/smtp_data.py; false: by aiosmtpd
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ def _smtp(t: Table, base: Path) -> SmtpConfig:
             max_html_tags=t.positive("max_html_tags", DEFAULT_LIMITS.max_html_tags),
         ),
         parse_workers=t.get("parse_workers", int, 2),
+        own_data_reader=t.get("own_data_reader", bool, True),
     )
     if cfg.parse_workers < 0:
         raise t.error("parse_workers", "must be 0 or more")

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from relay.config import Config
 from relay.errors import (
@@ -24,6 +24,7 @@ from relay.errors import (
     REPLY_TOO_MANY_RECIPIENTS,
     smtp_reply,
 )
+from relay.smtp_data import smtp_data
 from relay.submission import Submitter
 from relay.throttle import MAX_SPACING, Throttle, source_network
 from tracker.metrics import Metrics
@@ -110,7 +111,8 @@ class SubmissionHandler:
 
 class SubmissionSMTP(SMTP):
     """aiosmtpd's SMTP that, before an AUTH, waits until its network's next check is due
-    (a patient client is then checked rather than told to try again)."""
+    (a patient client is then checked rather than told to try again), and that reads DATA
+    without holding the event loop (relay/smtp_data.py)."""
 
     async def smtp_AUTH(self, arg: str) -> None:
         handler = self.event_handler
@@ -119,6 +121,15 @@ class SubmissionSMTP(SMTP):
             if delay > 0:
                 await asyncio.sleep(min(delay, MAX_SPACING))
         await super().smtp_AUTH(arg)
+
+    own_data_reader = True  # [smtp] own_data_reader: relay/smtp_data.py reads DATA
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if self.own_data_reader:
+            await smtp_data(self, arg)
+        else:
+            await super().smtp_DATA(arg)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -146,7 +157,7 @@ def protocol_factory(
             return _make()
 
     def _make() -> SMTP:
-        return SubmissionSMTP(
+        server = SubmissionSMTP(
             handler,
             data_size_limit=smtp.max_message_size,
             enable_SMTPUTF8=True,
@@ -159,6 +170,8 @@ def protocol_factory(
             authenticator=handler.authenticate,
             timeout=300,
         )
+        server.own_data_reader = smtp.own_data_reader
+        return server
 
     return factory
 
