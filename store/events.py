@@ -1,6 +1,6 @@
 """Promotion of observations to click events: the claim, the context the classifier
-reads, and the event written together with its webhook deliveries (docs/classification.md, docs/webhooks.md); and
-reads of the events.
+reads, and the event written together with its webhook deliveries
+(docs/classification.md, docs/webhooks.md); and reads of the events.
 
 Observations of one message are promoted in click order: an observation is claimed only
 when every earlier pending observation of its message is due and free, so it is taken in

@@ -1,6 +1,6 @@
 """The click classifier on real agents and header sets (tests/data/user_agents.toml) and on
-the scenarios of docs/classification.md: Safe Links bursts, a person after a burst, early clicks, HEAD
-probes, prefetches, privacy proxies, honeypots; plus the rules table and verdict invariants."""
+the scenarios of docs/classification.md: Safe Links bursts, a person after a burst,
+early clicks, HEAD probes, prefetches, privacy proxies, honeypots; plus the rules table and verdict invariants."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ SECOND = 1_000_000
 HOUR = 3600 * SECOND
 CHROME = AGENTS["chrome_windows"]["user_agent"]
 BROWSER = HEADERS["chrome_navigation"]
-# Defender detonation browsers send a Chrome agent years behind (docs/classification.md issue text; Safe
-# Links scans from Microsoft ranges such as 40.107.0.0/16, labelled microsoft_eop here).
+# Defender detonation browsers send a Chrome agent years behind (docs/classification.md;
+# Safe Links scans from Microsoft ranges such as 40.107.0.0/16, labelled microsoft_eop here).
 OLD_CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
               "Chrome/83.0.4103.116 Safari/537.36")
 

@@ -1,5 +1,5 @@
-"""The hidden honeypot link (docs/classification.md): spliced in right after the body start tag lexbor
-takes, invisible to people, not counted as a link of the message, and a hit on it makes
+"""The hidden honeypot link (docs/classification.md): spliced in right after the body start
+tag lexbor takes, invisible to people, not counted as a link of the message, and a hit on it makes
 the clicks near it machine clicks."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Per-recipient copies, the durable spool and upstream delivery (docs/architecture.md, docs/mail.md)."""
+"""Per-recipient copies, the durable spool and upstream delivery (docs/architecture.md,
+docs/mail.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Click classification (docs/classification.md): a pure function from one stored observation and its
-context (the other hits of the same message, the address's fan-out, the send time) to a
+"""Click classification (docs/classification.md): a pure function from one stored
+observation and its context (the other hits of the same message, the address's fan-out, the send time) to a
 ``Verdict`` — genuine, privacy proxy, security scanner, link preview or generic bot.
 
 No I/O, no clock and no configuration object inside: thresholds and probabilities come in as

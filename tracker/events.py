@@ -85,7 +85,8 @@ def click_event(event: EventRecord, message: MessageInfo | None,
         client_name=event.client_name,
         user_agent=event.user_agent,
         bot=Bot(
-            detected=event.machine,  # docs/classification.md: detected and machine are probability ≥ 50
+            # docs/classification.md: detected and machine are probability ≥ 50
+            detected=event.machine,
             probability=event.probability,
             classification=event.classification,
             proxy_type=event.proxy_type,

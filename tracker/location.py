@@ -1,4 +1,5 @@
-"""The ``Location`` of a redirect: the signed destination in ASCII form (docs/mail.md, docs/redirect.md).
+"""The ``Location`` of a redirect: the signed destination in ASCII form (docs/mail.md,
+docs/redirect.md).
 
 The destination is kept as the mail had it (non-ASCII characters, percent escapes, query
 and fragment as written). An HTTP header is ASCII, so the host becomes its IDNA form and

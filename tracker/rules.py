@@ -1,5 +1,6 @@
 """Classification rules as data: thresholds, per-signal probabilities, the network labels that
-mean scanner, cloud or privacy proxy, and the version every verdict records (docs/classification.md).
+mean scanner, cloud or privacy proxy, and the version every verdict records
+(docs/classification.md).
 
 ``rules_from_mapping`` builds them from the optional ``[classification]`` table of the
 configuration (and its ``[classification.probabilities]`` sub-table); ``tracker.classify``
