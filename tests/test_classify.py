@@ -1,6 +1,7 @@
 """The click classifier on real agents and header sets (tests/data/user_agents.toml) and on
 the scenarios of docs/classification.md: Safe Links bursts, a person after a burst,
-early clicks, HEAD probes, prefetches, privacy proxies, honeypots; plus the rules table and verdict invariants."""
+early clicks, HEAD probes, prefetches, privacy proxies, honeypots; plus the rules table
+and verdict invariants."""
 
 from __future__ import annotations
 
