@@ -1,11 +1,11 @@
 """Route settings changed through the API, written back into the configuration file.
 
-The file stays the one source of truth (config.example.toml, docs/api.md): tomlkit
-edits the values in place so that comments, order and layout are kept; the new text is
-written to a temporary file in the same directory, flushed to disk, loaded with the same loader as at start-up, and
-only then renamed over the old file, so that a crash leaves either the old or the new
-file and never a half-written or invalid one. An administrator's own edit of the file is
-read fresh on every write-back and is never overwritten."""
+The file stays the one source of truth (config.example.toml, docs/api.md): tomlkit edits the
+values in place so that comments, order and layout are kept; the new text is written to a
+temporary file in the same directory, flushed to disk, loaded with the same loader as at
+start-up, and only then renamed over the old file, so that a crash leaves either the old or
+the new file and never a half-written or invalid one. An administrator's own edit of the
+file is read fresh on every write-back and is never overwritten."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Click classification (docs/classification.md): a pure function from one stored
-observation and its context (the other hits of the same message, the address's fan-out,
-the send time) to a ``Verdict`` — genuine, privacy proxy, security scanner, link preview or generic bot.
+observation and its context (the other hits of the same message, the address's fan-out, the
+send time) to a ``Verdict`` — genuine, privacy proxy, security scanner, link preview or
+generic bot.
 
 No I/O, no clock and no configuration object inside: thresholds and probabilities come in as
 ``tracker.rules.Rules``, and the context is whatever the promotion worker read from the store
