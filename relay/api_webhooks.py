@@ -1,6 +1,7 @@
 """Webhooks through the API (docs/webhooks.md, docs/api.md): the configured endpoints,
 a ``webhook.test`` delivery on demand, and each endpoint's deliveries with their last
-attempt. Webhooks are defined in the configuration file; the API reads them and never changes them."""
+attempt. Webhooks are defined in the configuration file; the API reads them and never
+changes them."""
 
 from __future__ import annotations
 
