@@ -23,7 +23,7 @@ from relay.headers import HeaderField, entity_bounds, line_ending, parse_fields,
 from relay.limits import check_header_block
 from relay.mime import PartOutcome
 from relay.tracking import LinkSettings, copy_tokens, track_message
-from store.bodies import INLINE_BODY_BYTES, body_size, write_body
+from store.bodies import INLINE_BODY_BYTES, body_size, fills_size, write_body
 from store.records import LinkRecord, SharedBody
 from tracker.config import ProjectConfig, RouteConfig
 
@@ -52,7 +52,8 @@ class Submission:
 class PreparedCopy:
     id: str
     rcpt_to: str
-    fills: tuple[bytes, ...]  # its bytes for the holes of the template
+    fills: tuple[bytes, ...]  # its bytes for the holes of the template; () when in the file
+    fills_span: tuple[int, int] | None = None  # where they are in the body's file
 
 
 @dataclass(frozen=True)
@@ -99,18 +100,25 @@ def prepare(submission: Submission) -> Prepared:
         tracked = track_message(settings, forwarded)
         template, links, parts = tracked.template, tracked.links, tracked.parts
         fills = [template.fills(copy_tokens(settings, tracked, i)) for i in ids]
-    copies = tuple(PreparedCopy(i, rcpt, f)
-                   for i, rcpt, f in zip(ids, submission.rcpt_tos, fills, strict=True))
+    body, copies = shared_body(submission, template, ids, fills)
     return Prepared(submission.submission_id, route, tracking, controls, subject, body_hash,
-                    shared_body(submission, template), copies, links, parts)
+                    body, copies, links, parts)
 
 
-def shared_body(submission: Submission, template: Template) -> SharedBody:
+def shared_body(
+    submission: Submission, template: Template, ids: list[str], fills: list[tuple[bytes, ...]]
+) -> tuple[SharedBody, tuple[PreparedCopy, ...]]:
+    """The body and the copies as the spool takes them: a large body and the copies'
+    fills written to the body's file here, so that they do not cross the pipe."""
     body = SharedBody(submission.submission_id, template.pieces)
-    if submission.body_file is None or body_size(body) <= INLINE_BODY_BYTES:
-        return body
-    write_body(submission.body_file, template.pieces)
-    return SharedBody(body.id, (), body.piece_lengths())
+    rcpts = submission.rcpt_tos
+    if submission.body_file is None or (body_size(body) + fills_size(fills)
+                                        <= INLINE_BODY_BYTES):
+        return body, tuple(PreparedCopy(*c) for c in zip(ids, rcpts, fills, strict=True))
+    spans = write_body(submission.body_file, template.pieces, fills)
+    copies = tuple(PreparedCopy(i, rcpt, (), span)
+                   for i, rcpt, span in zip(ids, rcpts, spans, strict=True))
+    return SharedBody(body.id, (), body.piece_lengths()), copies
 
 
 def read_subject(fields: list[HeaderField]) -> str | None:

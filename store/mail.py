@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -16,6 +15,7 @@ from store.bodies import (
     INLINE_BODY_BYTES,
     BodyFiles,
     body_size,
+    fills_size,
     joined,
     pack_fills,
     pack_lengths,
@@ -44,69 +44,41 @@ class MailStore:
     async def spool_messages(
         self, messages: Sequence[NewMessage], answered_key: AnsweredKey | None = None
     ) -> None:
-        """Write every copy of one submission; on return all of it is on disk, and before
-        that none of it is due. ``answered_key`` completes a claimed idempotency key in
-        the same transaction that makes the copies due, so a crash cannot leave the mail
-        spooled with its key still in flight.
+        """Write every copy of one submission in one transaction; on return it is on disk.
+        ``answered_key`` completes a claimed idempotency key in the same transaction, so a
+        crash cannot leave the mail spooled with its key still in flight.
 
-        A small submission is one transaction. A large one (a body in a file, or many
-        link rows: a newsletter to many recipients) is written in steps that each hold
-        the database briefly, so that clicks keep being committed meanwhile: the body's
-        file, then its copies (``spooling``, not yet due) and their links in slices, then
-        one durable transaction that makes them ``queued``."""
+        Copies with a ``shared`` body: the body and their links once, and per copy its
+        fills. A body that comes to more than INLINE_BODY_BYTES with the fills goes into a
+        file first (unless whoever made it wrote it there), so that the transaction stays
+        short; if the copies are not spooled the file is deleted again, or at the next
+        start (``clean_spool``)."""
         shared = {m.shared.id: m.shared for m in messages if m.shared is not None}
-        files = [b for b in shared.values() if body_size(b) > INLINE_BODY_BYTES]
-        link_rows = sum(len(m.links) for m in messages)
-        if not files and link_rows <= LINK_ROWS_PER_STEP:
-            async with self.db.transaction() as tx:
-                await _insert(tx, messages, shared.values(), set(), "queued")
-                await _complete_key(tx, answered_key)
-            return
+        spans = {m.id: m.fills_span for m in messages if m.fills_span is not None}
         try:
-            for body in files:
-                if not body.in_file:
-                    await self._body_files.write(body.id, body.pieces)
-            await self._spool_in_steps(messages, shared.values(), {b.id for b in files},
-                                       answered_key)
+            for body in list(shared.values()):
+                copies = [m for m in messages if m.shared is not None and m.shared.id == body.id]
+                if body.in_file or (body_size(body) + fills_size(m.fills for m in copies)
+                                    <= INLINE_BODY_BYTES):
+                    continue
+                written = await self._body_files.write(body.id, body.pieces,
+                                                       [m.fills for m in copies])
+                spans.update(zip((m.id for m in copies), written, strict=True))
+                shared[body.id] = SharedBody(body.id, (), body.piece_lengths())
+            async with self.db.transaction() as tx:
+                await _insert(tx, messages, shared.values(), spans)
+                await _complete_key(tx, answered_key)
         except BaseException:
+            in_files = [body.id for body in shared.values() if body.in_file]
             with contextlib.suppress(Exception):  # the first failure is the one to tell
-                await asyncio.shield(self._unspool(messages, list(shared)))
+                await asyncio.shield(self._body_files.delete(in_files))
             raise
 
-    async def _spool_in_steps(
-        self, messages: Sequence[NewMessage], shared: Iterable[SharedBody], in_files: set[str],
-        answered_key: AnsweredKey | None,
-    ) -> None:
-        for step in _steps(messages, STEP_BYTES):
-            async with self.db.transaction(durable=False) as tx:
-                await _insert(tx, step, shared, in_files, "spooling", links=False)
-            shared = ()
-        rows = _link_rows(messages)
-        while batch := list(itertools.islice(rows, LINK_ROWS_PER_STEP)):
-            async with self.db.transaction(durable=False) as tx:
-                await tx.executemany(_INSERT_LINK, batch)
-        await self.db.sync_log()
-        async with self.db.transaction() as tx:
-            await tx.executemany(
-                "UPDATE messages SET status = 'queued' WHERE id = ? AND status = 'spooling'",
-                [(m.id,) for m in messages],
-            )
-            await _complete_key(tx, answered_key)
-
-    async def _unspool(self, messages: Sequence[NewMessage], body_ids: list[str]) -> None:
-        """Take back a submission that was not wholly spooled (links go with their copy)."""
-        async with self.db.transaction() as tx:
-            await tx.executemany("DELETE FROM messages WHERE id = ? AND status = 'spooling'",
-                                 [(m.id,) for m in messages])
-            await tx.executemany("DELETE FROM bodies WHERE id = ?", [(b,) for b in body_ids])
-        await self._body_files.delete(body_ids)
-
     async def clean_spool(self) -> int:
-        """Remove what a crash left half written: copies still ``spooling`` (their mail
-        was never answered 250) and bodies no queued copy needs. At start, when nothing
-        is being spooled; how many bodies went."""
+        """Remove the shared bodies no queued copy needs, and files that belong to no
+        body (left by a crash while spooling or delivering). At start, when nothing is
+        being spooled; how many bodies went."""
         async with self.db.transaction() as tx:
-            await tx.execute("DELETE FROM messages WHERE status = 'spooling'")
             cur = await tx.execute(f"DELETE FROM bodies WHERE {_BODY_UNNEEDED}")
             gone = cur.rowcount
         rows = await self.db.fetchall("SELECT id FROM bodies WHERE data IS NULL")
@@ -138,7 +110,7 @@ class MailStore:
                 " AND (claimed_until IS NULL OR claimed_until < ?)"
                 " ORDER BY next_attempt_at LIMIT ?)"
                 " RETURNING id, project_id, mail_from, rcpt_to, body, attempts, created_at,"
-                " body_id, fills",
+                " body_id, fills, fills_at, fills_size",
                 (worker, now + lease_us, now, now, limit),
             )
             rows = await cur.fetchall()
@@ -148,7 +120,11 @@ class MailStore:
         for r in rows:
             body = r["body"]
             if r["body_id"] is not None:
-                body = await joined(pieces[r["body_id"]], unpack_fills(r["fills"]))
+                fills = unpack_fills(r["fills"])
+                if r["fills_at"] is not None:
+                    span = (r["fills_at"], r["fills_size"])
+                    fills = await self._body_files.read_fills(r["body_id"], span)
+                body = await joined(pieces[r["body_id"]], fills)
             out.append(SpooledMessage(r["id"], r["project_id"], r["mail_from"], r["rcpt_to"],
                                       body, r["attempts"], r["created_at"]))
         return out
@@ -258,8 +234,8 @@ class MailStore:
 
     async def get_links(self, message_id: str) -> list[LinkRecord]:
         rows = await self.db.fetchall(
-            "SELECT link_index, destination, anchor_text, honeypot FROM links"
-            " WHERE message_id = ? ORDER BY link_index",
+            f"SELECT link_index, destination, anchor_text, honeypot FROM ({MESSAGE_LINKS})"
+            " ORDER BY link_index",
             (message_id,),
         )
         return [LinkRecord(r[0], r[1], r[2], bool(r[3])) for r in rows]
@@ -288,55 +264,57 @@ class MailStore:
 
 
 # A submission written in steps: link rows, and bytes of copies' fills, in one step.
-LINK_ROWS_PER_STEP = 1000
-STEP_BYTES = 512 * 1024
 _INSERT_LINK = ("INSERT INTO links (message_id, link_index, destination, anchor_text, honeypot)"
                 " VALUES (?,?,?,?,?)")
+# The links of the message ?1, its own or its submission's (a copy of a shared body): the
+# source of every query that reads a message's links (with ?1 the message id).
+MESSAGE_LINKS = (
+    "SELECT message_id, link_index, destination, anchor_text, honeypot FROM links"
+    " WHERE message_id = ?1 UNION ALL"
+    " SELECT m.id, s.link_index, s.destination, s.anchor_text, s.honeypot"
+    " FROM messages m JOIN submission_links s ON s.submission_id = m.submission_id"
+    " WHERE m.id = ?1 AND m.body_id IS NOT NULL"
+)
 # A shared body no copy will send any more.
 _BODY_UNNEEDED = ("NOT EXISTS (SELECT 1 FROM messages WHERE messages.body_id = bodies.id"
-                  " AND status IN ('queued', 'spooling'))")
+                  " AND status = 'queued')")
 
 
 async def _insert(
     tx: aiosqlite.Connection, messages: Sequence[NewMessage], shared: Iterable[SharedBody],
-    in_files: set[str], status: str, *, links: bool = True,
+    spans: dict[str, tuple[int, int]],
 ) -> None:
     await tx.executemany(
         "INSERT INTO bodies (id, pieces, data) VALUES (?,?,?)",
-        [(b.id, pack_lengths(b.piece_lengths()),
-          None if b.id in in_files else b"".join(b.pieces)) for b in shared],
+        [(b.id, pack_lengths(b.piece_lengths()), None if b.in_file else b"".join(b.pieces))
+         for b in shared],
     )
     await tx.executemany(
         "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, rcpt_to,"
         " subject, tag, metadata, track_clicks, created_at, status, body, next_attempt_at,"
-        " body_id, fills) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [
-            (m.id, m.submission_id, m.project_id, m.route_id, m.mail_from, m.rcpt_to,
-             m.subject, m.tag, json.dumps(m.metadata), int(m.track_clicks), m.created_at,
-             status, None if m.shared else m.body, m.created_at,
-             m.shared.id if m.shared else None, pack_fills(m.fills) if m.shared else None)
-            for m in messages
-        ],
+        " body_id, fills, fills_at, fills_size)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?)",
+        [_message_row(m, spans.get(m.id)) for m in messages],
     )
-    if links:
-        # A generator: the rows (the links times the recipients) are made on the database's
-        # thread as they are inserted, not on the event loop beforehand.
-        await tx.executemany(_INSERT_LINK, _link_rows(messages))
+    await tx.executemany(_INSERT_LINK, [
+        (m.id, link.index, link.destination, link.anchor_text, int(link.honeypot))
+        for m in messages if m.shared is None for link in m.links
+    ])
+    first = {m.submission_id: m for m in reversed(messages) if m.shared is not None}
+    await tx.executemany(
+        "INSERT INTO submission_links (submission_id, link_index, destination, anchor_text,"
+        " honeypot) VALUES (?,?,?,?,?)",
+        [(m.submission_id, link.index, link.destination, link.anchor_text, int(link.honeypot))
+         for m in first.values() for link in m.links],
+    )
 
 
-def _steps(messages: Sequence[NewMessage], limit: int) -> Iterator[Sequence[NewMessage]]:
-    """The copies in groups whose fills come to about ``limit`` bytes."""
-    start = size = 0
-    for end, message in enumerate(messages, 1):
-        size += sum(map(len, message.fills))
-        if size >= limit or end == len(messages):
-            yield messages[start:end]
-            start, size = end, 0
-
-
-def _link_rows(messages: Sequence[NewMessage]) -> Iterator[tuple[str, int, str, str, int]]:
-    return ((m.id, link.index, link.destination, link.anchor_text, int(link.honeypot))
-            for m in messages for link in m.links)
+def _message_row(m: NewMessage, span: tuple[int, int] | None) -> tuple[object, ...]:
+    fills = None if m.shared is None or span is not None else pack_fills(m.fills)
+    return (m.id, m.submission_id, m.project_id, m.route_id, m.mail_from, m.rcpt_to, m.subject,
+            m.tag, json.dumps(m.metadata), int(m.track_clicks), m.created_at,
+            None if m.shared else m.body, m.created_at, m.shared.id if m.shared else None,
+            fills, span[0] if span else None, span[1] if span else None)
 
 
 async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) -> None:

@@ -52,6 +52,7 @@ class NewMessage:
     links: tuple[LinkRecord, ...] = ()
     shared: SharedBody | None = None
     fills: tuple[bytes, ...] = field(default=(), repr=False)
+    fills_span: tuple[int, int] | None = None  # (offset, size) of the fills in its file
 
 
 @dataclass(frozen=True)

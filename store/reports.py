@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 
 from store.db import Database, Row
 from store.events import EVENT_COLUMNS, EventRecord
+from store.mail import MESSAGE_LINKS
 
 _DAY = "date({col} / 1000000, 'unixepoch')"
 
@@ -145,10 +146,10 @@ class ReportStore:
         machine = "" if include_machine else " AND e.machine = 0"
         columns = ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
         rows = await self.db.fetchall(
-            f"SELECT {columns}, COALESCE(l.anchor_text, '') FROM events e LEFT JOIN links l"
-            " ON l.message_id = e.message_id AND l.link_index = e.link_index"
-            f" WHERE e.message_id = ?{machine}"
-            f" ORDER BY e.clicked_at {order}, e.observation_id {order} LIMIT ?",
+            f"SELECT {columns}, COALESCE(l.anchor_text, '') FROM events e"
+            f" LEFT JOIN ({MESSAGE_LINKS}) l ON l.link_index = e.link_index"
+            f" WHERE e.message_id = ?1{machine}"
+            f" ORDER BY e.clicked_at {order}, e.observation_id {order} LIMIT ?2",
             (message_id, limit),
         )
         return [(_event_record(r), r[-1]) for r in rows]
@@ -159,10 +160,9 @@ class ReportStore:
             "SELECT l.link_index, l.destination, l.anchor_text,"
             " COUNT(e.id) FILTER (WHERE e.counts_for_metrics = 1),"
             " COUNT(e.id) FILTER (WHERE e.machine = 1), MIN(e.clicked_at), MAX(e.clicked_at)"
-            " FROM links l LEFT JOIN events e"
+            f" FROM ({MESSAGE_LINKS}) l LEFT JOIN events e"
             " ON e.message_id = l.message_id AND e.link_index = l.link_index"
-            " WHERE l.message_id = ? AND l.honeypot = 0 GROUP BY l.link_index"
-            " ORDER BY l.link_index",
+            " WHERE l.honeypot = 0 GROUP BY l.link_index ORDER BY l.link_index",
             (message_id,),
         )
         return [MessageLinkCounts(*tuple(r)) for r in rows]

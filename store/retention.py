@@ -19,6 +19,9 @@ _PURGES = (  # (table, its key, what is purged)
     ("events", "id", "created_at < :cutoff"),
     ("observations", "id", "state = 'done' AND at < :cutoff"),
     ("messages", "id", "status IN ('delivered', 'failed') AND finished_at < :cutoff"),
+    # The links of a shared body (store/mail.py) go with the last of its copies.
+    ("submission_links", "(submission_id, link_index)", "NOT EXISTS (SELECT 1 FROM messages"
+     " WHERE messages.submission_id = submission_links.submission_id)"),
     ("idempotency_keys", "(project_id, scope, key)", "created_at < :keys_cutoff"),
 )
 
@@ -29,12 +32,13 @@ class Purged:
     events: int = 0
     observations: int = 0
     messages: int = 0
+    submission_links: int = 0
     idempotency_keys: int = 0
 
     @property
     def total(self) -> int:
         return (self.webhook_deliveries + self.events + self.observations + self.messages
-                + self.idempotency_keys)
+                + self.submission_links + self.idempotency_keys)
 
 
 class RetentionStore:
