@@ -10,7 +10,6 @@ locks and ``busy_timeout`` keep the two processes' writes apart."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -32,7 +31,6 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
-        self._relaxed = False  # the writer connection runs with synchronous = NORMAL
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -52,16 +50,9 @@ class Database:
             await self._writer.close()
 
     @asynccontextmanager
-    async def transaction(self, *, durable: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction, committed (and on disk) when the block ends without error.
-        Not ``durable``: committed without waiting for the disk, for the steps of a longer
-        write that a durable transaction ends (its sync puts the whole WAL on disk); each
-        step then holds the database only briefly (store/mail.py, ``spool_messages``)."""
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction, committed (and on disk) when the block ends without error."""
         async with self._write_lock:
-            if durable == self._relaxed:  # the connection's setting follows the last use
-                await self._writer.execute(
-                    "PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
-                self._relaxed = not durable
             try:
                 # Inside the try: a task cancelled while BEGIN waits on aiosqlite's thread
                 # still has it run there, and the rollback, queued behind it, undoes it.
@@ -72,20 +63,11 @@ class Database:
                 raise
             await self._writer.commit()
 
-    async def sync_log(self) -> None:
-        """Put the WAL on disk outside any transaction: after steps committed without
-        waiting for the disk, the durable commit that ends them then has little left to
-        sync while it holds the database."""
-        await asyncio.to_thread(_fsync, Path(f"{self.path}-wal"))
-
     async def write_statement(self, sql: str, params: Iterable[Any] = ()) -> None:
         """Run one statement as a transaction of its own (SQLite commits a lone statement
         atomically), on disk when this returns: one trip to the writer's thread instead of
         three, for hot paths that write one multi-row INSERT."""
         async with self._write_lock:
-            if self._relaxed:
-                await self._writer.execute("PRAGMA synchronous = FULL")
-                self._relaxed = False
             await self._writer.execute(sql, tuple(params))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
@@ -95,17 +77,6 @@ class Database:
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         async with self._reader.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:  # no WAL yet, or checkpointed away: nothing to sync
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
