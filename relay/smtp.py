@@ -24,7 +24,7 @@ from relay.errors import (
     REPLY_TOO_MANY_RECIPIENTS,
     smtp_reply,
 )
-from relay.smtp_data import smtp_data
+from relay.smtp_data import can_read, smtp_data
 from relay.submission import Submitter
 from relay.throttle import MAX_SPACING, Throttle, source_network
 from tracker.metrics import Metrics
@@ -126,7 +126,7 @@ class SubmissionSMTP(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
-        if self.own_data_reader:
+        if self.own_data_reader and can_read(self._reader):
             await smtp_data(self, arg)
         else:
             await super().smtp_DATA(arg)

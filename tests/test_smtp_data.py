@@ -67,8 +67,8 @@ async def test_dot_stuffing_and_line_ends(reader_relay: Running) -> None:
                b"cr\ronly\r\nlast")
     replies = await converse(reader_relay.smtp_port, session(transaction(stuffed + b"\r\n")))
     assert sum(b"queued as" in line for line in replies) == 1
-    assert await delivered(reader_relay, 1) == [(b"Subject: dots\r\n\r\n.leading dot\r\n\tdot tab\r\n..\r\n"
-                                                  b"bare\nlf\r\ncr\ronly\r\nlast\r\n")]
+    assert await delivered(reader_relay, 1) == [
+        b"Subject: dots\r\n\r\n.leading dot\r\n\tdot tab\r\n..\r\nbare\nlf\r\ncr\ronly\r\nlast\r\n"]
 
 
 async def test_a_bare_lf_dot_does_not_end_the_mail(reader_relay: Running) -> None:
@@ -89,3 +89,34 @@ async def test_long_lines_and_large_mail_get_the_same_replies(reader_relay: Runn
     assert [line[:3] for line in data_replies] == [b"500", b"552", b"250"]
     assert await delivered(reader_relay, 1) == [
         b"Subject: large\r\n\r\n" + (b"z" + b".z" * 399 + b"\r\n") * 2000]
+
+
+async def test_the_end_of_the_mail_split_across_writes(reader_relay: Running) -> None:
+    """The terminator and the commands after it, cut at every place and sent in pieces."""
+    mail = b"Subject: split\r\n\r\n.a\r\nb\r\n.\r\nRSET\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", reader_relay.smtp_port)
+    await reader.readline()
+    writer.write(session()[: -len(b"QUIT\r\n")])
+    for cut in range(len(mail) - 14, len(mail)):
+        writer.write(b"MAIL FROM:<a@acme.test>\r\nRCPT TO:<r@example.org>\r\nDATA\r\n")
+        while not (await reader.readline()).startswith(b"354"):
+            pass
+        for piece in (mail[:cut], mail[cut:]):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0)
+        while not (await reader.readline()).startswith(b"250 2.0.0"):
+            pass
+        assert (await reader.readline()).startswith(b"250")  # the RSET after it
+    writer.close()
+    copies = await delivered(reader_relay, 14)
+    assert copies == [b"Subject: split\r\n\r\na\r\nb\r\n"] * 14
+
+
+async def test_an_empty_mail_and_a_line_that_never_ends(reader_relay: Running) -> None:
+    endless = b"MAIL FROM:<a@acme.test>\r\nRCPT TO:<r@example.org>\r\nDATA\r\n" + b"z" * 300_000
+    replies = await converse(reader_relay.smtp_port,
+                             session(transaction(b""), endless + b"\r\n.\r\n"))
+    data_replies = [line[:3] for line in replies if b"queued" in line or b"Line" in line]
+    assert data_replies == [b"250", b"500"]
+    assert await delivered(reader_relay, 1) == [b"\r\n"]  # no header, the blank line
