@@ -40,7 +40,7 @@ def header_value() -> st.SearchStrategy[bytes]:
         lambda b: b.replace(b"\r", b"").replace(b"\n", b"")))
     small = st.lists(piece, max_size=12).map(b"".join)
     # Huge values, folded so that no line reaches SMTP's limit.
-    huge = st.tuples(st.sampled_from(PIECES[:6] + [b"x" * 40]), st.integers(300, 700)).map(
+    huge = st.tuples(st.sampled_from([*PIECES[:6], b"x" * 40]), st.integers(300, 700)).map(
         lambda t: b"\r\n ".join([t[0] * (900 // len(t[0]))] * (t[1] // 10)))
     return st.one_of(small, small, huge)
 
