@@ -26,6 +26,7 @@ from relay.tracking import LinkSettings, copy_tokens, track_message
 from store.bodies import INLINE_BODY_BYTES, body_size, fills_size, write_body
 from store.records import LinkRecord, SharedBody
 from tracker.config import ProjectConfig, RouteConfig
+from tracker.tokens import TokenMinter
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def prepare(submission: Submission) -> Prepared:
         settings = replace(submission.links, honeypot=route.bot_honeypot)
         tracked = track_message(settings, forwarded)
         template, links, parts = tracked.template, tracked.links, tracked.parts
-        fills = [template.fills(copy_tokens(settings, tracked, i)) for i in ids]
+        minter = TokenMinter(settings.key)
+        fills = [template.fills(copy_tokens(settings, tracked, i, minter)) for i in ids]
     body, copies = shared_body(submission, template, ids, fills)
     return Prepared(submission.submission_id, route, tracking, controls, subject, body_hash,
                     body, copies, links, parts)

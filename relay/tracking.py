@@ -18,7 +18,7 @@ from relay.rewrite import Link, TooManyLinks, rewrite_links
 from store.records import LinkRecord
 from tracker.config import SigningKey
 from tracker.events import HONEYPOT_LINK_INDEX
-from tracker.tokens import ClickClaims, mint_token
+from tracker.tokens import ClickClaims, TokenMinter, mint_token
 
 MAX_LINKS_PER_MESSAGE = 1000
 SECONDS_PER_DAY = 86_400
@@ -92,9 +92,11 @@ def track_message(settings: LinkSettings, raw: bytes, *, fast: bool = True) -> T
 
 
 def copy_tokens(
-    settings: LinkSettings, tracked: TrackedMessage, message_id: str
+    settings: LinkSettings, tracked: TrackedMessage, message_id: str,
+    minter: TokenMinter | None = None,
 ) -> list[str | None]:
-    """One copy's tokens by slot, for the slots its template has holes for."""
+    """One copy's tokens by slot, for the slots its template has holes for; ``minter``
+    (with ``settings.key``) makes them faster than ``mint``, and the same."""
     wanted = tracked.template.slots()
     minted: dict[tuple[int, str], str] = {}  # the honeypot of each part is one link
     tokens: list[str | None] = [None] * len(tracked.slots)
@@ -103,7 +105,10 @@ def copy_tokens(
             continue
         key = (slot.link.index, slot.link.destination)
         if key not in minted:
-            minted[key] = mint(settings, message_id, slot.link)
+            link = slot.link
+            minted[key] = (mint(settings, message_id, link) if minter is None else minter.mint(
+                ClickClaims(message_id, link.index, link.destination, settings.sid,
+                            settings.expires)))
         token = minted[key]
         if len(token) != len(slot.placeholder):
             raise ValueError(f"token of {len(token)} characters for a placeholder of "

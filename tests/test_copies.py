@@ -22,6 +22,7 @@ from relay.rewrite import Link, rewrite_links
 from relay.tracking import LinkSettings, copy_body, mint, track_message
 from tracker.config import SigningKey
 from tracker.events import HONEYPOT_LINK_INDEX
+from tracker.tokens import ClickClaims, TokenMinter, mint_token
 
 CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
 SETTINGS = LinkSettings(
@@ -59,6 +60,15 @@ def assert_copies_as_alone(raw: bytes, link_settings: LinkSettings = SETTINGS) -
             assert copy_body(link_settings, tracked, message_id) == rewritten_alone(
                 link_settings, raw, message_id)
     return track_message(link_settings, raw).template
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(claims=st.builds(
+    ClickClaims, st.text(max_size=40), st.integers(-(2**63), 2**63), st.text(max_size=300),
+    st.text(max_size=20), st.integers(0, 2**40)))
+def test_the_token_minter_mints_pyjwts_tokens(claims: ClickClaims) -> None:
+    for key in (SETTINGS.key, SigningKey("k-ü \"x", "another-secret-0123456789abcdef0123")):
+        assert TokenMinter(key).mint(claims) == mint_token(key, claims)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (CORPUS / "eml").glob("*.eml")))

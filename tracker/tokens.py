@@ -14,6 +14,7 @@ nothing else."""
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hmac
 import json
@@ -84,6 +85,30 @@ def mint_token(key: SigningKey, claims: ClickClaims) -> str:
     return jwt.encode(
         payload, key.secret.encode("utf-8"), algorithm=ALGORITHM, headers={"kid": key.id}
     )
+
+
+class TokenMinter:
+    """``mint_token`` with one key, many times: the header segment (pyjwt's own) and the
+    HMAC state are made once. A mail to many recipients mints a token per link and
+    recipient, and pyjwt spends most of its time on checks that hold for every one of
+    them. The tokens are ``mint_token``'s, byte for byte (tests/test_copies.py)."""
+
+    def __init__(self, key: SigningKey) -> None:
+        self._prefix = _header_segment(key).encode("ascii") + b"."
+        self._mac = hmac.new(key.secret.encode("utf-8"), None, "sha256")
+
+    def mint(self, claims: ClickClaims) -> str:
+        payload = {"m": claims.message_id, "i": claims.link_index, "u": claims.destination,
+                   "s": claims.project_sid, "exp": claims.expires}
+        signing_input = self._prefix + _segment(
+            json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+        mac = self._mac.copy()
+        mac.update(signing_input)
+        return (signing_input + b"." + _segment(mac.digest())).decode("ascii")
+
+
+def _segment(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def verify_token(token: str, keys: Sequence[SigningKey], now: float | None = None) -> ClickClaims:
