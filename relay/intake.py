@@ -1,5 +1,5 @@
 """Reading a submitted mail, in a worker process (relay/workers.py): parse → choose route
-→ decide tracking → rewrite once → each recipient's tokens (DESIGN §3, §4).
+→ decide tracking → rewrite once → each recipient's tokens (docs/mail.md).
 
 A pure function of what it is given: the server's event loop sends the mail's bytes and
 gets back the recipients' copies as shared pieces and per-copy fills (relay/copies.py),

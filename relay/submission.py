@@ -1,7 +1,7 @@
 """Taking a submitted mail: the steps between the end of DATA (or an API send) and the
 reply. Reads as a table of contents: read the mail in a worker (parse → choose route →
 decide tracking → rewrite once → tokens per recipient, relay/intake.py) → claim its
-Idempotency-Key → spool (DESIGN §1, §3). The caller replies only after ``accept`` returns."""
+Idempotency-Key → spool (docs/mail.md). The caller replies only after ``accept`` returns."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Tracking a mail's links: every text/html part's links rewritten, once for all the
-recipients, to tracking links whose tokens each copy fills in (DESIGN §4, §5;
+recipients, to tracking links whose tokens each copy fills in (docs/mail.md,
 relay/copies.py). Fails open: a part that cannot be rewritten goes out as it came, and
 the caller logs the reason. Runs in a worker process (relay/intake.py): everything it
 needs comes in a ``LinkSettings``, and nothing here logs or reads the configuration."""
