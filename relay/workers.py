@@ -12,6 +12,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,6 +27,7 @@ A = TypeVar("A")
 R = TypeVar("R")
 
 WORKER_NICENESS = 10  # added to the server's: a click's work wins the CPU over a mail's
+SERVER_WATCH_SECONDS = 1.0  # how often a worker looks whether the server is still there
 _PRELOAD = ["relay.intake"]  # imported once in the fork server, not in every worker
 
 
@@ -80,9 +83,23 @@ class MailWorkers:
 def _new_pool(processes: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_PRELOAD)
-    return ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_started)
+    return ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_started,
+                               initargs=(os.getpid(),))
 
 
-def _worker_started() -> None:
+def _worker_started(server: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(WORKER_NICENESS)
+    threading.Thread(target=_end_with, args=(server,), name="server-watch", daemon=True).start()
+
+
+def _end_with(server: int) -> None:
+    """End this worker when the server is gone (killed, crashed). A worker holds its own
+    end of the pool's pipes, so it never sees the server go; and while a worker lives, so
+    does the fork server (its children keep it alive): both would be left behind."""
+    while True:
+        time.sleep(SERVER_WATCH_SECONDS)
+        try:
+            os.kill(server, 0)
+        except (ProcessLookupError, PermissionError):  # gone, or its number reused
+            os._exit(0)

@@ -6,9 +6,12 @@ relayed and an ordinary click on it is stored."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +22,7 @@ from tests.conftest import running, simple_message, wait_until, write_config
 from tests.redirecting import K1, links_in
 from tests.sink import Sink
 from tests.smtp_helpers import assert_mail_and_clicks_still_work, data_reply
+from tests.test_serve_process import Server
 from tracker.tokens import verify_token
 
 
@@ -213,3 +217,38 @@ async def test_a_worker_killed_between_mails_costs_no_mail(relay: Running, sink:
     assert (await data_reply(relay, mail(b"Subject: after the kill\r\n")))[0] == 250
     assert not set(relay.submitter.workers.pids()) & set(pids)
     await assert_mail_and_clicks_still_work(relay, sink)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children are listed per thread that made them)."""
+    found: set[int] = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children") as f:
+            for child in map(int, f.read().split()):
+                found |= {child} | descendants(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_the_mail_workers_end_with_a_killed_server(tmp_path: Path) -> None:
+    """They held their own ends of the pool's pipes and outlived a server killed -9, with
+    the fork server they kept alive."""
+    server = Server(tmp_path)
+    server.start()
+    assert server.proc is not None
+    try:
+        await asyncio.to_thread(server.send)
+        server.delivered(1)
+        below = descendants(server.proc.pid)
+        assert len(below) >= 4  # the observation writer, the fork server, two workers
+    finally:
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait()
+    await wait_until(lambda: not any(alive(pid) for pid in below))
