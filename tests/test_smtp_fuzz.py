@@ -53,6 +53,8 @@ def headers() -> st.SearchStrategy[bytes]:
 BODY = b'\r\n<p><a href="https://example.com/fuzz">fuzz</a></p>\r\n'
 
 
+# Huge header values are the point; hypothesis warns when it prints one.
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(head=headers())
