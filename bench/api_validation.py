@@ -5,7 +5,7 @@ scale, on to the built message.
 
     .venv/bin/python bench/api_validation.py [--runs 7] [--number 2000] [--tree DIR]
 
-It measures whichever reader ``relay.api_message`` has; ``--tree`` takes the code from the
+It measures whichever reader ``relay.api.send_request`` has; ``--tree`` takes the code from the
 tree of an earlier commit (the hand-written reader before the pydantic shapes):
 
     git archive f5a463b relay store tracker | tar -x -C /tmp/before
@@ -45,7 +45,7 @@ TYPICAL = json.dumps({
 
 
 def reader() -> tuple[str, Callable[[Any], Any]]:
-    from relay import api_message
+    from relay.api import send_request as api_message
 
     if hasattr(api_message, "SendMailRequest"):
         return "pydantic", api_message.SendMailRequest.model_validate
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, default=ROOT, help="where relay/ is")
     args = parser.parse_args()
     sys.path[0] = str(args.tree)  # not bench/, whose relay.py is no package
-    from relay.api_mime import build_message
+    from relay.api.send_mime import build_message
 
     name, read = reader()
     parse = per_call_us(lambda: json.loads(TYPICAL), args.runs, args.number)

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from store.records import LinkRecord, NewMessage, Observation
 from store.sqlite import SqliteStore
 from store.webhooks import NewDelivery
+from tracker.classify.rules import DEFAULT_RULES
 from tracker.config import ProjectConfig, WebhookConfig, WebhookDeliveryConfig
 from tracker.metrics import Metrics
 from tracker.promote import PromotionWorker
-from tracker.rules import DEFAULT_RULES
-from tracker.webhooks import WebhookDispatcher
+from tracker.webhooks.dispatch import WebhookDispatcher
 
 S = 1_000_000
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -7,7 +7,7 @@ every block.
 
 By default through ``SqliteStore.record_observations`` (aiosqlite's thread; CPU of this
 process); with ``--writer`` through the observation writer process as the server writes
-clicks (store/writer.py; CPU of this process and of the writer, apart).
+clicks (store/writer/client.py; CPU of this process and of the writer, apart).
 ``--drop-index`` removes an index of ``observations`` first, to see what its upkeep
 costs. Observations are spread over 2000 messages (as bench/redirect.py's links are) and
 come from one client address (as bench/redirect.py's do), or from ``--addresses`` picked
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from store.records import Observation  # noqa: E402
 from store.sqlite import SqliteStore  # noqa: E402
-from store.writer import ObservationWriter  # noqa: E402
+from store.writer.client import ObservationWriter  # noqa: E402
 
 HEADERS = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
            "accept-language": "en-GB,en;q=0.9", "sec-fetch-site": "none",

@@ -31,13 +31,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from redirect import click_requests, write_config  # noqa: E402
 
-from relay.config import load_config  # noqa: E402
+from relay.config.load import load_config  # noqa: E402
 from store.records import Observation  # noqa: E402
-from store.writer import batch_request  # noqa: E402
-from tracker.front import Front  # noqa: E402
+from store.writer.client import batch_request  # noqa: E402
+from tracker.clicks.recorder import ObservationRecorder  # noqa: E402
+from tracker.http.front import Front  # noqa: E402
+from tracker.http.redirect import Redirector  # noqa: E402
 from tracker.metrics import Metrics  # noqa: E402
-from tracker.observations import ObservationRecorder  # noqa: E402
-from tracker.redirect import Redirector  # noqa: E402
 from tracker.supervisor import Supervisor  # noqa: E402
 
 CONNECTIONS = 50

@@ -28,9 +28,9 @@ from selectolax.lexbor import LexborHTMLParser
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from relay.mime import rewrite_html_parts  # noqa: E402
-from relay.mime_body import decode_text  # noqa: E402
-from relay.rewrite import Link, rewrite_links  # noqa: E402
+from relay.message.body import decode_text  # noqa: E402
+from relay.message.mime import rewrite_html_parts  # noqa: E402
+from relay.rewrite.links import Link, rewrite_links  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "corpus"
 DOCUMENTS = [

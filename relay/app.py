@@ -1,20 +1,20 @@
 """The HTTP application: one factory that builds the aiohttp app from its parts and
 lists every route the process serves: the tracking links, the API under ``/v1``, and
 the process's own ``/healthz`` and ``/metrics``. The views live with what they serve
-(``tracker.redirect``, ``tracker.status``, ``relay.api*``); what is mounted where is
+(``tracker.http.redirect``, ``tracker.http.status``, ``relay.api``); what is mounted where is
 decided here alone."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from relay import api_reports, api_routes, api_send, api_stats, api_webhooks
-from relay.api import api_errors, openapi, ping
-from relay.api_common import API_KEY, Api
-from tracker import status
-from tracker.health import QueueHealth
+from relay.api import messages, routes, send, stats, webhooks
+from relay.api.common import API_KEY, Api
+from relay.api.mount import api_errors, openapi, ping
+from tracker.http import status
+from tracker.http.health import QueueHealth
+from tracker.http.redirect import REDIRECTOR_KEY, Redirector
 from tracker.metrics import Metrics
-from tracker.redirect import REDIRECTOR_KEY, Redirector
 from tracker.supervisor import Supervisor
 
 MAX_REQUEST_BODY = 30 * 1024 * 1024  # a 25 MB send request, base64 attachments included
@@ -49,17 +49,17 @@ def add_routes(router: web.UrlDispatcher, redirector: Redirector) -> None:
     router.add_get("/metrics", status.metrics_view)
     router.add_get("/v1/ping", ping)
     router.add_get("/v1/openapi.json", openapi)
-    router.add_post("/v1/send", api_send.send)
-    router.add_post("/v1/send/batch", api_send.send_batch)
-    router.add_get("/v1/routes/{route_id}", api_routes.get_route)
-    router.add_put("/v1/routes/{route_id}", api_routes.put_route)
-    router.add_patch("/v1/routes/{route_id}", api_routes.patch_route)
-    router.add_get("/v1/projects/{project_id}/routes", api_routes.list_routes)
-    router.add_get("/v1/messages/{message_id}", api_reports.get_message)
-    router.add_get("/v1/messages/{message_id}/events", api_reports.message_events)
-    router.add_get("/v1/messages/{message_id}/links", api_reports.message_links)
-    router.add_get("/v1/stats", api_stats.stats)
-    router.add_get("/v1/webhooks", api_webhooks.list_webhooks)
-    router.add_get("/v1/webhooks/{webhook_id}", api_webhooks.get_webhook)
-    router.add_post("/v1/webhooks/{webhook_id}/test", api_webhooks.test_webhook)
-    router.add_get("/v1/webhooks/{webhook_id}/deliveries", api_webhooks.list_deliveries)
+    router.add_post("/v1/send", send.send)
+    router.add_post("/v1/send/batch", send.send_batch)
+    router.add_get("/v1/routes/{route_id}", routes.get_route)
+    router.add_put("/v1/routes/{route_id}", routes.put_route)
+    router.add_patch("/v1/routes/{route_id}", routes.patch_route)
+    router.add_get("/v1/projects/{project_id}/routes", routes.list_routes)
+    router.add_get("/v1/messages/{message_id}", messages.get_message)
+    router.add_get("/v1/messages/{message_id}/events", messages.message_events)
+    router.add_get("/v1/messages/{message_id}/links", messages.message_links)
+    router.add_get("/v1/stats", stats.stats)
+    router.add_get("/v1/webhooks", webhooks.list_webhooks)
+    router.add_get("/v1/webhooks/{webhook_id}", webhooks.get_webhook)
+    router.add_post("/v1/webhooks/{webhook_id}/test", webhooks.test_webhook)
+    router.add_get("/v1/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries)

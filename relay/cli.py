@@ -11,10 +11,10 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from relay.config import MIN_TOKEN_LENGTH, Config, ConfigError, load_config
+from relay.config.load import MIN_TOKEN_LENGTH, Config, ConfigError, load_config
 from relay.server import serve
 from store.sqlite import SqliteStore
-from store.writer import ObservationWriteError
+from store.writer.client import ObservationWriteError
 
 DEFAULT_CONFIG = "config.example.toml"
 

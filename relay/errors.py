@@ -24,12 +24,12 @@ class BadInput(RelayError):
         self.smtp_code = smtp_code
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Raised in a worker process (relay/workers.py) and unpickled in the server's.
+        # Raised in a worker process (relay/submission/pool.py) and unpickled in the server's.
         return (type(self), (self.field, self.message, self.smtp_code))
 
 
 class LimitExceeded(BadInput):
-    """The submission is over one of the relay's limits (relay/limits.py): 552 5.3.4,
+    """The submission is over one of the relay's limits (relay/message/limits.py): 552 5.3.4,
     naming the header or the limit, so that the sender does not try again."""
 
     def __init__(self, field: str, message: str, smtp_code: int = 552) -> None:

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Protocol
 
-from relay.config import Config
+from relay.config.load import Config
 from store.clock import now_us
 from store.retention import Purged
-from tracker.health import QueueStateStore, set_queue_gauges
+from tracker.http.health import QueueStateStore, set_queue_gauges
 from tracker.metrics import Metrics
 
 log = logging.getLogger("clickrelay.maintenance")

@@ -1,6 +1,6 @@
 """One event loop: the SMTP listeners, the HTTP server and the background workers,
 started in order and stopped in reverse (DESIGN §1); beside it, one process that commits
-the clicks' observations (store/writer.py). Every background task runs under one
+the clicks' observations (store/writer/client.py). Every background task runs under one
 supervisor (tracker/supervisor.py), which restarts a task that dies and tells /healthz."""
 
 from __future__ import annotations
@@ -15,28 +15,28 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from relay.api_common import Api
+from relay.api.common import Api
 from relay.app import make_app
-from relay.config import Config
-from relay.delivery import DeliveryWorker
-from relay.live import LiveConfig
+from relay.config.live import LiveConfig
+from relay.config.load import Config
+from relay.delivery.upstream import make_upstream
+from relay.delivery.worker import DeliveryWorker
 from relay.maintenance import QueueGauges, RetentionWorker
-from relay.smtp import SubmissionHandler, protocol_factory, tls_context
-from relay.submission import Submitter
+from relay.submission.accept import Submitter
+from relay.submission.smtp import SubmissionHandler, protocol_factory, tls_context
 from relay.throttle import Throttle
-from relay.upstream import make_upstream
 from store.sqlite import SqliteStore
-from store.writer import ObservationWriter
-from tracker.front import KEEPALIVE_TIMEOUT, Front
-from tracker.health import QueueHealth
-from tracker.logs import server_log
+from store.writer.client import ObservationWriter
+from tracker.classify.useragent import preload as preload_user_agents
+from tracker.clicks.recorder import ObservationRecorder
+from tracker.http.front import KEEPALIVE_TIMEOUT, Front
+from tracker.http.health import QueueHealth
+from tracker.http.logs import server_log
+from tracker.http.redirect import REDIRECTOR_KEY, Redirector
 from tracker.metrics import Metrics
-from tracker.observations import ObservationRecorder
 from tracker.promote import PromotionWorker
-from tracker.redirect import REDIRECTOR_KEY, Redirector
 from tracker.supervisor import Run, Supervisor
-from tracker.useragent import preload as preload_user_agents
-from tracker.webhooks import WebhookDispatcher
+from tracker.webhooks.dispatch import WebhookDispatcher
 
 log = logging.getLogger("clickrelay")
 
@@ -132,7 +132,7 @@ async def _start_workers(
 
 async def _start_http(stack: AsyncExitStack, r: Running) -> None:
     """aiohttp's runner, behind the listener's front that answers plain clicks itself
-    and hands every other connection to aiohttp (tracker.front); with ``[http]
+    and hands every other connection to aiohttp (tracker.http.front); with ``[http]
     click_front = false``, aiohttp alone answers every request (docs/redirect.md)."""
     # aiohttp's own keep-alive (an hour by default) set to the front's, so that an idle
     # or trickling connection is closed alike on both paths.

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tracker.network import IPAddress
+from tracker.clicks.network import IPAddress
 
 log = logging.getLogger("clickrelay.throttle")
 

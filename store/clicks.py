@@ -32,7 +32,7 @@ class ClickStore:
         """Write a batch atomically; on return every observation is on disk. Up to
         ``ROWS_PER_STATEMENT`` rows go in one multi-row INSERT, a transaction on its own:
         one trip to the database thread and one fsync for the whole batch. (The tracker
-        writes its clicks through store/writer.py instead, in a process of its own.)"""
+        writes its clicks through store/writer/client.py instead, in a process of its own.)"""
         statements = insert_statements(len(batch), observation_values(batch))
         if len(statements) == 1:
             await self.db.write_statement(*statements[0])

@@ -17,7 +17,7 @@ class LinkRecord:
 @dataclass(frozen=True)
 class SharedBody:
     """The bytes the copies of one submission share: pieces, between which each copy
-    puts its own fills (its links' tokens, relay/copies.py). Kept once, not per copy."""
+    puts its own fills (its links' tokens, relay/rewrite/copies.py). Kept once, not per copy."""
 
     id: str
     pieces: tuple[bytes, ...] = field(repr=False)  # () once the body is in its file

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import tomlkit
 
-from relay.config import Config, load_config
+from relay.config.load import Config, load_config
 from relay.server import Running, running
 from tests.receiver import Receiver
 from tests.silent import Silent

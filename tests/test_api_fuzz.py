@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from relay.api_send import prepare
-from relay.config import parse_config
+from relay.api.send import prepare
+from relay.config.load import parse_config
 from relay.errors import BadInput
 from relay.server import Running
 from tests.api_helpers import Clients, base_url, call, email, http

@@ -16,10 +16,10 @@ import pytest
 import tomlkit
 from lettermint import NotFoundError, ValidationError
 
-from relay.config import load_config
+from relay.config.load import load_config
+from relay.config.writeback import edit_route_settings
 from relay.errors import Conflict
 from relay.server import Running, running
-from relay.tomlwrite import edit_route_settings
 from tests.api_helpers import TRACKED, Clients, call, email, http, read_text, write_text
 from tests.conftest import TEAM_TOKEN
 from tests.sink import Sink

@@ -15,7 +15,7 @@ import pytest
 from lettermint import AuthenticationError, ConflictError, ValidationError
 
 from relay.server import Running
-from relay.submission import Accepted
+from relay.submission.accept import Accepted
 from tests.api_helpers import TRACKED, Clients, call, http
 from tests.api_helpers import email as message
 from tests.conftest import OTHER_TOKEN, finished

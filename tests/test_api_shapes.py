@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from relay.api_message import SendMailRequest
-from relay.api_model import read
-from relay.api_send import BATCH, KEY
-from relay.api_shapes import PatchRouteData, StatsData, StatsInbound, StatsTotals, UpdateRouteData
+from relay.api.model import read
+from relay.api.openapi import SEND_EXAMPLE, openapi_document, plain
+from relay.api.send import BATCH, KEY
+from relay.api.send_request import SendMailRequest
+from relay.api.shapes import PatchRouteData, StatsData, StatsInbound, StatsTotals, UpdateRouteData
 from relay.errors import BadInput
-from relay.openapi import SEND_EXAMPLE, openapi_document, plain
 
 
 def email(**fields: Any) -> dict[str, Any]:

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker.classify import (
+from tracker.classify.rules import DEFAULT_RULES, RULES_VERSION, rules_from_mapping
+from tracker.classify.verdict import (
     CLASSIFICATIONS,
     GENUINE,
     LINK_PREVIEW,
@@ -27,7 +28,6 @@ from tracker.classify import (
     Verdict,
     classify,
 )
-from tracker.rules import DEFAULT_RULES, RULES_VERSION, rules_from_mapping
 
 DATA = tomllib.loads((Path(__file__).parent / "data" / "user_agents.toml").read_text())
 AGENTS = {a["id"]: a for a in DATA["agents"]}

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import tomlkit
 
-from relay.config import ConfigError, load_config
-from relay.live import LiveConfig
+from relay.config.live import LiveConfig
+from relay.config.load import ConfigError, load_config
 from tests.conftest import base_settings, write_config
 from tracker.metrics import Metrics
 
@@ -37,7 +37,7 @@ def test_example_config_mentions_every_key() -> None:
     mentioned |= set(
         re.findall(r"^\s*(?:#\s*)?\[\[?(?:[a-z_]+\.)*([a-z_]+)\]", text, flags=re.M)
     )
-    source = (ROOT / "relay" / "config.py").read_text()
+    source = "".join(p.read_text() for p in sorted((ROOT / "relay" / "config").glob("*.py")))
     read = set(re.findall(r'\.(?:get|text|positive|strings|table|tables)\("([a-z_]+)"', source))
     read |= set(re.findall(r'_address\(t, "([a-z_]+)"', source))
     assert read and read - mentioned == set()

@@ -1,4 +1,4 @@
-"""One rewrite for all recipients (relay/copies.py): every copy made from the shared
+"""One rewrite for all recipients (relay/rewrite/copies.py): every copy made from the shared
 pieces and its own fills is byte for byte what rewriting that copy on its own gives (the
 relay's way before), for every corpus message and for HTML in every transfer encoding
 and in charsets the fast path takes and the ones it leaves to the plain path."""
@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.copies import PartHole, Template, TokenHole
-from relay.honeypot import insert_honeypot
-from relay.limits import MessageLimits
-from relay.mime import rewrite_html_parts
-from relay.rewrite import Link, rewrite_links
-from relay.tracking import LinkSettings, copy_body, mint, track_message
+from relay.message.limits import MessageLimits
+from relay.message.mime import rewrite_html_parts
+from relay.rewrite.copies import PartHole, Template, TokenHole
+from relay.rewrite.honeypot import insert_honeypot
+from relay.rewrite.links import Link, rewrite_links
+from relay.rewrite.minting import LinkSettings, copy_body, mint, track_message
 from tracker.config import SigningKey
-from tracker.events import HONEYPOT_LINK_INDEX
 from tracker.tokens import ClickClaims, TokenMinter, mint_token
+from tracker.webhooks.events import HONEYPOT_LINK_INDEX
 
 CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
 SETTINGS = LinkSettings(

@@ -12,10 +12,10 @@ from email.message import Message
 
 import pytest
 
-from relay.mime import rewrite_html_parts
-from relay.mime_body import decode_text
-from relay.rewrite import find_links, rewrite_links
-from relay.rewrite_policy import normalise_hosts, skip_reason
+from relay.message.body import decode_text
+from relay.message.mime import rewrite_html_parts
+from relay.rewrite.links import find_links, rewrite_links
+from relay.rewrite.policy import normalise_hosts, skip_reason
 from tests.conftest import CORPUS
 from tests.test_mime import Rewriter
 from tests.test_rewrite import assert_only_hrefs_changed, mint

@@ -1,4 +1,4 @@
-"""The HTTP listener's front (tracker/front.py) over real sockets: plain clicks are answered
+"""The HTTP listener's front (tracker/http/front.py) over real sockets: plain clicks are answered
 by the front, in order even when pipelined; anything else (another path, HTTP/1.0, a
 body, a head that does not parse, a query string) is handed to aiohttp mid-connection
 and answered exactly as aiohttp answers it; a click whose client went away is still
@@ -23,8 +23,8 @@ from store.records import Observation
 from store.sqlite import SqliteStore
 from tests.conftest import wait_until, write_config
 from tests.redirecting import HOST, token
-from tracker import front
-from tracker.redirect import NOT_FOUND_PAGE
+from tracker.http import front
+from tracker.http.redirect import NOT_FOUND_PAGE
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from relay.server import Running, running
 from store.records import Observation
 from tests.conftest import wait_until, write_config
 from tests.redirecting import HOST, click, token
-from tracker import front
-from tracker.observations import ObservationRecorder
-from tracker.redirect import REDIRECTOR_KEY
+from tracker.clicks.recorder import ObservationRecorder
+from tracker.http import front
+from tracker.http.redirect import REDIRECTOR_KEY
 
 
 def get(path: str) -> bytes:

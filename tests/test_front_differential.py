@@ -2,7 +2,7 @@
 (pipelined clicks, valid and refused tokens, other paths, bodies, ``Connection: close``,
 HTTP/1.0, malformed heads), written in pieces cut at random bytes, get the same answers
 from both, in the same order, with the same closes. Fails loudly when a new aiohttp
-parses or answers differently from what the front assumes (tracker/front.py)."""
+parses or answers differently from what the front assumes (tracker/http/front.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from selectolax.lexbor import LexborHTMLParser
 
-from relay.honeypot import honeypot_html, insert_honeypot
+from relay.rewrite.honeypot import honeypot_html, insert_honeypot
 from relay.server import Running, running
 from tests.clicking import (
     click_as_person,
@@ -25,7 +25,7 @@ from tests.conftest import CORPUS, write_config
 from tests.receiver import Receiver
 from tests.redirecting import click, html_of
 from tests.sink import Sink
-from tracker.events import HONEYPOT_LINK_INDEX
+from tracker.webhooks.events import HONEYPOT_LINK_INDEX
 
 HREF = "https://pacme1.t.localhost/c/eyJ.x&y"
 BAIT = honeypot_html(HREF)

@@ -14,8 +14,8 @@ import pytest
 from relay.server import Running
 from tests.redirecting import HOST, token
 from tests.test_http_hostile import assert_redirect_still_correct
-from tracker.logs import ServerLog
-from tracker.redirect import REDIRECTOR_KEY
+from tracker.http.logs import ServerLog
+from tracker.http.redirect import REDIRECTOR_KEY
 
 CLIENT = "127.0.0.79"  # a loopback address of its own, to look for in the log
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.mime import PartOutcome, part_spans, rewrite_html_parts
-from relay.rewrite import Link, rewrite_links
+from relay.message.mime import PartOutcome, part_spans, rewrite_html_parts
+from relay.rewrite.links import Link, rewrite_links
 from tests.test_rewrite import mint
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from relay.config import ConfigError
+from relay.config.load import ConfigError
 from tests.conftest import base_settings, write_config
-from tracker.network import (
+from tracker.clicks.network import (
     NetworkTable,
     address_hash,
     address_hasher,

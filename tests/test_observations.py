@@ -20,8 +20,8 @@ from store.records import Observation
 from tests.conftest import wait_until, write_config
 from tests.redirecting import click, token
 from tests.test_operations import get
-from tracker.observations import ObservationRecorder
-from tracker.redirect import REDIRECTOR_KEY
+from tracker.clicks.recorder import ObservationRecorder
+from tracker.http.redirect import REDIRECTOR_KEY
 from tracker.supervisor import Supervisor
 
 

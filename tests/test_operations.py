@@ -14,7 +14,7 @@ from relay.server import Running, running
 from store.queues import QueueState
 from tests.conftest import send, simple_message, wait_until, write_config
 from tests.silent import Silent
-from tracker.health import describe
+from tracker.http.health import describe
 
 MINUTE = 60_000_000
 

@@ -21,11 +21,11 @@ from store.records import LinkRecord, NewMessage, Observation
 from store.sqlite import SqliteStore
 from tests.clicking import CHROME, click_as_person, events_of, probe_as_scanner, send_tracked
 from tests.sink import Sink
+from tracker.classify.rules import DEFAULT_RULES
 from tracker.config import ProjectConfig, WebhookConfig
-from tracker.events import HONEYPOT_LINK_INDEX
 from tracker.metrics import Metrics
 from tracker.promote import PromotionWorker
-from tracker.rules import DEFAULT_RULES
+from tracker.webhooks.events import HONEYPOT_LINK_INDEX
 
 S = 1_000_000  # microseconds
 T0 = 1_900_000_000 * S

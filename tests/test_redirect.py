@@ -16,8 +16,8 @@ import pytest
 from relay.server import Running, running
 from tests.conftest import SIGNING_SECRET, send, simple_message, write_config
 from tests.redirecting import FUTURE, HOST, click, links_in, token
+from tracker.clicks.network import address_hash
 from tracker.config import SigningKey
-from tracker.network import address_hash
 from tracker.tokens import MAX_TOKEN_LENGTH
 
 K2_SECRET = "second-signing-key-0123456789abcdef0"

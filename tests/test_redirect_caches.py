@@ -18,14 +18,14 @@ from relay.server import Running
 from store.clicks import _headers_json
 from tests.conftest import write_config
 from tests.redirecting import click, token
-from tracker.network import (
+from tracker.clicks.network import (
     address_hash,
     address_hasher,
     address_reducer,
     build_table,
     client_address,
 )
-from tracker.redirect import (
+from tracker.http.redirect import (
     HOST_CACHE_SIZE,
     LOCATION_CACHE_SIZE,
     REDIRECTOR_KEY,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from relay.config import load_config
+from relay.config.load import load_config
 from relay.server import Running, running
 from store.sqlite import SqliteStore
 from tests.conftest import finished, send, simple_message, wait_until, write_config

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from relay.config import ConfigError
+from relay.config.load import ConfigError
 from relay.maintenance import RetentionWorker
 from store.db import now_us
 from store.idempotency import KeyClaim

@@ -8,8 +8,8 @@ import time
 import pytest
 from selectolax.lexbor import LexborHTMLParser
 
-from relay.rewrite import ANCHOR_TEXT_LIMIT, Link, RewriteResult, rewrite_links
-from relay.rewrite_scan import conditional_regions, decode_attribute
+from relay.rewrite.links import ANCHOR_TEXT_LIMIT, Link, RewriteResult, rewrite_links
+from relay.rewrite.scan import conditional_regions, decode_attribute
 
 TRACKER = "https://t.test/c/"
 C0_AND_SPACE = "".join(map(chr, range(0x21)))
@@ -509,7 +509,7 @@ def test_hostile_input_stays_linear(html: str) -> None:
 
 
 def test_destination_too_long_for_a_token_is_left_untracked() -> None:
-    from relay.rewrite_policy import MAX_DESTINATION_LENGTH
+    from relay.rewrite.policy import MAX_DESTINATION_LENGTH
 
     long_url = "https://example.com/?q=" + "x" * MAX_DESTINATION_LENGTH
     html = f'<a href="{long_url}">long</a><a href="https://example.com/ok">ok</a>'
@@ -520,7 +520,7 @@ def test_destination_too_long_for_a_token_is_left_untracked() -> None:
 
 @pytest.mark.parametrize("char", ["x", "ä", "😀"])
 def test_longest_tracked_destination_fits_in_a_token(char: str) -> None:
-    from relay.rewrite_policy import MAX_DESTINATION_LENGTH
+    from relay.rewrite.policy import MAX_DESTINATION_LENGTH
     from tracker.config import SigningKey
     from tracker.tokens import MAX_TOKEN_LENGTH, ClickClaims, mint_token
 

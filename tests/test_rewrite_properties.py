@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.rewrite import Link, rewrite_links
+from relay.rewrite.links import Link, rewrite_links
 from tests.test_rewrite import assert_only_hrefs_changed, mint
 
 # fmt: off

@@ -1,4 +1,4 @@
-"""The DATA command read by relay/smtp_data.py and by aiosmtpd's own reader
+"""The DATA command read by relay/submission/smtp_data.py and by aiosmtpd's own reader
 (``[smtp] own_data_reader``): the same content, the same replies, the same rules for the
 end of the mail, over a real socket to the running relay."""
 

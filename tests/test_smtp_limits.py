@@ -1,6 +1,6 @@
 """Hostile mail from an authenticated sender (issue #13, R3–R5), each sent over SMTP to the
 running relay: a header byte that is not UTF-8 is accepted and stored as text; headers and
-messages over the limits of relay/limits.py get 552 naming the header or the setting; a
+messages over the limits of relay/message/limits.py get 552 naming the header or the setting; a
 mail to many recipients is read and rewritten once. After each, an ordinary mail is
 relayed and an ordinary click on it is stored."""
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-import relay.intake
 from relay.server import Running
+from relay.submission import intake
 from tests.conftest import running, simple_message, wait_until, write_config
 from tests.redirecting import K1, links_in
 from tests.sink import Sink
@@ -174,13 +174,13 @@ async def test_a_mail_to_many_recipients_is_read_once_and_its_body_kept_once(
     """Every copy was parsed and rewritten on its own: 2.1 MB × 50 recipients took 8.9 s."""
     settings["smtp"].update(max_recipients=50, parse_workers=0)  # in a thread: countable
     walks: list[int] = []
-    real = relay.intake.track_message
+    real = intake.track_message
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         walks.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(relay.intake, "track_message", counted)
+    monkeypatch.setattr(intake, "track_message", counted)
     html = links(30) + "<p>" + "filler words\r\n" * 30_000 + "</p>"  # over 256 KB: in a file
     rcpts = [f"r{n}@example.org" for n in range(50)]
     async with running(write_config(config_path, settings)) as r:

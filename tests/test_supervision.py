@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-import relay.live
+from relay.config import live
 from relay.server import Running
 from tests.conftest import send, simple_message, wait_until
 from tests.redirecting import HOST, click, token
 from tests.sink import Sink
 from tests.test_operations import get
 from tests.test_serve_process import Server, wait_for
-from tracker.redirect import REDIRECTOR_KEY
+from tracker.http.redirect import REDIRECTOR_KEY
 from tracker.supervisor import LOOP_DEATHS
 
 # Where each task's fault is injected: an attribute its loop calls outside its own guard.
@@ -31,7 +31,7 @@ FAULTS: dict[str, Callable[[Running], tuple[Any, str]]] = {
     "delivery": lambda r: (r.delivery, "_claim"),
     "promotion": lambda r: (r.promotion, "_idle"),
     "webhooks": lambda r: (r.webhooks, "_sweep"),
-    "config-watch": lambda r: (relay.live, "file_stamp"),
+    "config-watch": lambda r: (live, "file_stamp"),
 }
 
 
@@ -145,7 +145,7 @@ async def test_a_task_that_keeps_dying_keeps_healthz_at_503(
 FAULTY_SERVE = """
 import errno, sys
 from relay.cli import main
-from tracker.observations import ObservationRecorder
+from tracker.clicks.recorder import ObservationRecorder
 write, faults = ObservationRecorder._write, [OSError(errno.EBADF, "Bad file descriptor")]
 async def _write(self, batch, observations):
     if faults:

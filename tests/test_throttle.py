@@ -14,13 +14,13 @@ import math
 
 import pytest
 
-from relay.api_common import API_KEY
+from relay.api.common import API_KEY
 from relay.server import Running
 from relay.throttle import FAILURE_MEMORY, FREE_FAILURES, Throttle, source_network, spacing
 from tests.conftest import PROJECT_TOKEN, TEAM_TOKEN
 from tests.redirecting import HOST
 from tests.test_http_hostile import assert_redirect_still_correct
-from tracker.network import parse_address
+from tracker.clicks.network import parse_address
 
 PARALLEL = 12
 ATTACKER = "127.0.0.66"  # one network, 127.0.0.0/24 (the tests' own clients too)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.config import ConfigError, load_config
+from relay.config.load import ConfigError, load_config
 from tests.conftest import base_settings, write_config
 from tracker.config import SigningKey
 from tracker.tokens import (

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker.agents import (
+from tracker.classify.agents import (
     CRAWLER_PATTERNS_IGNORED,
     CURATED_AGENTS,
     PREVIEW,
@@ -25,7 +25,7 @@ from tracker.agents import (
     _index,
     known_agents,
 )
-from tracker.useragent import ClientInfo, agent_facts, client_info, preload
+from tracker.classify.useragent import ClientInfo, agent_facts, client_info, preload
 
 DATA = tomllib.loads((Path(__file__).parent / "data" / "user_agents.toml").read_text())
 CRAWLERS = [e for e in crawleruseragents.CRAWLER_USER_AGENTS_DATA

@@ -37,7 +37,9 @@ from tests.receiver import Receiver, verified
 from tests.redirecting import click
 from tests.sink import Sink
 from tracker.config import ProjectConfig, WebhookConfig, WebhookDeliveryConfig
-from tracker.events import (
+from tracker.metrics import Metrics
+from tracker.webhooks.dispatch import GONE, WebhookDispatcher, signature
+from tracker.webhooks.events import (
     MESSAGE_CLICKED,
     Bot,
     ClickEvent,
@@ -45,8 +47,6 @@ from tracker.events import (
     envelope_body,
     iso_timestamp,
 )
-from tracker.metrics import Metrics
-from tracker.webhooks import GONE, WebhookDispatcher, signature
 from tracker.workers import MAX_BACKOFF_SECONDS, backoff_seconds
 
 SECRET = "whsec_test_secret_0123456789"
@@ -332,7 +332,7 @@ def test_default_schedule_retries_for_at_least_a_day() -> None:
 def test_webhook_delivery_settings_are_checked(
     tmp_path: Path, table: dict[str, object], message: str
 ) -> None:
-    from relay.config import ConfigError
+    from relay.config.load import ConfigError
 
     settings = base_settings(tmp_path, 2525)
     settings["webhook_delivery"] = table

@@ -1,4 +1,4 @@
-"""The observation writer (store/writer.py): the process that commits the tracker's clicks.
+"""The observation writer (store/writer/client.py): the process that commits the tracker's clicks.
 A batch is on disk when ``record_observations`` returns; a batch sent again is written
 once; SQLite's errors come back by name; a writer that dies is replaced, and one that is
 killed while clicks come in loses and doubles none of them."""
@@ -21,8 +21,8 @@ import pytest
 from relay.server import Running, running
 from store.records import Observation
 from store.sqlite import SqliteStore
-from store.writer import ObservationWriteError, ObservationWriter, batch_request
-from store.writer_process import FRAME
+from store.writer.client import ObservationWriteError, ObservationWriter, batch_request
+from store.writer.process import FRAME
 from tests.conftest import wait_until, write_config
 from tests.redirecting import click, token
 from tests.test_observations import recorder_of, sample
@@ -108,7 +108,7 @@ async def test_a_batch_committed_by_a_writer_that_died_before_answering_is_not_d
 def commit_unread(path: Path, request: bytes) -> WriterAnswer:
     """Start a writer, send it one request, read its answer, kill it: it has committed
     and answered, but as far as any server knows it died with the batch in hand."""
-    with subprocess.Popen([sys.executable, "-m", "store.writer_process", str(path)],
+    with subprocess.Popen([sys.executable, "-m", "store.writer.process", str(path)],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) as process:
         assert process.stdin is not None and process.stdout is not None
         assert answer(process.stdout) == (0, None, [])  # the database is open
@@ -132,7 +132,7 @@ def answer(stream: IO[bytes]) -> WriterAnswer:
 async def test_the_wal_is_started_over_while_batches_keep_coming(
     store: SqliteStore, writer: ObservationWriter
 ) -> None:
-    """Checkpoints run beside the commits (store/writer_process.py); the WAL must still be
+    """Checkpoints run beside the commits (store/writer/process.py); the WAL must still be
     copied whole now and then, or it only grows: 400 batches would leave it at over
     100 MB."""
     for b in range(400):

@@ -1,5 +1,5 @@
 """The configuration the tracker consumes, declared here so that the tracker does not
-depend on the relay: ``relay.config`` loads the TOML file into these types, and the
+depend on the relay: ``relay.config.load`` loads the TOML file into these types, and the
 tracker reads the live configuration through ``ConfigSource`` (it changes on reload)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from tracker.network import NetworkTable, address_hasher, derive_hash_key
+from tracker.clicks.network import NetworkTable, address_hasher, derive_hash_key
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -36,7 +36,7 @@ class TrackingConfig:
 
     @cached_property
     def address_hasher(self) -> hmac.HMAC:
-        """The keyed state of the client address hash (see ``tracker.network``)."""
+        """The keyed state of the client address hash (see ``tracker.clicks.network``)."""
         return address_hasher(derive_hash_key(self.address_hash_key, self.signing_keys[0].secret))
 
     @property
@@ -57,7 +57,7 @@ class TrackingConfig:
 class HttpConfig:
     listen: str
     trusted_proxies: tuple[IPNetwork, ...] = ()
-    # Plain clicks answered by the listener's front (tracker/front.py); false: every
+    # Plain clicks answered by the listener's front (tracker/http/front.py); false: every
     # request by aiohttp, the library path the front departs from.
     click_front: bool = True
     # The front closes a connection that has not sent a whole request head within this
@@ -117,7 +117,7 @@ class ProjectConfig:
 
 
 class TrackerView(Protocol):
-    """What the tracker reads of the configuration (``relay.config.Config`` provides it)."""
+    """What the tracker reads of the configuration (``relay.config.load.Config`` provides it)."""
 
     @property
     def tracking(self) -> TrackingConfig: ...

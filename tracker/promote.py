@@ -27,9 +27,12 @@ from store.clock import now_us
 from store.events import EarlierClicks, EventRecord, HitRecord, Promoted
 from store.records import LinkRecord, MessageInfo, Observation
 from store.webhooks import NewDelivery
-from tracker.classify import ClickContext, Hit, Verdict, classify
+from tracker.classify.rules import Rules
+from tracker.classify.useragent import client_info
+from tracker.classify.verdict import ClickContext, Hit, Verdict, classify
 from tracker.config import ProjectConfig, WebhookConfig
-from tracker.events import (
+from tracker.metrics import Metrics
+from tracker.webhooks.events import (
     HONEYPOT_LINK_INDEX,
     MESSAGE_CLICKED,
     ClickEvent,
@@ -38,9 +41,6 @@ from tracker.events import (
     envelope_body,
     iso_timestamp,
 )
-from tracker.metrics import Metrics
-from tracker.rules import Rules
-from tracker.useragent import client_info
 from tracker.workers import WorkerLoop
 
 log = logging.getLogger("clickrelay.promote")

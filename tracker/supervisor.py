@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from tracker.health import HealthConfig
+from tracker.http.health import HealthConfig
 from tracker.metrics import Metrics
 
 log = logging.getLogger("clickrelay.supervisor")

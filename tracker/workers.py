@@ -1,5 +1,5 @@
-"""The one worker loop under the delivery worker (relay/delivery.py), the promotion worker
-(tracker/promote.py) and the webhook dispatcher (tracker/webhooks.py): claim what is due,
+"""The one worker loop under the delivery worker (relay/delivery/worker.py), the promotion worker
+(tracker/promote.py) and the webhook dispatcher (tracker/webhooks/dispatch.py): claim what is due,
 handle it, sleep until more is due. A worker says what to claim (``claim``) and how to
 handle one claimed item (``handle``); the rest is here, the same for all three.
 

@@ -1,0 +1,80 @@
+"""The configuration in force, swapped whole on reload.
+
+SIGHUP or a change of the file loads it anew; projects, routes and webhooks take effect
+at once (every reader asks for the current object), and a file that does not load keeps
+the running configuration (config.example.toml). Listeners, the store and the upstream are fixed at
+start: a change there is logged as needing a restart. ``http.trusted_proxies`` and the
+network lists are read per request, so they follow a reload."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from relay.config.load import Config, ConfigError, load_config
+from tracker.metrics import Metrics
+
+log = logging.getLogger("clickrelay.config")
+
+WATCH_INTERVAL_SECONDS = 1.0
+_FIXED = ("smtp", "upstream", "store")
+
+
+class LiveConfig:
+    def __init__(self, config: Config, metrics: Metrics) -> None:
+        self._current = config
+        self._metrics = metrics
+        self._lock = asyncio.Lock()
+        self._stamp = file_stamp(config.path)
+
+    def __call__(self) -> Config:
+        return self._current
+
+    @property
+    def path(self) -> Path:
+        return self._current.path
+
+    def replace(self, config: Config) -> None:
+        """Put a configuration in force (the API's write-back has already written it)."""
+        self._current = config
+        self._stamp = file_stamp(config.path)
+
+    async def reload(self) -> bool:
+        async with self._lock:
+            self._stamp = file_stamp(self.path)
+            try:
+                new = await asyncio.to_thread(load_config, self.path)
+            except ConfigError as exc:
+                self._metrics.config_reloads.labels("error").inc()
+                log.error("configuration not reloaded, keeping the running one: %s", exc)
+                return False
+            for section in _FIXED:
+                if getattr(new, section) != getattr(self._current, section):
+                    log.warning("[%s] changed: it takes effect after a restart", section)
+            for key in ("listen", "click_front"):  # the listener is made at start
+                if getattr(new.http, key) != getattr(self._current.http, key):
+                    log.warning("http.%s changed: it takes effect after a restart", key)
+            self._current = new
+            self._metrics.config_reloads.labels("ok").inc()
+            log.info("configuration reloaded from %s", self.path)
+            return True
+
+    async def watch(self) -> None:
+        """Reload when the file changes (mtime, size or inode)."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+            stamp = file_stamp(self.path)
+            if stamp != self._stamp:
+                with contextlib.suppress(Exception):
+                    await self.reload()
+
+
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells that a file changed: mtime, size and inode (None if it is gone)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -1,0 +1,167 @@
+"""Where delivered mail goes: an upstream SMTP server (aiosmtplib) or a local Maildir.
+
+Failures are sorted here, once: a 4xx reply, a refused or broken connection or a
+timeout is temporary; a 5xx reply is permanent (RFC 5321 §4.2.1). The DATA of a copy is
+made ready in a thread, one copy at a time, and written a slice per turn of the loop:
+aiosmtplib's sendmail prepares it with regular expressions on the event loop (half a
+second for a copy of 25 MB, while every click waits; docs/performance.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from relay.config.load import UpstreamConfig
+from relay.errors import UpstreamPermanent, UpstreamTemporary
+
+
+class Upstream(Protocol):
+    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
+        """Hand one copy on; returns the upstream's answer, raises ``UpstreamError``."""
+        ...
+
+
+def make_upstream(config: UpstreamConfig, local_hostname: str) -> Upstream:
+    if config.scheme == "maildir":
+        assert config.maildir is not None
+        return MaildirUpstream(config.maildir)
+    return SmtpUpstream(config, local_hostname)
+
+
+class SmtpUpstream:
+    def __init__(self, config: UpstreamConfig, local_hostname: str) -> None:
+        self._config = config
+        self._local_hostname = local_hostname
+        self._preparing = asyncio.Semaphore(1)
+
+    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
+        c = self._config
+        client = aiosmtplib.SMTP(
+            hostname=c.host,
+            port=c.port,
+            username=c.username,
+            password=c.password,
+            local_hostname=self._local_hostname,
+            timeout=c.timeout_seconds,
+            use_tls=c.scheme == "smtps",
+            # smtp:// upgrades when offered (opportunistic, unverified as RFC 7435 allows);
+            # smtp+starttls:// insists on it and verifies the certificate.
+            start_tls=True if c.scheme == "smtp+starttls" else None,
+            validate_certs=c.scheme != "smtp",
+        )
+        async with self._preparing:  # one at a time: each thread more delays the loop's GIL
+            data, size = await asyncio.to_thread(wire_data, body)
+        try:
+            async with client:
+                return await _transaction(client, mail_from, rcpt_to, data, size,
+                                          c.timeout_seconds)
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _by_code(exc.code, exc.message) from exc
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            raise UpstreamTemporary(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def _transaction(
+    client: aiosmtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes, size: int,
+    timeout: float,
+) -> str:
+    """MAIL, RCPT and DATA, as aiosmtplib's sendmail does them, with the DATA ready."""
+    await client.mail(mail_from, options=[f"size={size}"] if client.supports_extension("size")
+                      else [])
+    await client.rcpt(rcpt_to)
+    start = await client.execute_command(b"DATA")
+    if start.code != 354:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost")
+    for at in range(0, len(data), WRITE_SLICE):  # the loop copies a large copy in turns
+        protocol.write(data[at : at + WRITE_SLICE])
+        await asyncio.sleep(0)
+    reply = await protocol.read_response(timeout=timeout)
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply.message
+
+
+_LINE_ENDINGS = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
+WIRE_SLICE = 1024 * 1024  # bytes worked on at once: the GIL is let go between slices
+WRITE_SLICE = 256 * 1024  # bytes handed to the transport in one turn of the loop
+
+
+def wire_data(body: bytes) -> tuple[bytes, int]:
+    """``body`` as DATA puts it on the wire (RFC 5321 §4.5.2: CRLF line ends, a leading
+    dot doubled, the terminating line), exactly as aiosmtplib makes it, and its size
+    before the dots (the SIZE parameter). A slice at a time, each ending after an LF, so
+    that another thread waits a short while for the GIL at most; a slice whose line ends
+    are all CRLF already (as SMTP brought them) needs no regular expression."""
+    out, size, pos = [], 0, 0
+    while pos < len(body):
+        cut = body.find(b"\n", min(pos + WIRE_SLICE, len(body)) - 1)
+        end = len(body) if cut < 0 else cut + 1
+        lines = body[pos:end]
+        crlf = lines.count(b"\r\n")
+        if lines.count(b"\r") != crlf or lines.count(b"\n") != crlf:
+            lines = _LINE_ENDINGS.sub(b"\r\n", lines)
+        size += len(lines)
+        # Every slice starts a line: the dot of its first line, then the others'.
+        out.append(b"." * lines.startswith(b".") + lines.replace(b"\n.", b"\n.."))
+        pos = end
+    if not body.endswith((b"\r\n", b"\n", b"\r")):
+        out.append(b"\r\n")
+        size += 2
+    out.append(b".\r\n")
+    return b"".join(out), size
+
+
+def _by_code(code: int, message: str) -> UpstreamTemporary | UpstreamPermanent:
+    text = f"{code} {message}".strip()
+    if 500 <= code < 600:
+        return UpstreamPermanent(text, code)
+    return UpstreamTemporary(text, code)
+
+
+class MaildirUpstream:
+    """Delivery into a Maildir (the maildir(5) tmp → new protocol), fsynced before the
+    copy counts as delivered."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
+        try:
+            name = await asyncio.to_thread(self._write, mail_from, rcpt_to, body)
+        except OSError as exc:
+            raise UpstreamTemporary(f"maildir {self.path}: {exc}") from exc
+        return f"250 delivered to maildir as {name}"
+
+    def _write(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
+        for sub in ("tmp", "new", "cur"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns()}.{uuid.uuid4().hex}.{socket.gethostname()}"
+        tmp = self.path / "tmp" / name
+        eol = b"\r\n" if b"\r\n" in body[:2048] else b"\n"
+        envelope = (
+            b"Return-Path: <" + mail_from.encode("utf-8", "replace") + b">" + eol
+            + b"Delivered-To: " + rcpt_to.encode("utf-8", "replace") + eol
+        )
+        with open(tmp, "xb") as f:
+            f.write(envelope)
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, self.path / "new" / name)
+        dir_fd = os.open(self.path / "new", os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return name

@@ -1,0 +1,118 @@
+"""The delivery worker: claims due copies from the spool and hands them to the upstream.
+
+A temporary failure is retried with exponential backoff and jitter (the first retry
+within a minute) until ``max_retry_hours`` have passed since the copy was accepted; a
+permanent failure ends it. Every attempt and the final outcome are recorded (docs/architecture.md).
+Claims, leases, the concurrency bound, the sleep between rounds and the backoff formula
+are the worker loop's (tracker/workers.py); this module says what to claim and how one
+copy is delivered."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from relay.config.load import Config
+from relay.delivery.upstream import Upstream
+from relay.errors import UpstreamError, UpstreamPermanent
+from store.mail import DELIVERED, PERMANENT, TEMPORARY
+from store.records import SpooledMessage
+from tracker.metrics import Metrics
+from tracker.workers import LEASE_TIMEOUTS, WorkerLoop
+
+log = logging.getLogger("clickrelay.delivery")
+
+
+class DeliveryStore(Protocol):
+    async def claim_due_messages(
+        self, worker: str, now: int, lease_us: int, limit: int
+    ) -> list[SpooledMessage]: ...
+
+    async def next_message_due(self) -> int | None: ...
+
+    async def record_delivery(
+        self, message_id: str, *, outcome: str, at: int, duration_ms: int,
+        code: int | None = None, detail: str | None = None, next_attempt_at: int | None = None,
+    ) -> None: ...
+
+    async def release_claims(self, worker: str | None = None) -> int: ...
+
+
+class DeliveryWorker(WorkerLoop[SpooledMessage]):
+    """Delivers due copies, at most ``[upstream] concurrency`` at once, each claim leased
+    for ``LEASE_TIMEOUTS`` upstream timeouts."""
+
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        store: DeliveryStore,
+        upstream: Upstream,
+        metrics: Metrics,
+    ) -> None:
+        super().__init__("delivery")
+        self._config = config
+        self._store = store
+        self._upstream = upstream
+        self._metrics = metrics
+
+    def concurrency(self) -> int:
+        return self._config().upstream.concurrency
+
+    def lease_seconds(self) -> float:
+        return LEASE_TIMEOUTS * self._config().upstream.timeout_seconds
+
+    async def claim(self, now: int, lease_us: int, room: int) -> list[SpooledMessage]:
+        return await self._store.claim_due_messages(self.worker_id, now, lease_us, room)
+
+    async def next_due(self) -> int | None:
+        return await self._store.next_message_due()
+
+    async def release(self) -> None:
+        await self._store.release_claims(self.worker_id)
+
+    def describe(self, message: SpooledMessage) -> str:
+        return f"message_id={message.id}"
+
+    async def handle(self, message: SpooledMessage) -> None:
+        started = time.monotonic()
+        outcome, code, detail, retry_at = DELIVERED, None, None, None
+        try:
+            detail = await self._upstream.deliver(message.mail_from, message.rcpt_to,
+                                                  message.body)
+        except UpstreamError as exc:
+            code, detail = exc.code, str(exc)
+            outcome, retry_at = self._judge(message, exc)
+        except Exception as exc:  # a bug must not lose mail: retry it like a 4xx
+            log.exception("delivery crashed message_id=%s", message.id)
+            code, detail = None, f"internal error: {type(exc).__name__}: {exc}"
+            outcome, retry_at = self._judge(message, exc)
+        elapsed = time.monotonic() - started
+        self._metrics.delivery_seconds.observe(elapsed)
+        self._metrics.delivery_attempts.labels(outcome).inc()
+        await self._store.record_delivery(
+            message.id, outcome=outcome, at=self._clock(), duration_ms=int(elapsed * 1000),
+            code=code, detail=detail, next_attempt_at=retry_at,
+        )
+        self._log(message, outcome, detail)
+
+    def _judge(self, message: SpooledMessage, exc: Exception) -> tuple[str, int | None]:
+        """Temporary or permanent, and when to try again."""
+        upstream = self._config().upstream
+        if isinstance(exc, UpstreamPermanent):
+            self._metrics.mail_failed.labels("rejected").inc()
+            return PERMANENT, None
+        retry_at = self.next_attempt_at(message.attempts + 1, upstream.retry_initial_seconds)
+        if retry_at - message.created_at > upstream.max_retry_hours * 3_600_000_000:
+            self._metrics.mail_failed.labels("expired").inc()
+            return PERMANENT, None
+        return TEMPORARY, retry_at
+
+    def _log(self, message: SpooledMessage, outcome: str, detail: str | None) -> None:
+        if outcome == DELIVERED:
+            self._metrics.mail_delivered.inc()
+            log.info("delivered message_id=%s attempt=%d", message.id, message.attempts + 1)
+        else:
+            log.warning("delivery %s message_id=%s attempt=%d: %s", outcome, message.id,
+                        message.attempts + 1, detail)

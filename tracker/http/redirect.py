@@ -1,0 +1,232 @@
+"""The redirect: ``GET``/``HEAD /c/{token}`` (docs/redirect.md).
+
+verify the token → check the host serves its project → store the observation (durable,
+group-committed, within a deadline) → ``302 Location: destination``. A token signed by us
+but expired still redirects and records nothing; anything else is a small 404 page,
+never a redirect to a URL we did not sign."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Final, Protocol
+
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from store.records import Observation
+from tracker.clicks.network import address_reducer
+from tracker.clicks.recorder import Waiter
+from tracker.config import ConfigSource, TrackerView
+from tracker.http.location import NotRedirectable, ascii_location
+from tracker.metrics import Metrics
+from tracker.tokens import ClickClaims, ExpiredToken, InvalidToken, TokenVerifier
+
+log = logging.getLogger("clickrelay.redirect")
+
+# What classification reads of a request (docs/classification.md), stored under lower-case names.
+CLASSIFICATION_HEADERS = (
+    "accept", "accept-language", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest",
+    "sec-fetch-user", "purpose", "sec-purpose", "x-purpose", "x-moz", "sec-ch-ua",
+    "sec-ch-ua-mobile", "sec-ch-ua-platform",
+)
+MAX_USER_AGENT = 1000  # characters kept; longer agents are cut, not refused
+MAX_HEADER_VALUE = 500
+# Remembered per configuration: destinations of the links being clicked, Host headers.
+LOCATION_CACHE_SIZE = 1024
+HOST_CACHE_SIZE = 256
+
+NOT_FOUND_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="robots" content="noindex">
+<title>Link not found</title></head>
+<body><h1>Link not found</h1>
+<p>This link is not valid. If you copied it from an email, check that it was copied whole.</p>
+</body>
+</html>
+"""
+# On every answer to a tracking link, 302 or 404 (the listener's front writes the same).
+NO_STORE_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
+    {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
+_REDIRECT_HEADERS = CIMultiDictProxy(CIMultiDict(NO_STORE_HEADERS))  # copied for each answer
+
+
+class Recorder(Protocol):
+    async def record(self, observation: Observation) -> bool: ...
+
+    def queue(self, observation: Observation, waiter: Waiter) -> bool: ...
+
+    @property
+    def failing(self) -> str | None: ...
+
+
+class ClickContext:
+    """What the redirect derives from one configuration object, made when a reload puts
+    a new one in force: the token verifier of its keys, and the answers that depend only
+    on the configuration and one input, remembered (bounded) because clicks repeat them:
+    the ``Location`` of a destination, whether a Host serves a project, what an address
+    reduces to."""
+
+    def __init__(self, config: TrackerView, verifier: TokenVerifier) -> None:
+        self.config = config
+        self.verifier = verifier
+        self.settle_us = int(config.tracking.settle_seconds * 1_000_000)
+        self.location = lru_cache(maxsize=LOCATION_CACHE_SIZE)(_location)
+
+        def serves(host_header: str, sid: str) -> bool:
+            return host_serves(host_header, sid, config)
+
+        self.serves = lru_cache(maxsize=HOST_CACHE_SIZE)(serves)
+        self.reduce_address = address_reducer(
+            config.http.trusted_proxies, config.networks, config.tracking.address_hasher
+        )
+
+    def checked_location(self, host_header: str, claims: ClickClaims) -> str:
+        """Where the click goes; ``InvalidToken`` if this host does not serve the token's
+        project or the destination is not one a browser may be sent to."""
+        if not self.serves(host_header, claims.project_sid):
+            raise InvalidToken("token presented on another project's host")
+        location, refusal = self.location(claims.destination)
+        if location is None:
+            raise InvalidToken(f"destination: {refusal}")
+        return location
+
+    def observe(self, peer: str | None, method: str, headers: CIMultiDictProxy[str],
+                claims: ClickClaims, now_us: int) -> Observation:
+        """The observation of one click: its claims, the request's shape, and the address
+        reduced to a network label and a keyed hash."""
+        forwarded = headers.getall("X-Forwarded-For", None)
+        network, addr_hash = self.reduce_address(
+            peer, () if forwarded is None else tuple(forwarded)
+        )
+        return Observation(
+            claims.message_id, claims.link_index, claims.destination, claims.project_sid,
+            now_us, method, valid_text(headers.get("User-Agent", "")[:MAX_USER_AGENT]),
+            _classification_headers(headers), network, addr_hash, now_us + self.settle_us,
+        )
+
+
+class Redirector:
+    """What the redirect view needs: the live configuration (seen through the
+    ``ClickContext`` of the object in force), the observation recorder and the click
+    counters."""
+
+    def __init__(self, config: ConfigSource, recorder: Recorder, metrics: Metrics) -> None:
+        self.config = config
+        self.recorder = recorder
+        self.recorded = metrics.clicks.labels("recorded")
+        self.expired = metrics.clicks.labels("expired")
+        self.refused = metrics.clicks.labels("refused")
+        self._context: ClickContext | None = None
+
+    def context(self) -> ClickContext:
+        """The context of the configuration in force, made anew when a reload replaced it
+        (the verifier is kept when the keys did not change)."""
+        config = self.config()
+        context = self._context
+        if context is None or context.config is not config:
+            keys = config.tracking.signing_keys
+            verifier = (context.verifier if context is not None
+                        and context.verifier.keys == keys else TokenVerifier(keys))
+            context = self._context = ClickContext(config, verifier)
+        return context
+
+    def decide(self, token: str, host: str, peer: str | None, method: str,
+               headers: CIMultiDictProxy[str]) -> tuple[str | None, Observation | None]:
+        """What to answer a click, whoever carries it over HTTP: the ``Location`` (None:
+        the 404 page) and the observation to store before it goes out (None: the token
+        expired, nothing is recorded)."""
+        context = self.context()
+        try:
+            claims = context.verifier.verify(token)
+            location = context.checked_location(host, claims)
+        except ExpiredToken as exc:
+            try:
+                location = context.checked_location(host, exc.claims)
+            except InvalidToken as refused:
+                self._refuse(refused)
+                return None, None
+            self.expired.inc()
+            return location, None
+        except InvalidToken as exc:
+            self._refuse(exc)
+            return None, None
+        return location, context.observe(peer, method, headers, claims, time.time_ns() // 1000)
+
+    async def click(self, request: web.Request) -> web.Response:
+        """The aiohttp view (the listener's front answers plain clicks itself, the same
+        way: see ``tracker.http.front``)."""
+        location, observation = self.decide(request.match_info["token"], request.host,
+                                            request.remote, request.method, request.headers)
+        if location is None:
+            return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html",
+                                headers=NO_STORE_HEADERS)
+        if observation is not None:
+            await self.recorder.record(observation)
+            self.recorded.inc()
+        return _redirect(location)
+
+    def _refuse(self, reason: Exception) -> None:
+        self.refused.inc()
+        log.debug("tracking link refused: %s", reason)
+
+
+REDIRECTOR_KEY = web.AppKey("redirector", Redirector)
+
+
+def _location(destination: str) -> tuple[str | None, str]:
+    """The ``Location`` of a destination, or None and why it cannot be one."""
+    try:
+        return ascii_location(destination), ""
+    except NotRedirectable as exc:
+        return None, str(exc)
+
+
+def host_serves(host_header: str, sid: str, config: TrackerView) -> bool:
+    """Whether the Host the request named serves links of project ``sid``: its
+    ``p{sid}.`` name under the tracking host, or the project's own tracking domain."""
+    host = _hostname(host_header)
+    if host == f"p{sid}.{config.tracking.hostname}":
+        return True
+    return any(p.sid == sid and p.tracking_domain == host for p in config.projects)
+
+
+def _hostname(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    name, _, port = host.rpartition(":")
+    if name and port.isdigit():
+        host = name
+    return host.rstrip(".")
+
+
+def _classification_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
+    found = {}
+    for name in CLASSIFICATION_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            found[name] = valid_text(value[:MAX_HEADER_VALUE])
+    return found
+
+
+def valid_text(value: str) -> str:
+    """A header value as text that can be stored: the HTTP parser keeps a byte that is
+    not UTF-8 as a lone surrogate (``surrogateescape``), which has no UTF-8 form, so
+    SQLite refuses the whole row; such bytes become U+FFFD, as a browser shows them
+    (issue #13, R2)."""
+    if value.isascii():
+        return value  # nearly every header: nothing to check
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate the parser cannot have made: still no text
+        return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _redirect(location: str) -> web.Response:
+    headers = _REDIRECT_HEADERS.copy()
+    headers["Location"] = location
+    return web.Response(status=302, headers=headers)
