@@ -3,7 +3,7 @@
 Bad input is the sender's to fix (5xx); anything else that stops a mail from being
 spooled is temporary (451), so that the client keeps the mail and tries again. The HTTP
 API maps the same failures to status codes and the JSON error bodies that the Lettermint
-SDKs parse (DESIGN §8): bad input 422 naming the field, anything unexpected 500."""
+SDKs parse (docs/api.md): bad input 422 naming the field, anything unexpected 500."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One event loop: the SMTP listeners, the HTTP server and the background workers,
-started in order and stopped in reverse (DESIGN §1); beside it, one process that commits
+started in order and stopped in reverse (docs/architecture.md); beside it, one process that commits
 the clicks' observations (store/writer/client.py). Every background task runs under one
 supervisor (tracker/supervisor.py), which restarts a task that dies and tells /healthz."""
 

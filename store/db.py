@@ -3,9 +3,10 @@
 One writer connection behind an asyncio lock (SQLite has one writer at a time anyway)
 and one reader connection, in WAL mode with ``synchronous = FULL`` so that a committed
 transaction survives a power cut: the relay answers 250 and the tracker answers 302
-only after a commit (DESIGN §3, §5). The clicks' observations are written by a third
-connection, in the observation writer's process (store/writer/process.py); SQLite's
-locks and ``busy_timeout`` keep the two processes' writes apart."""
+only after a commit (docs/mail.md, docs/redirect.md). The clicks' observations are
+written by a third connection, in the observation writer's process
+(store/writer/process.py); SQLite's locks and ``busy_timeout`` keep the two processes'
+writes apart."""
 
 from __future__ import annotations
 

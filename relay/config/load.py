@@ -1,5 +1,5 @@
 """The configuration: one TOML file loaded into typed, frozen objects and checked at load
-time (DESIGN §2). Errors name the file, the key and what is wrong."""
+time (config.example.toml). Errors name the file, the key and what is wrong."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Raw RFC 5322 header blocks, read and edited without re-serialising the message.
 
 The relay must forward everything it does not deliberately change byte for byte
-(DESIGN §4), so header fields are located as byte spans of the original text instead
+(docs/mail.md), so header fields are located as byte spans of the original text instead
 of being round-tripped through ``email.message``.
 """
 

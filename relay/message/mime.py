@@ -1,6 +1,6 @@
 """The MIME walk: find a message's text/html body parts and rewrite each one in place.
 
-DESIGN §4: only ``text/html`` body parts are rewritten; attachments (``Content-Disposition:
+docs/mail.md: only ``text/html`` body parts are rewritten; attachments (``Content-Disposition:
 attachment``) and attached messages (``message/rfc822``, never entered) are not touched;
 every byte outside a rewritten part's body goes out exactly as it came, so the MIME
 structure cannot change. A part that cannot be decoded or rewritten is forwarded as it
@@ -212,7 +212,7 @@ class _Walk:
             encoded = decoded.encoding_of(html)
         except LimitExceeded:
             raise
-        except Exception as exc:  # fail open (DESIGN §4): reported, never silent
+        except Exception as exc:  # fail open (docs/mail.md): reported, never silent
             error = f"rewrite failed: {type(exc).__name__}: {exc}"
             self.outcomes.append(PartOutcome(path, False, error))
             return

@@ -1,6 +1,6 @@
 """The HTML link rewriter: one document in, the same document with tracked hrefs out.
 
-A pure function (DESIGN §4, STYLE "Do" 2): HTML text and a link-minting callable in,
+A pure function (docs/mail.md): HTML text and a link-minting callable in,
 rewritten text and the ordered links out; no I/O, clock or configuration. lexbor
 (selectolax) decides what is a link; ``relay.rewrite.scan`` locates each candidate
 ``href`` value in the original text, and only those values are replaced, so everything

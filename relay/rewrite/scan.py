@@ -1,7 +1,7 @@
 """Where the link attributes are in the original HTML text.
 
 lexbor decides what is a link (``relay.rewrite.links``), but it keeps no source offsets and the
-rewrite must splice new ``href`` values into the original text (DESIGN §4, byte
+rewrite must splice new ``href`` values into the original text (docs/mail.md, byte
 preservation). This module finds, in that text, the start tags that look like links
 (``a``, ``area``, VML ``v:*``) and the exact span of their first ``href`` value, and the
 Outlook conditional comments that may hold such tags.

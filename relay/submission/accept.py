@@ -146,7 +146,7 @@ class Submitter:
 
     async def _claim(self, project_id: str, claim: KeyClaim) -> Accepted | None:
         """Take an Idempotency-Key for this mail: the earlier answer when the same mail
-        was accepted under it before, None when it is new (DESIGN §3)."""
+        was accepted under it before, None when it is new (docs/mail.md)."""
         [state] = await self._store.claim_idempotency_keys(
             project_id, [claim], time.time_ns() // 1000, IDEMPOTENCY_TTL_US
         )

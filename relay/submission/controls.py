@@ -1,4 +1,4 @@
-"""The Lettermint control headers of a submitted mail (DESIGN §3): read, checked, and
+"""The Lettermint control headers of a submitted mail (docs/mail.md): read, checked, and
 removed before the mail goes on. Every ``X-LM-*`` and ``X-Lettermint-*`` header goes,
 whether we know it or not, and so does ``Idempotency-Key``."""
 

@@ -1,4 +1,4 @@
-"""SMTP submission (DESIGN §3): aiosmtpd on the shared event loop, AUTH against project
+"""SMTP submission (docs/mail.md): aiosmtpd on the shared event loop, AUTH against project
 tokens (slowed per source network across connections, relay/throttle.py), the envelope
 limits, and ``handle_DATA`` handing the mail to the submission steps. The reply is 250
 only once every copy is spooled on disk."""
