@@ -44,6 +44,18 @@ class TemporaryRefusal(RelayError):
         self.message = message
 
 
+class KeyConflict(RelayError):
+    """An idempotency key is still being processed (``in_flight``: try again later) or was
+    used for another mail (relay/submission/idempotency.py): 451 or 550 over SMTP, 409
+    over the API."""
+
+    def __init__(self, key: str, message: str, *, in_flight: bool) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+        self.in_flight = in_flight
+
+
 class UpstreamError(RelayError):
     """Delivery to the upstream failed; ``code`` is the SMTP code if it answered one."""
 
@@ -75,8 +87,10 @@ def smtp_reply(exc: BaseException) -> str:
     if isinstance(exc, BadInput):
         status = _SMTP_STATUS.get(exc.smtp_code, "5.5.4")
         return f"{exc.smtp_code} {status} {_one_line(exc.message)}"
-    if isinstance(exc, TemporaryRefusal):
+    if isinstance(exc, TemporaryRefusal) or (isinstance(exc, KeyConflict) and exc.in_flight):
         return f"451 4.3.0 {_one_line(exc.message)}"
+    if isinstance(exc, KeyConflict):
+        return f"550 5.6.0 {_one_line(exc.message)}"
     return REPLY_TEMPORARY
 
 
@@ -146,6 +160,9 @@ def http_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
         if exc.details is not None:
             body["details"] = exc.details
         return exc.status, body
+    if isinstance(exc, KeyConflict):
+        return 409, {"error": "CONFLICT", "message": exc.message,
+                     "details": {"idempotency_key": exc.key}}
     if isinstance(exc, TemporaryRefusal):
         return 409, {"error": "CONFLICT", "message": exc.message}
     return 500, {"error": "INTERNAL_ERROR", "message": HTTP_INTERNAL_MESSAGE}

@@ -84,6 +84,9 @@ async def running(config: Config) -> AsyncIterator[Running]:
         await store.clean_spool()
         await store.release_observation_claims()
         await store.release_webhook_claims()
+        keys = await store.release_unfinished_keys()
+        if keys:
+            log.warning("gave back %d idempotency keys whose mail was never spooled", keys)
         upstream = make_upstream(config.upstream, config.smtp.hostname)
         delivery = DeliveryWorker(live, store, upstream, metrics)
         submitter = Submitter(live, store, metrics, on_spooled=delivery.wake)

@@ -86,6 +86,15 @@ class IdempotencyStore:
                 [(project_id, scope, key) for scope, key in keys],
             )
 
+    async def release_unfinished_keys(self) -> int:
+        """Give back every key still in flight: at start, when no request is being
+        taken, a key in flight belongs to a request that died with the previous process
+        before its mail was spooled (an answered key is completed in the spool's own
+        transaction). How many went."""
+        async with self.db.transaction() as tx:
+            cur = await tx.execute("DELETE FROM idempotency_keys WHERE status = 'in_flight'")
+            return cur.rowcount
+
 
 def _state(claim: KeyClaim, row: Row | None) -> KeyState:
     if row is None:

@@ -152,10 +152,10 @@ async def test_idempotency_key_in_flight_is_a_conflict(
     entered, release = asyncio.Event(), asyncio.Event()
     accept = relay.submitter.accept
 
-    async def held(*args: Any) -> Accepted:
+    async def held(*args: Any, **kwargs: Any) -> Accepted:
         entered.set()
         await release.wait()
-        return await accept(*args)
+        return await accept(*args, **kwargs)
 
     monkeypatch.setattr(relay.submitter, "accept", held)
     client = sdk()
@@ -173,7 +173,7 @@ async def test_failed_send_frees_its_idempotency_key(
 ) -> None:
     accept = relay.submitter.accept
 
-    async def broken(*args: Any) -> Accepted:
+    async def broken(*args: Any, **kwargs: Any) -> Accepted:
         raise OSError("disk full")
 
     monkeypatch.setattr(relay.submitter, "accept", broken)

@@ -26,7 +26,7 @@ from relay.api.common import (
     sending_project,
 )
 from relay.api.openapi import openapi_document
-from relay.errors import ApiRefusal, BadInput, TooManyAttempts, http_error
+from relay.errors import ApiRefusal, BadInput, KeyConflict, TooManyAttempts, http_error
 
 log = logging.getLogger("clickrelay.api")
 
@@ -52,7 +52,7 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
             raise
         code = _HTTP_CODES.get(exc.status, "HTTP_ERROR")
         return json_response({"error": code, "message": exc.reason}, exc.status)
-    except (BadInput, ApiRefusal) as exc:
+    except (BadInput, ApiRefusal, KeyConflict) as exc:
         status, body = http_error(exc)
         return json_response(body, status, _refusal_headers(exc, status))
     except asyncio.CancelledError:
@@ -63,7 +63,9 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return json_response(body, status)
 
 
-def _refusal_headers(exc: BadInput | ApiRefusal, status: int) -> dict[str, str] | None:
+def _refusal_headers(
+    exc: BadInput | ApiRefusal | KeyConflict, status: int
+) -> dict[str, str] | None:
     if isinstance(exc, TooManyAttempts):  # RFC 6585 §4
         return {"Retry-After": str(exc.retry_after)}
     return {"WWW-Authenticate": 'Bearer realm="clickrelay"'} if status == 401 else None

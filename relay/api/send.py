@@ -4,8 +4,10 @@ message → the limits of SMTP (recipients, size) → ``Submitter.accept`` (rout
 per-recipient copies, spool) → ``202 {"message_id", "status": "pending"}``.
 
 ``Idempotency-Key`` (and a batch item's ``idempotency_key``): the same key with the same
-body within 24 hours gets the first answer back and sends nothing; the same key with
-another body, or while the first request is still in flight, is a 409."""
+body within the window (``[retention] idempotency_hours``) gets the first answer back and
+sends nothing; the same key with another body, or while the first request is still in
+flight, is a 409 (relay/submission/idempotency.py). A key's answer is written in the
+transaction that spools its mail."""
 
 from __future__ import annotations
 
@@ -26,17 +28,19 @@ from relay.api.send_request import IdempotencyKey, SendBatchMailItem, SendMailRe
 from relay.api.shapes import PendingSendMailResponse
 from relay.api.store import IdempotencyStore
 from relay.config.load import Config
-from relay.errors import BadInput, Conflict, http_error
-from store.clock import now_us
-from store.idempotency import DONE, IN_FLIGHT, MISMATCH, KeyClaim, KeyState
+from relay.errors import BadInput, http_error
+from relay.submission.accept import Accepted
+from relay.submission.controls import IDEMPOTENCY_HEADER
+from relay.submission.idempotency import TakenKey, claim_keys
+from store.idempotency import DONE, KeyClaim
 from tracker.config import ProjectConfig
 
 log = logging.getLogger("clickrelay.api")
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_TTL_US = 24 * 3600 * 1_000_000
 MAX_BATCH = 500
 REPLAYED_HEADER = "Idempotent-Replayed"
+NAMES = {"batch-item": "idempotency_key"}  # how a request names its keys, by scope
+BODY = "request body"  # what a key stands for
 # The body of POST /v1/send/batch, and the Idempotency-Key header.
 BATCH = TypeAdapter(Annotated[list[SendBatchMailItem], Field(min_length=1, max_length=MAX_BATCH)])
 KEY = TypeAdapter(IdempotencyKey)
@@ -60,15 +64,15 @@ async def send(request: web.Request) -> web.Response:
         return json_response(await submit(request, project, prepared), 202)
     store: IdempotencyStore = api_of(request).store
     claim = KeyClaim("send", key, body_hash(data))
-    (state,) = await claim_keys(store, project, [claim])
+    (state,) = await claim_keys(store, api_of(request).live(), project.id, [claim], NAMES,
+                                 BODY)
     if state.state == DONE and state.response is not None:
         return json_response(json.loads(state.response), 202, {REPLAYED_HEADER: "true"})
     try:
-        body = await submit(request, project, prepared)
+        body = await submit(request, project, prepared, TakenKey(claim, answer_of))
     except BaseException:
         await store.release_idempotency_keys(project.id, [(claim.scope, claim.key)])
         raise
-    await complete_key(store, project, claim, body)
     return json_response(body, 202)
 
 
@@ -80,7 +84,9 @@ async def send_batch(request: web.Request) -> web.Response:
     store: IdempotencyStore = api_of(request).store
     whole = KeyClaim("batch", key, body_hash(data)) if key else None
     claims = ([whole] if whole else []) + [p.key for p in items if p.key]
-    states = await claim_keys(store, project, claims) if claims else []
+    states = (await claim_keys(store, api_of(request).live(), project.id, claims, NAMES,
+                                   BODY)
+              if claims else [])
     if whole and states[0].state == DONE and states[0].response is not None:
         return json_response(json.loads(states[0].response), 202, {REPLAYED_HEADER: "true"})
     done = {c.key: s.response for c, s in zip(claims, states, strict=True)
@@ -90,8 +96,9 @@ async def send_batch(request: web.Request) -> web.Response:
         if item.key and item.key.key in done:
             results.append(json.loads(done[item.key.key] or "{}"))
             continue
+        taken = TakenKey(item.key, answer_of) if item.key else None
         try:
-            body = await submit(request, project, item, prefix=f"messages[{index}].")
+            body = await submit(request, project, item, taken, prefix=f"messages[{index}].")
         except BaseException as exc:
             unsent = [p.key for p in items[index:] if p.key and p.key.key not in done]
             release = ([whole] if whole else []) + unsent
@@ -100,8 +107,6 @@ async def send_batch(request: web.Request) -> web.Response:
                 raise
             return batch_failure(exc, project, index, results)
         results.append(body)
-        if item.key:
-            await complete_key(store, project, item.key, body)
     if whole:
         await complete_key(store, project, whole, results)
     return json_response(results, 202)
@@ -109,9 +114,10 @@ async def send_batch(request: web.Request) -> web.Response:
 
 async def complete_key(store: IdempotencyStore, project: ProjectConfig, claim: KeyClaim,
                        answer: Any) -> None:
-    """Record the answer under its key. The mail is spooled whatever happens here: a
-    failure is logged, not answered with an error (the key stays taken, so a retry gets a
-    409 rather than a second copy)."""
+    """Record the answer of a whole batch under its key, once every email of it is
+    spooled (each email's own key was completed with its spool). The mail is spooled
+    whatever happens here: a failure is logged, not answered with an error (the key stays
+    taken until the next start, so a retry gets a 409 rather than a second copy)."""
     try:
         await store.complete_idempotency_key(project.id, claim.scope, claim.key,
                                              json.dumps(answer))
@@ -133,37 +139,28 @@ def batch_failure(exc: Exception, project: ProjectConfig, index: int,
 
 
 async def submit(request: web.Request, project: ProjectConfig, item: Prepared,
-                 prefix: str = "") -> dict[str, Any]:
+                 taken: TakenKey | None = None, prefix: str = "") -> dict[str, Any]:
     req = item.request
     try:
         accepted = await api_of(request).submitter.accept(project, req.mail_from, req.rcpt_tos,
-                                                          item.raw)
+                                                          item.raw, taken)
     except BadInput as exc:
         raise BadInput(f"{prefix}{_field_of(exc)}", exc.message) from exc
     log.info("queued via api project=%s submission=%s copies=%d", project.id,
              accepted.submission_id, len(accepted.message_ids))
-    # One id for the send, as the SDK's PendingSendMailResponse has it: the first copy's.
+    return answer_of(accepted)
+
+
+def answer_of(accepted: Accepted) -> dict[str, Any]:
+    """One id for the send, as the SDK's PendingSendMailResponse has it: the first copy's.
+    Plain data, since it is also kept as the key's answer."""
     answer = PendingSendMailResponse(message_id=accepted.message_ids[0], status="pending")
-    return answer.model_dump()  # plain, since it is also kept as the idempotent answer
+    return answer.model_dump()
 
 
 def _field_of(exc: BadInput) -> str:
     """The request field behind a pipeline error about a control header."""
     return {"x-lettermint-route": "route", "x-lm-tag": "tag"}.get(exc.field.lower(), exc.field)
-
-
-async def claim_keys(store: IdempotencyStore, project: ProjectConfig,
-                     claims: list[KeyClaim]) -> list[KeyState]:
-    states = await store.claim_idempotency_keys(project.id, claims, now_us(), IDEMPOTENCY_TTL_US)
-    for claim, state in zip(claims, states, strict=True):
-        what = IDEMPOTENCY_HEADER if claim.scope != "batch-item" else "idempotency_key"
-        if state.state == IN_FLIGHT:
-            raise Conflict(f"A request with {what} {claim.key!r} is still being processed.",
-                           {"idempotency_key": claim.key})
-        if state.state == MISMATCH:
-            raise Conflict(f"{what} {claim.key!r} was used with a different request body "
-                           "in the last 24 hours.", {"idempotency_key": claim.key})
-    return states
 
 
 def idempotency_key(request: web.Request) -> str | None:

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Protocol
 
 from relay.config.load import Config
-from relay.errors import BadInput, TemporaryRefusal
 from relay.rewrite.minting import SECONDS_PER_DAY, LinkSettings
-from relay.submission.controls import IDEMPOTENCY_HEADER
+from relay.submission.idempotency import TakenKey, claim_keys
 from relay.submission.intake import Prepared, Submission, prepare
 from relay.submission.pool import MailWorkers
 from store.bodies import write_body
-from store.idempotency import DONE, IN_FLIGHT, MISMATCH, KeyClaim, KeyState
+from store.idempotency import DONE, KeyClaim, KeyState
 from store.records import AnsweredKey, NewMessage
 from tracker.config import ProjectConfig, link_base, tracking_hosts
 from tracker.metrics import Metrics
@@ -32,7 +31,6 @@ log = logging.getLogger("clickrelay.submission")
 SMTP_KEY_SCOPE = "smtp"
 # A mail larger than this goes to its worker, and its shared body comes back, in files.
 IN_FILE_BYTES = 1024 * 1024
-IDEMPOTENCY_TTL_US = 24 * 3600 * 1_000_000
 
 
 @dataclass(frozen=True)
@@ -77,14 +75,19 @@ class Submitter:
         self._workers = workers or MailWorkers(config().smtp.parse_workers)
 
     async def accept(
-        self, project: ProjectConfig, mail_from: str, rcpt_tos: Sequence[str], raw: bytes
+        self, project: ProjectConfig, mail_from: str, rcpt_tos: Sequence[str], raw: bytes,
+        taken: TakenKey | None = None,
     ) -> Accepted:
-        """Spool one copy per recipient; on return every copy is on disk."""
+        """Spool one copy per recipient; on return every copy is on disk. ``taken``: an
+        idempotency key the caller has claimed (the send API), completed in the spool's
+        transaction; without it, the mail's own ``Idempotency-Key`` header is claimed."""
         config = self._config()
         project = config.project_by_id(project.id) or project  # routes as reloaded
         submission = submission_of(config, project, mail_from, rcpt_tos, raw)
         prepared = await self._read(submission)
         try:
+            if taken is not None:
+                return await self._spool(submission, prepared, taken)
             return await self._claim_and_spool(submission, prepared)
         except BaseException:
             if prepared.body.in_file:
@@ -105,21 +108,21 @@ class Submitter:
             await asyncio.to_thread(raw_file.unlink, missing_ok=True)
 
     async def _claim_and_spool(self, submission: Submission, prepared: Prepared) -> Accepted:
-        claim = None
+        taken = None
         key = prepared.controls.idempotency_key
         if key is not None and prepared.body_hash is not None:
-            claim = KeyClaim(SMTP_KEY_SCOPE, key, prepared.body_hash)
-            replayed = await self._claim(submission.project.id, claim)
+            taken = TakenKey(KeyClaim(SMTP_KEY_SCOPE, key, prepared.body_hash), smtp_answer)
+            replayed = await self._claim(submission.project.id, taken.claim)
             if replayed is not None:
                 if prepared.body.in_file:
                     await self._store.discard_bodies([prepared.body.id])
                 return replayed
         try:
-            return await self._spool(submission, prepared, claim)
+            return await self._spool(submission, prepared, taken)
         except BaseException:
-            if claim is not None:
-                await self._store.release_idempotency_keys(submission.project.id,
-                                                           [(claim.scope, claim.key)])
+            if taken is not None:
+                await self._store.release_idempotency_keys(
+                    submission.project.id, [(taken.claim.scope, taken.claim.key)])
             raise
 
     async def close(self) -> None:
@@ -130,15 +133,14 @@ class Submitter:
         return self._workers
 
     async def _spool(
-        self, submission: Submission, prepared: Prepared, claim: KeyClaim | None
+        self, submission: Submission, prepared: Prepared, taken: TakenKey | None
     ) -> Accepted:
         copies = new_messages(submission, prepared)
         accepted = Accepted(prepared.submission_id, tuple(c.id for c in copies))
         answered = None
-        if claim is not None:
-            response = json.dumps({"submission_id": accepted.submission_id,
-                                   "message_ids": list(accepted.message_ids)})
-            answered = AnsweredKey(submission.project.id, claim.scope, claim.key, response)
+        if taken is not None:
+            answered = AnsweredKey(submission.project.id, taken.claim.scope, taken.claim.key,
+                                   taken.response(accepted))
         await self._store.spool_messages(copies, answered)
         self._on_spooled()
         self._count(prepared, copies)
@@ -147,20 +149,11 @@ class Submitter:
     async def _claim(self, project_id: str, claim: KeyClaim) -> Accepted | None:
         """Take an Idempotency-Key for this mail: the earlier answer when the same mail
         was accepted under it before, None when it is new (docs/mail.md)."""
-        [state] = await self._store.claim_idempotency_keys(
-            project_id, [claim], time.time_ns() // 1000, IDEMPOTENCY_TTL_US
-        )
+        [state] = await claim_keys(self._store, self._config(), project_id, [claim])
         if state.state == DONE and state.response:
             answer = json.loads(state.response)
             self._metrics.mail_replayed.inc()
             return Accepted(answer["submission_id"], tuple(answer["message_ids"]))
-        if state.state == IN_FLIGHT:
-            raise TemporaryRefusal(
-                f"{IDEMPOTENCY_HEADER} {claim.key!r} is still being processed; try again later"
-            )
-        if state.state == MISMATCH:
-            raise BadInput(IDEMPOTENCY_HEADER, f"{IDEMPOTENCY_HEADER} {claim.key!r} was used "
-                           "for a different message in the last 24 hours")
         return None
 
     def _count(self, prepared: Prepared, copies: Sequence[NewMessage]) -> None:
@@ -173,6 +166,11 @@ class Submitter:
         self._metrics.links_tracked.inc(
             sum(1 for link in prepared.links if not link.honeypot) * len(copies)
         )
+
+
+def smtp_answer(accepted: Accepted) -> dict[str, object]:
+    """What an SMTP resubmission under the same key is answered with."""
+    return {"submission_id": accepted.submission_id, "message_ids": list(accepted.message_ids)}
 
 
 def submission_of(
