@@ -32,6 +32,7 @@ from relay.errors import BadInput, http_error
 from relay.submission.accept import Accepted
 from relay.submission.controls import IDEMPOTENCY_HEADER
 from relay.submission.idempotency import TakenKey, claim_keys
+from relay.submission.intake import choose_route
 from store.idempotency import DONE, KeyClaim
 from tracker.config import ProjectConfig
 
@@ -203,7 +204,7 @@ def build(config: Config, project: ProjectConfig, req: SendMailRequest, prefix: 
     """What the request's shape cannot say: its route, the limits of SMTP, no header given
     twice; then the message."""
     check_control_clash(req, prefix)
-    _check_route(project, req, prefix)
+    choose_route(project, req.route, f"{prefix}route")
     limit = config.smtp.max_recipients
     if len(req.rcpt_tos) > limit:
         raise BadInput(f"{prefix}to", f"{prefix}to: at most {limit} recipients in to, cc and bcc "
@@ -214,13 +215,3 @@ def build(config: Config, project: ProjectConfig, req: SendMailRequest, prefix: 
         raise BadInput(where, f"{where}: the message is {len(raw)} bytes, more than the limit "
                        f"of {config.smtp.max_message_size}")
     return Prepared(req, raw)
-
-
-def _check_route(project: ProjectConfig, req: SendMailRequest, prefix: str) -> None:
-    if req.route is not None:
-        if project.route_by_slug(req.route) is None:
-            raise BadInput(f"{prefix}route", f"{prefix}route: unknown route {req.route!r} "
-                           f"in project {project.id}")
-    elif project.default_route() is None:
-        raise BadInput(f"{prefix}route", f"{prefix}route: project {project.id} has no default "
-                       "route; name one")

@@ -142,16 +142,19 @@ def hash_submission(mail_from: str, rcpt_tos: Sequence[str], raw: bytes) -> str:
     return digest.hexdigest()
 
 
-def choose_route(project: ProjectConfig, slug: str | None) -> RouteConfig:
+def choose_route(
+    project: ProjectConfig, slug: str | None, field: str = "X-Lettermint-Route"
+) -> RouteConfig:
+    """The route a mail names (``field``: where it named it, the header or an API field),
+    or the project's default route; the one check of SMTP and the send API."""
     if slug is not None:
         route = project.route_by_slug(slug)
         if route is None:
-            raise BadInput("X-Lettermint-Route", f"unknown route {slug!r} in project {project.id}")
+            raise BadInput(field, f"{field}: unknown route {slug!r} in project {project.id}")
         return route
     route = project.default_route()
     if route is None:
-        raise BadInput("X-Lettermint-Route", f"project {project.id} has no default route; "
-                       "name one with X-Lettermint-Route")
+        raise BadInput(field, f"{field}: project {project.id} has no default route; name one")
     return route
 
 
