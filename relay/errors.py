@@ -7,6 +7,7 @@ SDKs parse (docs/api.md): bad input 422 naming the field, anything unexpected 50
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 
@@ -95,7 +96,7 @@ def smtp_reply(exc: BaseException) -> str:
 
 
 # Enhanced status codes of the refusals (RFC 3463): bad content, over a limit.
-_SMTP_STATUS = {550: "5.6.0", 552: "5.3.4"}
+_SMTP_STATUS = MappingProxyType({550: "5.6.0", 552: "5.3.4"})
 
 
 def _one_line(text: str) -> str:

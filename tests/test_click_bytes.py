@@ -1,4 +1,4 @@
-"""Clicks whose headers carry bytes that are not UTF-8 (issue #13, R2). aiohttp's parser
+"""Clicks whose headers carry bytes that are not UTF-8 (docs/hostile-input.md). aiohttp's parser
 keeps such a byte as a lone surrogate, which SQLite cannot store: one such click used to
 fail its whole batch, three times, so that one request every two seconds kept every
 click from being stored. Now the click is stored with U+FFFD in place of each such byte,

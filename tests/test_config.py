@@ -124,7 +124,7 @@ def test_check_config_command(tmp_path: Path) -> None:
 
 
 def test_check_config_warns_about_short_tokens(tmp_path: Path) -> None:
-    """A token is all that guards sending and the API (issue #13): shorter than 32
+    """A token is all that guards sending and the API (docs/hostile-input.md): shorter than 32
     characters is worth a warning, not a refusal."""
     settings = base_settings(tmp_path, 2525)
     settings["projects"][0]["token"] = "x" * 31

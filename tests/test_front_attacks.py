@@ -1,4 +1,4 @@
-"""Attacks on the click listener over real sockets (issue #13): a connection reset while
+"""Attacks on the click listener over real sockets (docs/hostile-input.md): a connection reset while
 answers are owed and a hand-over waits (R1), and request heads trickled byte by byte
 (R6). After each, an ordinary click is stored before its 302 and /healthz answers."""
 

@@ -1,4 +1,5 @@
-"""Arbitrary bytes at the HTTP listener (issue #13), with the front and with plain aiohttp:
+"""Arbitrary bytes at the HTTP listener (docs/hostile-input.md), with the front and with
+plain aiohttp:
 random bytes and pieces of requests, pipelined, ended by a close or a reset. After each,
 an ordinary click is stored before its 302, /healthz answers 200, and nothing the
 recorder or a background task logs is a traceback."""

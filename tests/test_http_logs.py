@@ -1,4 +1,4 @@
-"""What the HTTP listener logs of a malformed request (issue #13, R8): aiohttp logged
+"""What the HTTP listener logs of a malformed request (docs/hostile-input.md): aiohttp logged
 ``Error handling request from 127.0.0.79`` at ERROR with the parser's exception, which
 quotes the request, token included. No raw client address and no request bytes reach
 the log: the client is named by its network label and keyed hash, as a click stores it,

@@ -1,4 +1,4 @@
-"""Destinations whose host has bytes no host may have (issue #13, R7), over SMTP and HTTP
+"""Destinations whose host has bytes no host may have (docs/hostile-input.md), over SMTP and HTTP
 against the running relay: such a link is left untracked when the mail is relayed, a
 control byte in a path or query is percent-encoded, and a token that carries such a host
 (minted by hand, or by an older version) gets the 404 page, never raw bytes in a header."""

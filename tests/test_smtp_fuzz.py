@@ -1,4 +1,4 @@
-"""Arbitrary headers over SMTP DATA (issue #13): random names and values, with 8-bit
+"""Arbitrary headers over SMTP DATA (docs/hostile-input.md): random names and values, with 8-bit
 bytes, RFC 2047 encoded words, folding, control-header names and huge values. Every mail
 is answered 250 or 5xx: never 451 (that mail would be retried for days) and never a
 dropped connection. After each, an ordinary mail is relayed and a click on it stored."""

@@ -1,4 +1,4 @@
-"""Hostile mail from an authenticated sender (issue #13, R3–R5), each sent over SMTP to the
+"""Hostile mail from an authenticated sender (docs/hostile-input.md), each sent over SMTP to the
 running relay: a header byte that is not UTF-8 is accepted and stored as text; headers and
 messages over the limits of relay/message/limits.py get 552 naming the header or the setting; a
 mail to many recipients is read and rewritten once. After each, an ordinary mail is

@@ -1,4 +1,5 @@
-"""Supervised background tasks (issue #13): a task that dies is logged with its traceback,
+"""Supervised background tasks (docs/hostile-input.md): a task that dies is logged with its
+traceback,
 counted, and started again; ``/healthz`` names it with 503 until it has run steadily, and
 stays 503 while it keeps dying; the clicks and mail it held are still stored and sent;
 and ``clickrelay serve`` still stops with status 0 on SIGTERM afterwards."""
@@ -141,7 +142,8 @@ async def test_a_task_that_keeps_dying_keeps_healthz_at_503(
     await healthy_again(relay)
 
 
-# `clickrelay serve` whose recorder dies at its first batch, as R1 of issue #13 made it die.
+# `clickrelay serve` whose recorder dies at its first batch, as a client's reset connection
+# once made it die.
 FAULTY_SERVE = """
 import errno, sys
 from relay.cli import main

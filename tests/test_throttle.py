@@ -1,4 +1,5 @@
-"""Guessing tokens (issue #13): wrong passwords and API tokens are slowed down per source
+"""Guessing tokens (docs/hostile-input.md): wrong passwords and API tokens are slowed down
+per source
 network across connections and across SMTP and the API (relay/throttle.py), so that
 parallel connections do not multiply the guesses; a header byte that is not UTF-8 is a
 wrong token (401), not a server error.

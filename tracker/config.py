@@ -61,7 +61,7 @@ class HttpConfig:
     # request by aiohttp, the library path the front departs from.
     click_front: bool = True
     # The front closes a connection that has not sent a whole request head within this
-    # (408 first): a head trickled byte by byte holds no connection (issue #13, R6).
+    # (408 first): a head trickled byte by byte holds no connection (docs/hostile-input.md).
     request_head_timeout_seconds: float = 20.0
 
 

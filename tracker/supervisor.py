@@ -7,7 +7,8 @@ A task that ends by an exception is logged with its traceback, counted
 doubles with each death in a row. Until it has run ``[health] task_steady_seconds``
 without dying again it is ``restarting`` (``failed`` from the third death in a row), and
 ``GET /healthz`` answers 503 naming it: a dead worker must not leave the server answering
-``ok`` while mail or clicks pile up (issue #13). A task that is cancelled is stopped, not
+``ok`` while mail or clicks pile up (docs/hostile-input.md). A task that is cancelled is
+stopped, not
 restarted; one that returns has finished (the recorder does so once it is told to stop)."""
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Annotated, Any
 
 from aiohttp import web
@@ -40,7 +41,8 @@ log = logging.getLogger("clickrelay.api")
 
 MAX_BATCH = 500
 REPLAYED_HEADER = "Idempotent-Replayed"
-NAMES = {"batch-item": "idempotency_key"}  # how a request names its keys, by scope
+# How a request names its keys, by scope.
+NAMES = MappingProxyType({"batch-item": "idempotency_key"})
 BODY = "request body"  # what a key stands for
 # The body of POST /v1/send/batch, and the Idempotency-Key header.
 BATCH = TypeAdapter(Annotated[list[SendBatchMailItem], Field(min_length=1, max_length=MAX_BATCH)])

@@ -8,6 +8,7 @@ import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -33,7 +34,7 @@ from tracker.tokens import check_signing_secret
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
-UPSTREAM_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+UPSTREAM_SCHEMES = MappingProxyType({"smtp": 25, "smtp+starttls": 587, "smtps": 465})
 DEFAULT_LIMITS = MessageLimits()
 # A project's or the team's token is all that guards sending and the API: shorter ones
 # are warned about (not refused: the example's development tokens are shorter).

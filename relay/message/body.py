@@ -14,6 +14,7 @@ import binascii
 import codecs
 import quopri
 from dataclasses import dataclass
+from types import MappingProxyType
 
 MAX_LINE = 998  # octets per line, CRLF excluded (RFC 5322 §2.1.1)
 
@@ -24,7 +25,7 @@ class BodyError(ValueError):
 
 # Labels whose bytes mail clients read with a wider table (WHATWG Encoding), and labels
 # Python does not know under the name mailers use.
-_CHARSET_ALIASES = {
+_CHARSET_ALIASES = MappingProxyType({
     "iso-8859-1": "cp1252",
     "iso8859-1": "cp1252",
     "latin1": "cp1252",
@@ -43,13 +44,13 @@ _CHARSET_ALIASES = {
     "x-mac-roman": "mac_roman",
     "x-mac-ukrainian": "mac_cyrillic",
     "utf8": "utf-8",
-}
-_TRANSFER_ALIASES = {
+})
+_TRANSFER_ALIASES = MappingProxyType({
     "quoted printable": "quoted-printable",
     "quoted_printable": "quoted-printable",
     "quotedprintable": "quoted-printable",
     "base-64": "base64",
-}
+})
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import contextlib
 import json
 import re
 from collections.abc import Collection, Mapping
+from types import MappingProxyType
 from urllib.parse import unquote
 
 from tracker.http.location import forbidden_host
@@ -26,7 +27,9 @@ _OPT_OUT_PRESENT = frozenset(
         "mc:disable-tracking",
     }
 )
-_OPT_OUT_VALUE = {"clicktracking": "off", "disable-tracking": "true", "data-msys-clicktrack": "0"}
+_OPT_OUT_VALUE = MappingProxyType(
+    {"clicktracking": "off", "disable-tracking": "true", "data-msys-clicktrack": "0"}
+)
 
 # The URL parser strips leading and trailing C0 controls and spaces and drops every tab
 # and newline inside (WHATWG URL, "basic URL parser").
@@ -100,7 +103,7 @@ def skip_reason(destination: str, tracking_hosts: tuple[str, ...]) -> str | None
     if _is_ours(host, tracking_hosts):
         return "tracking host"
     if forbidden_host(host):  # a control byte, a space, '"', '<'…: the redirect refuses it
-        return "host characters"  # (issue #13, R7)
+        return "host characters"  # (docs/hostile-input.md)
     return None
 
 

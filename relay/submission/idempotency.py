@@ -12,7 +12,7 @@ between the claim and the spool) is given back when the server starts again
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,7 +54,7 @@ def window_text(config: Config) -> str:
 
 async def claim_keys(
     store: KeyStore, config: Config, project_id: str, claims: Sequence[KeyClaim],
-    name_of: dict[str, str] | None = None, used_for: str = "message",
+    name_of: Mapping[str, str] | None = None, used_for: str = "message",
 ) -> list[KeyState]:
     """Claim every key of one request, all or none. A key in flight or used with another
     mail raises ``KeyConflict`` naming it (``name_of``: how the request calls a key of a

@@ -28,7 +28,7 @@ R = TypeVar("R")
 
 WORKER_NICENESS = 10  # added to the server's: a click's work wins the CPU over a mail's
 SERVER_WATCH_SECONDS = 1.0  # how often a worker looks whether the server is still there
-_PRELOAD = ["relay.submission.intake"]  # imported once in the fork server, not in every worker
+_PRELOAD = ("relay.submission.intake",)  # imported once in the fork server, not in every worker
 
 
 class MailWorkers:
@@ -82,7 +82,7 @@ class MailWorkers:
 
 def _new_pool(processes: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
+    context.set_forkserver_preload(list(_PRELOAD))
     return ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_started,
                                initargs=(os.getpid(),))
 

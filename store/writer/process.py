@@ -11,7 +11,7 @@ The conversation, on the writer's standard input and output, one batch at a time
   reason)`` pairs.
 
 A row that cannot be stored (a value SQLite cannot bind or write, a constraint it
-breaks) costs that row alone, not its batch (issue #13, R2): the statement holding it
+breaks) costs that row alone, not its batch (docs/hostile-input.md): the statement holding it
 fails by itself, SQLite undoes that statement and keeps the transaction, and its rows
 are written again one by one inside the same transaction; those that fail alone are
 dropped and reported. An error of the database itself (locked, full, a disk error) still

@@ -52,8 +52,9 @@ class ObservationStore(Protocol):
 class Waiter(Protocol):
     """What a queued click waits on (``set_result(True)``: committed): a future, or an
     object of the caller's that answers the same three calls. ``set_result`` is called
-    once, on the event loop, inside the commit: it must do no connection work (issue #13,
-    R1), and if it raises, that is logged and counted and the recorder goes on."""
+    once, on the event loop, inside the commit: it must do no connection work
+    (docs/hostile-input.md), and if it raises, that is logged and counted and the recorder
+    goes on."""
 
     def done(self) -> bool: ...
 
@@ -239,7 +240,7 @@ class ObservationRecorder:
 
     def _left_out(self, batch: list[_Entry], rows: Sequence[int]) -> list[_Entry]:
         """The store committed the batch without the observations at ``rows``, values it
-        cannot store (issue #13, R2): those are given up and counted; the rest is
+        cannot store (docs/hostile-input.md): those are given up and counted; the rest is
         returned."""
         self._metrics.observations_unstorable.inc(len(rows))
         left_out = set(rows)
@@ -278,7 +279,7 @@ class ObservationRecorder:
 
     def _waiter_failed(self) -> None:
         """A waiter's ``set_result`` raised (a bug of its caller): the commit and every
-        other click go on (issue #13, R1); the failure is counted and logged."""
+        other click go on (docs/hostile-input.md); the failure is counted and logged."""
         self._metrics.waiter_failures.inc()
         log.exception("a click's waiter failed; the recorder goes on")
 

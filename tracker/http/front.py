@@ -21,13 +21,13 @@ waits for the owed answers.
 
 The recorder's commit only marks a click's answer ready: writing it, handing the
 connection over or closing it runs in a turn of the loop of its own, so that one
-client's broken socket never reaches the task that commits everyone's clicks (issue #13,
-R1). A connection that is lost, or closing, is never written to or handed over.
+client's broken socket never reaches the task that commits everyone's clicks
+(docs/hostile-input.md). A connection that is lost, or closing, is never written to or handed over.
 
 Timers, as aiohttp's: a connection is closed when no request came for the keep-alive
 time since it was opened or last answered (bytes of an unfinished head do not count),
 and a request head that is not whole within ``[http] request_head_timeout_seconds`` gets
-``408`` and the connection is closed (issue #13, R6)."""
+``408`` and the connection is closed (docs/hostile-input.md)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ already ASCII and allowed (including existing ``%XX`` escapes) stays byte for by
 
 A host with a character no host may have (a control character, a space, ``"``, ``<``…,
 written or percent-encoded) is no destination: browsers refuse such a URL, and no such
-byte may stand in a header (issue #13, R7). The rewriter leaves such a link untracked
+byte may stand in a header (docs/hostile-input.md). The rewriter leaves such a link untracked
 (``relay.rewrite.policy``), and a token that carries one gets the 404 page."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The HTTP listener's log: what aiohttp's request handler logs, said without the client's
-address or the request's bytes (issue #13, R8).
+address or the request's bytes (docs/hostile-input.md).
 
 aiohttp logs a request it cannot parse as ``Error handling request from <address>``, at
 ERROR, with the parser's exception, whose message quotes the request line or header, a

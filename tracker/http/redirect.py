@@ -217,7 +217,7 @@ def valid_text(value: str) -> str:
     """A header value as text that can be stored: the HTTP parser keeps a byte that is
     not UTF-8 as a lone surrogate (``surrogateescape``), which has no UTF-8 form, so
     SQLite refuses the whole row; such bytes become U+FFFD, as a browser shows them
-    (issue #13, R2)."""
+    (docs/hostile-input.md)."""
     if value.isascii():
         return value  # nearly every header: nothing to check
     try:
