@@ -3,14 +3,18 @@ observation durably with group commit, 302) against a bare aiohttp handler that 
 302 with no work, alternating A/B in one run; the medians of the rounds are reported.
 
     .venv/bin/python bench/redirect.py [--requests 20000] [--rounds 3] [--connections 50]
-                                       [--no-click-front]
+                                       [--no-click-front] [--settle 10]
 
 Both servers run as child processes; the load generator is a third process (an asyncio
 HTTP/1.1 client written for the purpose: 50 keep-alive connections, one request in
 flight on each, a bounded number of requests per round). After the rounds clickrelay is
 stopped and its SQLite file is opened to count the stored observations: every 302 it
-sent must have one. ``settle_seconds`` is set to an hour so that promotion of the
-observations, separate background work, does not run during the measurement.
+sent must have one. Promotion runs as in production: ``settle_seconds`` is 10, as in
+config.example.toml, so that the clicks of one round are classified while the next ones
+are answered. After each saturated round of clickrelay the observations still waiting
+for promotion past their settle time are counted (the promotion lag: it must not grow
+from round to round), and at the end how many events were written. ``--settle 3600``
+keeps promotion out of the measurement.
 
 The CPU time each server used in the saturated rounds is read from ``/proc`` (per thread:
 the event loop's thread, the others, such as SQLite's, and the child processes, such as
@@ -231,14 +235,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(tmp: Path, http_port: int = 0, click_front: bool = True) -> Path:
+def write_config(tmp: Path, http_port: int = 0, click_front: bool = True,
+                 settle: float = 10.0) -> Path:
     """clickrelay's configuration for the bench: one project, links of ``HOST``; clicks
     answered by the listener's front, or by plain aiohttp (``[http] click_front``)."""
     settings = {
         "smtp": {"listen": f"127.0.0.1:{free_port()}"},
         "upstream": {"url": f"maildir:{tmp / 'outbox'}"},
         "http": {"listen": f"127.0.0.1:{http_port}", "click_front": click_front},
-        "tracking": {"base_url": "http://t.localhost:8080", "settle_seconds": 3600,
+        "tracking": {"base_url": "http://t.localhost:8080", "settle_seconds": settle,
                      "signing_keys": [{"id": "k1", "secret": SECRET}]},
         "store": {"url": f"sqlite:///{tmp / 'clickrelay.db'}"},
         "api": {"team_token": "bench-team-token-0123456789"},
@@ -250,8 +255,9 @@ def write_config(tmp: Path, http_port: int = 0, click_front: bool = True) -> Pat
     return path
 
 
-def start_clickrelay(tmp: Path, http_port: int, click_front: bool) -> subprocess.Popen[bytes]:
-    path = write_config(tmp, http_port, click_front)
+def start_clickrelay(tmp: Path, http_port: int, click_front: bool,
+                     settle: float) -> subprocess.Popen[bytes]:
+    path = write_config(tmp, http_port, click_front, settle)
     return subprocess.Popen([sys.executable, "-m", "relay.cli", "--log-level", "error", "serve",
                              "--config", str(path)], cwd=ROOT)
 
@@ -304,6 +310,14 @@ def counters(port: int) -> dict[str, float]:
     return {name: float(samples.get(name, "nan")) for name in wanted}
 
 
+def overdue(database: Path) -> int:
+    """Observations past their settle time and not yet promoted: promotion's backlog."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        now_us = time.time_ns() // 1000
+        return int(db.execute("SELECT COUNT(*) FROM observations WHERE state = 'pending'"
+                              " AND promote_after < ?", (now_us,)).fetchone()[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20_000, help="per saturated round")
@@ -314,6 +328,8 @@ def main() -> None:
     parser.add_argument("--paced-requests", type=int, default=5000)
     parser.add_argument("--no-click-front", dest="click_front", action="store_false",
                         help="clicks answered by plain aiohttp ([http] click_front = false)")
+    parser.add_argument("--settle", type=float, default=10.0,
+                        help="[tracking] settle_seconds (3600: no promotion while measured)")
     args = parser.parse_args()
     requests = click_requests(2000)
     parent, child = multiprocessing.get_context("spawn").Pipe()
@@ -340,7 +356,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ports = {"clickrelay": free_port(), "bare": free_port()}
-        relay = start_clickrelay(Path(tmp), ports["clickrelay"], args.click_front)
+        relay = start_clickrelay(Path(tmp), ports["clickrelay"], args.click_front, args.settle)
+        backlog: list[int] = []
         bare = start_bare(ports["bare"])
         results: dict[tuple[str, str], list[Round]] = {}
         try:
@@ -352,6 +369,8 @@ def main() -> None:
                 for name, port in ports.items():
                     results.setdefault(("saturated", name), []).append(
                         load(port, args.requests, server=pids[name]))
+                    if name == "clickrelay":
+                        backlog.append(overdue(Path(tmp) / "clickrelay.db"))
                     if args.paced_rate:
                         results.setdefault(("paced", name), []).append(
                             load(port, args.paced_requests, args.paced_rate))
@@ -363,12 +382,15 @@ def main() -> None:
             relay.send_signal(signal.SIGTERM)
             relay.wait(60)
             bare.wait()
-        with sqlite3.connect(Path(tmp) / "clickrelay.db") as db:
+        with contextlib.closing(sqlite3.connect(Path(tmp) / "clickrelay.db")) as db:
             stored = db.execute("SELECT COUNT(*) FROM observations").fetchone()[0]
+            events = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     redirected = results[("warm-up", "")][0].statuses.get(302, 0) + sum(
         r.statuses.get(302, 0) for (mode, name), rounds in results.items()
         if name == "clickrelay" for r in rounds)
     report(args, results, redirected, stored, seen)
+    print(f"promotion: settle {args.settle:g} s; overdue observations after each saturated "
+          f"round: {', '.join(map(str, backlog))}; {events} events written by the end")
 
 
 def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Round]],

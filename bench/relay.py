@@ -2,6 +2,14 @@
 against a bare aiosmtpd → aiosmtplib forwarder to the same sink, alternating in one run.
 
     .venv/bin/python bench/relay.py [--messages 200] [--rounds 3] [--clients 4]
+        [--shape 8bit|qp|base64] [--recipients 1]
+
+``--shape``: the HTML as it is written (8bit, the HTML part alone), or as Python's email
+package and Nodemailer send it by default: a multipart/alternative with a text part and the
+HTML part in quoted-printable (qp) or base64. ``--recipients N``: each message goes to N
+envelope recipients; clickrelay gets one transaction and makes a copy per recipient, the
+bare forwarder sends the same message in N single-recipient transactions (one connection).
+The rate is in recipient copies per second.
 
 Both systems run as child processes; this process is the SMTP client and the upstream
 sink, and counts the time from the first submission until the sink holds every copy.
@@ -33,9 +41,9 @@ import asyncio, sys, aiosmtplib
 from aiosmtpd.smtp import SMTP
 class Forward:
     async def handle_DATA(self, server, session, envelope):
-        await aiosmtplib.send(envelope.original_content, sender=envelope.mail_from,
-                              recipients=envelope.rcpt_tos, hostname="127.0.0.1",
-                              port=int(sys.argv[2]))
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=int(sys.argv[2])) as smtp:
+            for rcpt in envelope.rcpt_tos:
+                await smtp.sendmail(envelope.mail_from, [rcpt], envelope.original_content)
         return "250 OK"
 async def main():
     loop = asyncio.get_running_loop()
@@ -47,7 +55,7 @@ asyncio.run(main())
 """
 
 
-def newsletter() -> bytes:
+def newsletter(shape: str = "8bit") -> bytes:
     """A ~100 KB HTML newsletter made of real templates from the corpus."""
     parts = []
     for name in ("cerberus-hybrid.html", "cerberus-responsive.html", "konsav-general.html"):
@@ -57,12 +65,31 @@ def newsletter() -> bytes:
         item = len(html)
         html += f'\n<p><a href="https://shop.example.com/item?id={item}&amp;utm=news">Item</a></p>'
 
+    if shape != "8bit":
+        return alternative(html, shape)
     body = html.encode("utf-8")
     head = (b"From: News <news@acme.test>\r\nTo: reader@example.org\r\nSubject: Newsletter\r\n"
             b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n"
             b"Content-Transfer-Encoding: 8bit\r\n\r\n")
     lines = body.replace(b"\r\n", b"\n").split(b"\n")
     return head + b"\r\n".join(line[:900] for line in lines) + b"\r\n"
+
+
+def alternative(html: str, encoding: str) -> bytes:
+    """The newsletter as real senders' libraries build it: multipart/alternative, a text
+    part, and the HTML in quoted-printable or base64 (Python's email package)."""
+    from email.message import EmailMessage
+    from email.policy import SMTP as SMTP_POLICY
+
+    text = "Our newsletter. Read it in a browser: https://shop.example.com/news?id=1\n" * 40
+    message = EmailMessage(policy=SMTP_POLICY)
+    message["From"] = "News <news@acme.test>"
+    message["To"] = "reader@example.org"
+    message["Subject"] = "Newsletter"
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html, subtype="html",
+                            cte="quoted-printable" if encoding == "qp" else "base64")
+    return message.as_bytes()
 
 
 class Counter:
@@ -123,9 +150,11 @@ async def wait_listening(port: int) -> None:
 
 
 async def run_round(port: int, counter: Counter, message: bytes, total: int, clients: int,
-                    login: bool) -> float:
-    counter.count, counter.target = 0, total
+                    login: bool, recipients: int = 1) -> float:
+    """Recipient copies per second for ``total`` messages to ``recipients`` each."""
+    counter.count, counter.target = 0, total * recipients
     counter.event.clear()
+    rcpts = [f"reader{i}@example.org" for i in range(recipients)]
 
     async def client(n: int) -> None:
         smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
@@ -133,12 +162,12 @@ async def run_round(port: int, counter: Counter, message: bytes, total: int, cli
             if login:
                 await smtp.login("bench", TOKEN)
             for _ in range(n):
-                await smtp.sendmail("news@acme.test", ["reader@example.org"], message)
+                await smtp.sendmail("news@acme.test", rcpts, message)
 
     started = time.perf_counter()
     await asyncio.gather(*(client(total // clients) for _ in range(clients)))
     await asyncio.wait_for(counter.event.wait(), 600)
-    return total / (time.perf_counter() - started)
+    return total * recipients / (time.perf_counter() - started)
 
 
 async def main() -> None:
@@ -146,8 +175,10 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--shape", choices=("8bit", "qp", "base64"), default="8bit")
+    parser.add_argument("--recipients", type=int, default=1)
     args = parser.parse_args()
-    message = newsletter()
+    message = newsletter(args.shape)
     counter = Counter()
     loop = asyncio.get_running_loop()
     sink = await loop.create_server(lambda: SMTP(counter, decode_data=False), "127.0.0.1", 0)
@@ -163,20 +194,21 @@ async def main() -> None:
             await run_round(relay_port, counter, message, args.clients * 2, args.clients, True)
             rates: dict[str, list[float]] = {"clickrelay": [], "bare": []}
             for _ in range(args.rounds):
-                rates["clickrelay"].append(
-                    await run_round(relay_port, counter, message, total, args.clients, True))
-                rates["bare"].append(
-                    await run_round(bare_port, counter, message, total, args.clients, False))
+                rates["clickrelay"].append(await run_round(
+                    relay_port, counter, message, total, args.clients, True, args.recipients))
+                rates["bare"].append(await run_round(
+                    bare_port, counter, message, total, args.clients, False, args.recipients))
         finally:
             for proc in procs:
                 proc.terminate()
                 proc.wait()
     ours, bare = statistics.median(rates["clickrelay"]), statistics.median(rates["bare"])
-    print(f"message size: {len(message)} bytes, {args.messages} messages x {args.rounds} rounds, "
-          f"{args.clients} client connections, cpus={os.cpu_count()}")
+    print(f"message size: {len(message)} bytes ({args.shape}), {args.messages} messages to "
+          f"{args.recipients} recipients x {args.rounds} rounds, {args.clients} client "
+          f"connections, cpus={os.cpu_count()}")
     for name, rate in (("clickrelay", ours), ("bare forwarder", bare)):
         rounds = ", ".join(f"{r:.1f}" for r in rates[name.split()[0]])
-        print(f"{name}: {rate:.1f} msg/s  (rounds: {rounds})")
+        print(f"{name}: {rate:.1f} copies/s  (rounds: {rounds})")
     print(f"ratio clickrelay/bare: {ours / bare:.2f}")
 
 

@@ -1,5 +1,5 @@
-"""Promotion of observations to click events: the claim, the context the classifier
-reads, and the event written together with its webhook deliveries
+"""Promotion of observations to click events: the claim, and the event written together
+with its webhook deliveries (the context the classifier reads is store/context.py)
 (docs/classification.md, docs/webhooks.md); and reads of the events.
 
 Observations of one message are promoted in click order: an observation is claimed only
@@ -10,12 +10,13 @@ looks at events already written."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from store.db import Database, Row
 from store.records import Observation
-from store.webhooks import NewDelivery, insert_deliveries
+from store.webhooks import DELIVERY_INSERT, NewDelivery, delivery_rows
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,6 @@ class Promoted:
     deliveries: Sequence[NewDelivery] = ()
 
 
-_HONEYPOT_HITS = 100  # a message's honeypot hits read as context, at most
-# Events of a message before a click: (message_id, at, at, observation_id).
-_BEFORE = "message_id = ? AND (clicked_at < ? OR (clicked_at = ? AND observation_id < ?))"
-
 
 class EventStore:
     db: Database
@@ -86,28 +83,9 @@ class EventStore:
     ) -> list[Observation]:
         """Atomically take up to ``limit`` due observations, oldest click first (see the
         module docstring for the order within a message)."""
-        # INDEXED BY: without statistics SQLite would take every due row by
-        # observations_due and sort them, a cost that grows with the backlog; walking
-        # observations_pending in click order stops at the limit. The walk ends at the
-        # click of the observation due last, so the ones still settling are not visited
-        # (after a reload that shortened settle_seconds, one may wait a round).
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(
-                "UPDATE observations SET claimed_by = :worker, claimed_until = :until"
-                " WHERE id IN (SELECT o.id FROM observations o INDEXED BY observations_pending"
-                " WHERE o.state = 'pending' AND o.promote_after <= :now"
-                " AND o.at <= (SELECT d.at FROM observations d WHERE d.state = 'pending'"
-                "  AND d.promote_after <= :now ORDER BY d.promote_after DESC LIMIT 1)"
-                " AND (o.claimed_until IS NULL OR o.claimed_until < :now)"
-                " AND NOT EXISTS (SELECT 1 FROM observations e"
-                "  WHERE e.message_id = o.message_id AND e.state = 'pending'"
-                "  AND (e.at < o.at OR (e.at = o.at AND e.id < o.id))"
-                "  AND (e.promote_after > :now OR e.claimed_until >= :now))"
-                " ORDER BY o.at, o.id LIMIT :limit)"
-                f" RETURNING {OBSERVATION_COLUMNS}",
-                {"worker": worker, "until": now + lease_us, "now": now, "limit": limit},
-            )
-            rows = await cur.fetchall()
+        params = {"worker": worker, "until": now + lease_us, "now": now, "limit": limit}
+        rows = await self.db.write_in_one_trip(
+            lambda raw: raw.execute(_CLAIM, params).fetchall())
         return sorted((_observation(r) for r in rows), key=lambda o: (o.at, o.id or 0))
 
     async def release_observation_claims(self, worker: str | None = None) -> int:
@@ -126,51 +104,6 @@ class EventStore:
         )
         return row[0] if row else None
 
-    async def message_hits(
-        self, message_id: str, start: int, end: int, *, exclude: int, honeypot_index: int,
-        limit: int = 1000,
-    ) -> list[HitRecord]:
-        """The message's other observations in [start, end], and its hits on the honeypot
-        link (``honeypot_index``) at any time: a honeypot hit names its client, whenever
-        it came. Both are bounded, so a message clicked by the thousand costs no more."""
-        columns = "SELECT id, at, link_index, addr_hash, user_agent FROM observations"
-        near = await self.db.fetchall(
-            f"{columns} WHERE message_id = ? AND at BETWEEN ? AND ? AND id != ?"
-            " ORDER BY at, id LIMIT ?",
-            (message_id, start, end, exclude, limit),
-        )
-        bait = await self.db.fetchall(
-            f"{columns} WHERE message_id = ? AND link_index = ? AND id != ?"
-            " ORDER BY at, id LIMIT ?",
-            (message_id, honeypot_index, exclude, _HONEYPOT_HITS),
-        )
-        rows = {r[0]: r for r in [*near, *bait]}
-        return [HitRecord(r[0], r[1], r[2], r[3], r[4], r[2] == honeypot_index)
-                for _, r in sorted(rows.items(), key=lambda item: (item[1][1], item[0]))]
-
-    async def address_fanout(self, addr_hash: str, start: int, end: int, cap: int) -> int:
-        """How many distinct messages (each is one recipient's copy) the address hit, counted
-        up to ``cap``: a gateway that scans every copy of a bulk send costs no more."""
-        row = await self.db.fetchone(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT message_id FROM observations"
-            " WHERE addr_hash = ? AND at BETWEEN ? AND ? LIMIT ?)",
-            (addr_hash, start, end, cap),
-        )
-        return row[0] if row else 0
-
-    async def earlier_clicks(
-        self, message_id: str, at: int, observation_id: int
-    ) -> EarlierClicks:
-        """Whether the message has events before this click, of any kind and
-        human-countable: the basis of ``first_click``."""
-        before = (message_id, at, at, observation_id)
-        row = await self.db.fetchone(
-            f"SELECT EXISTS (SELECT 1 FROM events WHERE {_BEFORE}),"
-            f" EXISTS (SELECT 1 FROM events WHERE {_BEFORE} AND counts_for_metrics = 1)",
-            before + before,
-        )
-        return EarlierClicks(bool(row and row[0]), bool(row and row[1]))
-
     async def record_promotions(self, worker: str, promoted: Sequence[Promoted]) -> set[int]:
         """In one transaction, for every observation this worker still holds: mark it done,
         and write its event and the event's deliveries. The ids written are returned; an
@@ -178,21 +111,19 @@ class EventStore:
         left alone."""
         if not promoted:
             return set()
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(
-                "UPDATE observations SET state = 'done', claimed_by = NULL,"
-                " claimed_until = NULL WHERE id IN (SELECT value FROM json_each(?))"
-                " AND state = 'pending' AND claimed_by = ? RETURNING id",
-                (json.dumps([p.observation_id for p in promoted]), worker),
-            )
-            written = {row[0] for row in await cur.fetchall()}
+        ids = json.dumps([p.observation_id for p in promoted])
+
+        def write(raw: sqlite3.Connection) -> set[int]:
+            written = {row[0] for row in raw.execute(_MARK_DONE, (ids, worker))}
             kept = [p for p in promoted if p.observation_id in written]
-            await tx.executemany(
+            raw.executemany(
                 f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * 21)})",
-                [_event_values(p.event) for p in kept if p.event is not None],
-            )
-            await insert_deliveries(tx, [d for p in kept for d in p.deliveries])
-        return written
+                [_event_values(p.event) for p in kept if p.event is not None])
+            raw.executemany(DELIVERY_INSERT,
+                            delivery_rows([d for p in kept for d in p.deliveries]))
+            return written
+
+        return await self.db.write_in_one_trip(write)
 
     async def get_event(self, event_id: str) -> EventRecord | None:
         row = await self.db.fetchone(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?",
@@ -224,6 +155,30 @@ class EventStore:
 OBSERVATION_COLUMNS = (
     "id, message_id, link_index, destination, project_sid, at, method, user_agent, headers,"
     " network, addr_hash, promote_after, state"
+)
+# INDEXED BY: without statistics SQLite would take every due row by observations_due and
+# sort them, a cost that grows with the backlog; walking observations_pending in click
+# order stops at the limit. The walk ends at the click of the observation due last, so the
+# ones still settling are not visited (after a reload that shortened settle_seconds, one
+# may wait a round).
+_CLAIM = (
+    "UPDATE observations SET claimed_by = :worker, claimed_until = :until"
+    " WHERE id IN (SELECT o.id FROM observations o INDEXED BY observations_pending"
+    " WHERE o.state = 'pending' AND o.promote_after <= :now"
+    " AND o.at <= (SELECT d.at FROM observations d WHERE d.state = 'pending'"
+    "  AND d.promote_after <= :now ORDER BY d.promote_after DESC LIMIT 1)"
+    " AND (o.claimed_until IS NULL OR o.claimed_until < :now)"
+    " AND NOT EXISTS (SELECT 1 FROM observations e"
+    "  WHERE e.message_id = o.message_id AND e.state = 'pending'"
+    "  AND (e.at < o.at OR (e.at = o.at AND e.id < o.id))"
+    "  AND (e.promote_after > :now OR e.claimed_until >= :now))"
+    " ORDER BY o.at, o.id LIMIT :limit)"
+    f" RETURNING {OBSERVATION_COLUMNS}"
+)
+_MARK_DONE = (
+    "UPDATE observations SET state = 'done', claimed_by = NULL, claimed_until = NULL"
+    " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending' AND claimed_by = ?"
+    " RETURNING id"
 )
 EVENT_COLUMNS = (
     "id, observation_id, message_id, project_id, link_index, destination, clicked_at,"

@@ -220,17 +220,17 @@ class MailStore:
         return cur.rowcount == 1
 
     async def get_message(self, message_id: str) -> MessageInfo | None:
-        row = await self.db.fetchone(f"SELECT {_INFO_COLUMNS} FROM messages WHERE id = ?",
+        row = await self.db.fetchone(f"SELECT {INFO_COLUMNS} FROM messages WHERE id = ?",
                                      (message_id,))
-        return _message_info(row) if row else None
+        return message_info(row) if row else None
 
     async def list_queued(self, limit: int = 100) -> list[MessageInfo]:
         rows = await self.db.fetchall(
-            f"SELECT {_INFO_COLUMNS} FROM messages WHERE status = 'queued'"
+            f"SELECT {INFO_COLUMNS} FROM messages WHERE status = 'queued'"
             " ORDER BY created_at LIMIT ?",
             (limit,),
         )
-        return [_message_info(r) for r in rows]
+        return [message_info(r) for r in rows]
 
     async def get_links(self, message_id: str) -> list[LinkRecord]:
         rows = await self.db.fetchall(
@@ -337,13 +337,13 @@ async def _drop_unneeded_body(tx: aiosqlite.Connection, message_id: str) -> list
     return [row[0] for row in await cur.fetchall() if row[1]]
 
 
-_INFO_COLUMNS = (
+INFO_COLUMNS = (
     "id, submission_id, project_id, route_id, mail_from, rcpt_to, subject, tag, metadata,"
     " track_clicks, created_at, status, attempts, next_attempt_at, last_error, finished_at"
 )
 
 
-def _message_info(row: Row) -> MessageInfo:
+def message_info(row: Row) -> MessageInfo:
     values = list(tuple(row))
     values[8] = json.loads(values[8] or "{}")
     values[9] = bool(values[9])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from store.clicks import ClickStore
+from store.context import ContextStore
 from store.db import Database
 from store.events import EventStore
 from store.idempotency import IdempotencyStore
@@ -16,8 +17,8 @@ from store.webhooks import WebhookStore
 
 
 class SqliteStore(
-    MailStore, IdempotencyStore, EventStore, WebhookStore, ClickStore, ReportStore,
-    QueueStore, RetentionStore,
+    MailStore, IdempotencyStore, EventStore, ContextStore, WebhookStore, ClickStore,
+    ReportStore, QueueStore, RetentionStore,
 ):
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -69,19 +69,22 @@ class WebhookAttempt:
     error: str | None
 
 
+DELIVERY_INSERT = (
+    "INSERT INTO webhook_deliveries (id, event_id, project_id, webhook_id, event_type,"
+    " body, status, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,'pending',?,?)"
+)
+
+
+def delivery_rows(deliveries: Sequence[NewDelivery]) -> list[tuple[object, ...]]:
+    return [(d.id, d.event_id, d.project_id, d.webhook_id, d.event_type, d.body,
+             d.created_at, d.created_at) for d in deliveries]
+
+
 async def insert_deliveries(
     tx: aiosqlite.Connection, deliveries: Sequence[NewDelivery]
 ) -> None:
     """Add deliveries inside a transaction the caller holds (the event's, for atomicity)."""
-    await tx.executemany(
-        "INSERT INTO webhook_deliveries (id, event_id, project_id, webhook_id, event_type,"
-        " body, status, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,'pending',?,?)",
-        [
-            (d.id, d.event_id, d.project_id, d.webhook_id, d.event_type, d.body,
-             d.created_at, d.created_at)
-            for d in deliveries
-        ],
-    )
+    await tx.executemany(DELIVERY_INSERT, delivery_rows(deliveries))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from store.clock import now_us
-from store.events import EarlierClicks, EventRecord, HitRecord, Promoted
+from store.context import BatchContext, Windows
+from store.events import EarlierClicks, EventRecord, Promoted
 from store.records import LinkRecord, MessageInfo, Observation
 from store.webhooks import NewDelivery
 from tracker.classify.rules import Rules
@@ -45,7 +46,7 @@ from tracker.workers import WorkerLoop
 
 log = logging.getLogger("clickrelay.promote")
 
-BATCH = 100
+BATCH = 500
 LEASE_SECONDS = 60.0
 IDLE_POLL_SECONDS = 0.5
 # How far apart two hits of one address on different recipients' messages still count as
@@ -70,22 +71,11 @@ class PromoteStore(Protocol):
 
     async def next_observation_due(self) -> int | None: ...
 
-    async def message_hits(
-        self, message_id: str, start: int, end: int, *, exclude: int, honeypot_index: int,
-        limit: int = 1000,
-    ) -> list[HitRecord]: ...
-
-    async def address_fanout(self, addr_hash: str, start: int, end: int, cap: int) -> int: ...
-
-    async def earlier_clicks(
-        self, message_id: str, at: int, observation_id: int
-    ) -> EarlierClicks: ...
+    async def promotion_context(
+        self, observations: Sequence[Observation], windows: Windows
+    ) -> BatchContext: ...
 
     async def record_promotions(self, worker: str, promoted: Sequence[Promoted]) -> set[int]: ...
-
-    async def get_message(self, message_id: str) -> MessageInfo | None: ...
-
-    async def get_links(self, message_id: str) -> list[LinkRecord]: ...
 
 
 @dataclass(frozen=True)
@@ -105,13 +95,26 @@ class Facts:
 @dataclass
 class _Batch:
     """One claim's worth of observations, promoted in click order and written in one
-    transaction: the message facts are read once, ``first_click`` follows the batch's own
-    events, and a message whose promotion failed keeps its later clicks waiting."""
+    transaction: their context is read once for the whole batch (store/context.py),
+    ``first_click`` follows the batch's own events, and a message whose promotion failed
+    keeps its later clicks waiting."""
 
+    context: BatchContext
     facts: dict[str, Facts] = field(default_factory=dict)
     earlier: dict[str, EarlierClicks] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
     promoted: list[Promoted] = field(default_factory=list)
+
+
+def windows(rules: Rules) -> Windows:
+    """How far around a click the classifier's rules look."""
+    return Windows(
+        hits_us=int(max(rules.burst_window_s, rules.rapid_window_s, rules.all_links_window_s,
+                        rules.honeypot_window_s) * _US),
+        fanout_us=int(rules.fanout_window_s * _US),
+        fanout_cap=FANOUT_CAP,
+        honeypot_index=HONEYPOT_LINK_INDEX,
+    )
 
 
 def wanted_by(hook: WebhookConfig, machine: bool) -> bool:
@@ -176,7 +179,8 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
 
     async def promote(self, observations: Sequence[Observation]) -> None:
         """Promote claimed observations, given in click order, and write the result."""
-        batch, rules = _Batch(), self._rules()
+        rules = self._rules()
+        batch = _Batch(await self._store.promotion_context(observations, windows(rules)))
         for observation in observations:
             if observation.message_id in batch.failed:
                 continue  # it waits for the earlier click of its message to be retried
@@ -197,7 +201,7 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
         oid = obs.id
         if oid is None:
             raise ValueError("only a stored observation can be promoted")
-        facts = batch.facts.get(obs.message_id) or await self._facts(obs)
+        facts = batch.facts.get(obs.message_id) or self._facts(obs, batch.context)
         batch.facts[obs.message_id] = facts
         link = facts.links.get(obs.link_index)
         # The index alone tells a honeypot hit whose link rows are gone (retention).
@@ -209,9 +213,9 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
             log.warning("click on a message of an unknown project dropped observation_id=%d "
                         "project_sid=%s", oid, obs.project_sid)
             return Promoted(oid)
-        verdict = classify(await self._context(obs, oid, facts, rules), rules)
-        earlier = batch.earlier.get(obs.message_id) or await self._store.earlier_clicks(
-            obs.message_id, obs.at, oid)
+        verdict = classify(self._context(obs, oid, facts, batch.context), rules)
+        earlier = (batch.earlier.get(obs.message_id)
+                   or batch.context.earlier.get(obs.message_id, EarlierClicks(False, False)))
         first = not (earlier.human if verdict.counts_for_metrics else earlier.any)
         batch.earlier[obs.message_id] = EarlierClicks(
             True, earlier.human or verdict.counts_for_metrics)
@@ -232,24 +236,18 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
         if woke:
             self._on_deliveries()
 
-    async def _facts(self, observation: Observation) -> Facts:
-        message = await self._store.get_message(observation.message_id)
-        links = {lk.index: lk for lk in await self._store.get_links(observation.message_id)}
+    def _facts(self, observation: Observation, context: BatchContext) -> Facts:
+        message = context.messages.get(observation.message_id)
+        links = {lk.index: lk for lk in context.links.get(observation.message_id, ())}
         projects = self._config().projects
         project = (next((p for p in projects if p.id == message.project_id), None) if message
                    else next((p for p in projects if p.sid == observation.project_sid), None))
         return Facts(message, project, links)
 
-    async def _context(
-        self, obs: Observation, oid: int, facts: Facts, rules: Rules
+    def _context(
+        self, obs: Observation, oid: int, facts: Facts, context: BatchContext
     ) -> ClickContext:
-        window = int(max(rules.burst_window_s, rules.rapid_window_s, rules.all_links_window_s,
-                         rules.honeypot_window_s) * _US)
-        hits = await self._store.message_hits(obs.message_id, obs.at - window, obs.at + window,
-                                              exclude=oid, honeypot_index=HONEYPOT_LINK_INDEX)
-        fan = int(rules.fanout_window_s * _US)
-        fanout = await self._store.address_fanout(obs.addr_hash, obs.at - fan, obs.at + fan,
-                                                  FANOUT_CAP)
+        hits = context.hits.get(oid, ())
         return ClickContext(
             method=obs.method,
             user_agent=obs.user_agent,
@@ -263,7 +261,7 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
             message_hits=[Hit(h.at, h.link_index, h.addr_hash, h.user_agent, h.honeypot)
                           for h in hits],
             message_link_count=sum(1 for lk in facts.links.values() if not lk.honeypot),
-            fanout_messages=fanout,
+            fanout_messages=context.fanout.get(oid, 0),
         )
 
     def _event(

@@ -1,0 +1,160 @@
+"""What promotion reads about a claimed batch of observations, in a handful of statements
+for the whole batch instead of several per observation (docs/classification.md): the
+clicked messages and their links, each observation's neighbouring hits on its message,
+the message's honeypot hits, the address's fan-out over recipients, and whether the
+message already had click events before the batch's first click of it.
+
+Each read is bounded as the classifier's rules are: at most ``hits_limit`` neighbours per
+observation, ``HONEYPOT_HITS`` honeypot hits per message, and a fan-out counted up to
+``fanout_cap`` messages, so that a message or an address hit by the thousand costs no
+more."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from store.db import Database, Row
+from store.events import EarlierClicks, HitRecord
+from store.mail import INFO_COLUMNS, message_info
+from store.records import LinkRecord, MessageInfo, Observation
+
+HONEYPOT_HITS = 100  # a message's honeypot hits read as context, at most
+
+# The batch's rows as JSON arrays, read back by position with json_each.
+_ARG = "json_extract(j.value, '$[{}]')"
+_HIT_COLUMNS = "o.id, o.at, o.link_index, o.addr_hash, o.user_agent"
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How far around a click its context reaches, in microseconds."""
+
+    hits_us: int  # the message's other hits
+    fanout_us: int  # the address's hits on other messages
+    fanout_cap: int
+    honeypot_index: int
+    hits_limit: int = 1000
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    messages: Mapping[str, MessageInfo]
+    links: Mapping[str, tuple[LinkRecord, ...]]
+    hits: Mapping[int, tuple[HitRecord, ...]]  # by observation id, in click order
+    fanout: Mapping[int, int]  # by observation id
+    earlier: Mapping[str, EarlierClicks]  # by message: events before its first click here
+
+
+class ContextStore:
+    db: Database
+
+    async def promotion_context(
+        self, observations: Sequence[Observation], windows: Windows
+    ) -> BatchContext:
+        """The context of every observation of a claimed batch (each has its id). The
+        statements run in one trip to the reader's thread, which does nothing but SQLite's
+        work there; the records are made here."""
+        if not observations:
+            return BatchContext({}, {}, {}, {}, {})
+        messages = json.dumps(sorted({o.message_id for o in observations}))
+        first: dict[str, Observation] = {}
+        for o in sorted(observations, key=lambda o: (o.at, o.id or 0)):
+            first.setdefault(o.message_id, o)
+        statements = [
+            (_MESSAGES, (messages,)),
+            (_LINKS, (messages,)),
+            (_NEAR, (json.dumps([(o.id, o.message_id, o.at - windows.hits_us,
+                                  o.at + windows.hits_us) for o in observations]),
+                     windows.hits_limit)),
+            (_BAIT, (messages, windows.honeypot_index, HONEYPOT_HITS)),
+            (_FANOUT, (windows.fanout_cap,
+                       json.dumps([(o.id, o.addr_hash, o.at - windows.fanout_us,
+                                    o.at + windows.fanout_us) for o in observations]))),
+            (_EARLIER, (json.dumps([(o.message_id, o.at, o.id) for o in first.values()]),)),
+        ]
+        found, links, near, bait, fanout, earlier = await self.db.read_in_one_trip(
+            lambda raw: [raw.execute(sql, params).fetchall() for sql, params in statements])
+        return BatchContext(
+            messages={info.id: info for info in map(message_info, found)},
+            links=_links(links),
+            hits=_hits(observations, near, bait, windows.honeypot_index),
+            fanout={r[0]: r[1] for r in fanout},
+            earlier={r[0]: EarlierClicks(bool(r[1]), bool(r[2])) for r in earlier},
+        )
+
+
+_MESSAGES = f"SELECT {INFO_COLUMNS} FROM messages WHERE id IN (SELECT value FROM json_each(?))"
+_LINKS = (
+    "SELECT message_id, link_index, destination, anchor_text, honeypot FROM links"
+    " WHERE message_id IN (SELECT value FROM json_each(?1)) UNION ALL"
+    " SELECT m.id, s.link_index, s.destination, s.anchor_text, s.honeypot"
+    " FROM messages m JOIN submission_links s ON s.submission_id = m.submission_id"
+    " WHERE m.id IN (SELECT value FROM json_each(?1)) AND m.body_id IS NOT NULL"
+    " ORDER BY 1, 2"
+)
+# Each observation's neighbours on its message within the window: (id, message, start, end).
+_NEAR = (
+    "SELECT oid, id, at, link_index, addr_hash, user_agent FROM ("
+    f" SELECT {_ARG.format(0)} AS oid, {_HIT_COLUMNS}, ROW_NUMBER() OVER"
+    "  (PARTITION BY j.key ORDER BY o.at, o.id) AS n"
+    f" FROM json_each(?) j JOIN observations o ON o.message_id = {_ARG.format(1)}"
+    f"  AND o.at BETWEEN {_ARG.format(2)} AND {_ARG.format(3)} AND o.id != {_ARG.format(0)})"
+    " WHERE n <= ?"
+)
+# The messages' honeypot hits at any time: a honeypot hit names its client, whenever it came.
+_BAIT = (
+    "SELECT message_id, id, at, link_index, addr_hash, user_agent FROM ("
+    f" SELECT o.message_id, {_HIT_COLUMNS}, ROW_NUMBER() OVER"
+    "  (PARTITION BY o.message_id ORDER BY o.at, o.id) AS n"
+    " FROM observations o WHERE o.message_id IN (SELECT value FROM json_each(?))"
+    " AND o.link_index = ?) WHERE n <= ?"
+)
+# How many distinct messages (each is one recipient's copy) each observation's address hit
+# within the window, counted up to the cap: (id, address hash, start, end).
+_FANOUT = (
+    f"SELECT {_ARG.format(0)}, (SELECT COUNT(*) FROM (SELECT DISTINCT message_id"
+    f" FROM observations WHERE addr_hash = {_ARG.format(1)}"
+    f" AND at BETWEEN {_ARG.format(2)} AND {_ARG.format(3)} LIMIT ?))"
+    " FROM json_each(?) j"
+)
+# Whether each message has events before its first click of the batch, of any kind and
+# human-countable, the basis of ``first_click``: (message, at, id).
+_BEFORE = (f"message_id = {_ARG.format(0)} AND (clicked_at < {_ARG.format(1)}"
+           f" OR (clicked_at = {_ARG.format(1)} AND observation_id < {_ARG.format(2)}))")
+_EARLIER = (
+    f"SELECT {_ARG.format(0)}, EXISTS (SELECT 1 FROM events WHERE {_BEFORE}),"
+    f" EXISTS (SELECT 1 FROM events WHERE {_BEFORE} AND counts_for_metrics = 1)"
+    " FROM json_each(?) j"
+)
+
+
+def _links(rows: Sequence[Row]) -> dict[str, tuple[LinkRecord, ...]]:
+    links: dict[str, list[LinkRecord]] = defaultdict(list)
+    for r in rows:
+        links[r[0]].append(LinkRecord(r[1], r[2], r[3], bool(r[4])))
+    return {m: tuple(found) for m, found in links.items()}
+
+
+def _hits(
+    observations: Sequence[Observation], near: Sequence[Row], bait: Sequence[Row],
+    honeypot_index: int,
+) -> dict[int, tuple[HitRecord, ...]]:
+    by_observation: dict[int, dict[int, HitRecord]] = defaultdict(dict)
+    for r in near:
+        by_observation[r[0]][r[1]] = HitRecord(r[1], r[2], r[3], r[4], r[5],
+                                               r[3] == honeypot_index)
+    by_message: dict[str, list[HitRecord]] = defaultdict(list)
+    for r in bait:
+        by_message[r[0]].append(HitRecord(r[1], r[2], r[3], r[4], r[5], True))
+    out = {}
+    for o in observations:
+        assert o.id is not None
+        hits = by_observation[o.id]
+        for hit in by_message[o.message_id]:
+            if hit.observation_id != o.id:
+                hits.setdefault(hit.observation_id, hit)
+        out[o.id] = tuple(sorted(hits.values(), key=lambda h: (h.at, h.observation_id)))
+    return out
