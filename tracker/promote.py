@@ -17,7 +17,9 @@ event of its own, and is context that makes the clicks near it machine clicks.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +51,9 @@ log = logging.getLogger("clickrelay.promote")
 BATCH = 500
 LEASE_SECONDS = 60.0
 IDLE_POLL_SECONDS = 0.5
+# Promotion shares the event loop with the clicks: it gives the loop back after this much
+# work, so that a click waits behind it for no longer.
+SLICE_SECONDS = 0.001
 # How far apart two hits of one address on different recipients' messages still count as
 # one fan-out: a gateway scans every copy of a bulk send as it arrives.
 FANOUT_CAP = 100  # messages counted at most: far above any threshold
@@ -181,7 +186,11 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
         """Promote claimed observations, given in click order, and write the result."""
         rules = self._rules()
         batch = _Batch(await self._store.promotion_context(observations, windows(rules)))
+        slice_ends = time.perf_counter() + SLICE_SECONDS
         for observation in observations:
+            if time.perf_counter() >= slice_ends:
+                await asyncio.sleep(0)
+                slice_ends = time.perf_counter() + SLICE_SECONDS
             if observation.message_id in batch.failed:
                 continue  # it waits for the earlier click of its message to be retried
             try:
