@@ -32,7 +32,7 @@ from store.webhooks import NewDelivery
 from tracker.classify.rules import DEFAULT_RULES
 from tracker.config import ProjectConfig, WebhookConfig, WebhookDeliveryConfig
 from tracker.metrics import Metrics
-from tracker.promote import PromotionWorker
+from tracker.promote import PromotionWorker, metrics_report
 from tracker.webhooks.dispatch import WebhookDispatcher
 
 S = 1_000_000
@@ -71,7 +71,8 @@ async def promotion(path: Path, count: int, workers: int) -> float:
     hooks = (WebhookConfig("h", "http://127.0.0.1:9/", "whsec_x"),)
     view = View((ProjectConfig("acme", "acme1", "t", webhooks=hooks),))
     stores = [store] + [await SqliteStore.open(path) for _ in range(workers - 1)]
-    runners = [PromotionWorker(lambda: view, s, Metrics(), lambda: DEFAULT_RULES)
+    runners = [PromotionWorker(lambda: view, s, metrics_report(Metrics()),
+                               lambda: DEFAULT_RULES)
                for s in stores]
     started = time.perf_counter()
     while sum(await asyncio.gather(*(w.promote_due() for w in runners))):

@@ -301,9 +301,11 @@ def click_requests(count: int) -> list[bytes]:
 
 
 def counters(port: int) -> dict[str, float]:
-    """clickrelay's dropped-click counter and its observation batch sizes (sum, count)."""
+    """clickrelay's dropped-click counter, its observation batch sizes and promotion's lag
+    from a click to its event (sums and counts)."""
     wanted = ("clickrelay_observations_dropped_total", "clickrelay_observation_batch_size_sum",
-              "clickrelay_observation_batch_size_count")
+              "clickrelay_observation_batch_size_count", "clickrelay_promotion_lag_seconds_sum",
+              "clickrelay_promotion_lag_seconds_count")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         samples = dict(line.split(" ", 1) for line in response.read().decode().splitlines()
                        if line.startswith(wanted))
@@ -391,6 +393,10 @@ def main() -> None:
     report(args, results, redirected, stored, seen)
     print(f"promotion: settle {args.settle:g} s; overdue observations after each saturated "
           f"round: {', '.join(map(str, backlog))}; {events} events written by the end")
+    lags = seen["clickrelay_promotion_lag_seconds_count"]
+    if lags:
+        mean = seen["clickrelay_promotion_lag_seconds_sum"] / lags
+        print(f"promotion lag, click to event: {mean:.1f} s on average over {lags:.0f} events")
 
 
 def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Round]],

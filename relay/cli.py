@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from relay import logsetup
 from relay.config.load import MIN_TOKEN_LENGTH, Config, ConfigError, load_config
 from relay.server import serve
 from store.sqlite import SqliteStore
@@ -21,14 +21,7 @@ DEFAULT_CONFIG = "config.example.toml"
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # aiosmtpd logs every command at INFO and a per-connection AUTH-without-TLS warning;
-    # clickrelay logs what matters itself.
-    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    logsetup.configure(args.log_level.upper())
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -22,6 +22,7 @@ from relay.config.load import Config
 from relay.delivery.upstream import make_upstream
 from relay.delivery.worker import DeliveryWorker
 from relay.maintenance import QueueGauges, RetentionWorker
+from relay.promotion import PromotionProcess
 from relay.submission.accept import Submitter
 from relay.submission.smtp import SubmissionHandler, protocol_factory, tls_context
 from relay.throttle import Throttle
@@ -34,7 +35,7 @@ from tracker.http.health import QueueHealth
 from tracker.http.logs import server_log
 from tracker.http.redirect import REDIRECTOR_KEY, Redirector
 from tracker.metrics import Metrics
-from tracker.promote import PromotionWorker
+from tracker.promote import metrics_report
 from tracker.supervisor import Run, Supervisor
 from tracker.webhooks.dispatch import WebhookDispatcher
 
@@ -53,7 +54,7 @@ class Running:
     submitter: Submitter
     delivery: DeliveryWorker
     app: web.Application
-    promotion: PromotionWorker
+    promotion: PromotionProcess
     webhooks: WebhookDispatcher
     observation_writer: ObservationWriter
     supervisor: Supervisor
@@ -96,8 +97,8 @@ async def running(config: Config) -> AsyncIterator[Running]:
         stack.push_async_callback(writer.close)  # after the recorder's last batch
         recorder = ObservationRecorder(live, writer, metrics)
         webhooks = WebhookDispatcher(live, store, metrics)
-        promotion = PromotionWorker(live, store, metrics, lambda: live().classification,
-                                    on_deliveries=webhooks.wake)
+        promotion = PromotionProcess(config.path, metrics_report(metrics, webhooks.wake),
+                                     store.release_observation_claims)
         throttle = Throttle()  # wrong passwords and tokens, SMTP AUTH and API alike
         supervisor = Supervisor(metrics, lambda: live().health)
         app = make_app(

@@ -24,7 +24,7 @@ from tests.sink import Sink
 from tracker.classify.rules import DEFAULT_RULES
 from tracker.config import ProjectConfig, WebhookConfig
 from tracker.metrics import Metrics
-from tracker.promote import PromotionWorker
+from tracker.promote import PromotionWorker, metrics_report
 from tracker.webhooks.events import HONEYPOT_LINK_INDEX
 
 S = 1_000_000  # microseconds
@@ -59,8 +59,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 def worker(store: Any, clock: Clock, metrics: Metrics | None = None,
            batch: int = 100) -> PromotionWorker:
-    return PromotionWorker(View, store, metrics or Metrics(), lambda: DEFAULT_RULES,
-                           clock=clock, batch=batch)
+    return PromotionWorker(View, store, metrics_report(metrics or Metrics()),
+                           lambda: DEFAULT_RULES, clock=clock, batch=batch)
 
 
 async def message(store: SqliteStore, links: int = 5, *, honeypot: bool = False,

@@ -237,9 +237,10 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def test_the_mail_workers_end_with_a_killed_server(tmp_path: Path) -> None:
-    """They held their own ends of the pool's pipes and outlived a server killed -9, with
-    the fork server they kept alive."""
+async def test_the_server_s_processes_end_with_a_killed_server(tmp_path: Path) -> None:
+    """The mail workers held their own ends of the pool's pipes and outlived a server
+    killed -9, with the fork server they kept alive; the promotion process and the
+    observation writer end when their input closes."""
     server = Server(tmp_path)
     server.start()
     assert server.proc is not None
@@ -247,7 +248,8 @@ async def test_the_mail_workers_end_with_a_killed_server(tmp_path: Path) -> None
         await asyncio.to_thread(server.send)
         server.delivered(1)
         below = descendants(server.proc.pid)
-        assert len(below) >= 4  # the observation writer, the fork server, two workers
+        # the observation writer, the promotion process, the fork server, two workers
+        assert len(below) >= 5
     finally:
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait()

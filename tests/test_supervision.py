@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import os
 import signal
 import urllib.request
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import pytest
 
 from relay.config import live
 from relay.server import Running
+from tests.clicking import click_as_person, events_of, send_tracked
 from tests.conftest import send, simple_message, wait_until
 from tests.redirecting import HOST, click, token
 from tests.sink import Sink
@@ -30,7 +32,7 @@ from tracker.supervisor import LOOP_DEATHS
 FAULTS: dict[str, Callable[[Running], tuple[Any, str]]] = {
     "observation-recorder": lambda r: (r.app[REDIRECTOR_KEY].recorder, "_write"),
     "delivery": lambda r: (r.delivery, "_claim"),
-    "promotion": lambda r: (r.promotion, "_idle"),
+    "promotion": lambda r: (r.promotion, "_report"),
     "webhooks": lambda r: (r.webhooks, "_sweep"),
     "config-watch": lambda r: (live, "file_stamp"),
 }
@@ -139,6 +141,24 @@ async def test_a_task_that_keeps_dying_keeps_healthz_at_503(
     assert not sink.handler.received
     fault.heal()
     assert len(await sink.wait_for(1)) == 1
+    await healthy_again(relay)
+
+
+async def test_a_killed_promotion_process_is_reported_replaced_and_its_work_done(
+    relay: Running, sink: Sink
+) -> None:
+    """Promotion runs in a process of its own (relay/promotion.py): killed, it is a dead
+    task like any other, and the process that replaces it promotes the clicks."""
+    first = await wait_until(lambda: relay.promotion.pid)
+    os.kill(first, signal.SIGKILL)
+    assert (await unhealthy(relay, "promotion"))["tasks"]["promotion"] == "restarting"
+    await wait_until(lambda: relay.promotion.pid not in (None, first))
+    [sent] = await send_tracked(relay, sink, '<p><a href="https://example.com/a">A</a></p>')
+    assert (await click_as_person(relay, sent.link(0))).status == 302
+    [event] = await events_of(relay, sent.message_id, 1)
+    assert event.classification == "genuine"
+    assert relay.metrics.registry.get_sample_value(
+        "clickrelay_clicks_classified_total", {"classification": "genuine"}) == 1
     await healthy_again(relay)
 
 

@@ -13,17 +13,24 @@ claim's batch is one item, and one batch is promoted at a time.
 
 A hit on a route's hidden honeypot link is no click on a link of the message: it has no
 event of its own, and is context that makes the clicks near it machine clicks.
+
+What a batch did (its classifications, its lags, its webhook deliveries) goes out as one
+``PromotionReport``: in the server's process it is counted in the metrics and wakes the
+webhook dispatcher (``metrics_report``); the server runs the worker in a process of its
+own (relay/promotion.py), which sends its reports to the server to be counted there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from store.clock import now_us
 from store.context import BatchContext, Windows
@@ -83,6 +90,55 @@ class PromoteStore(Protocol):
     async def record_promotions(self, worker: str, promoted: Sequence[Promoted]) -> set[int]: ...
 
 
+@dataclass
+class PromotionReport:
+    """What one promoted batch did, for the metrics and the webhook dispatcher."""
+
+    classified: Counter[str] = field(default_factory=Counter)  # events by classification
+    lags: list[float] = field(default_factory=list)  # seconds from each click to its event
+    honeypot_hits: int = 0
+    failures: int = 0  # observations whose promotion failed (tried again later)
+    deliveries: int = 0  # webhook deliveries written
+
+    def to_json(self) -> bytes:
+        return json.dumps({"classified": self.classified, "lags": self.lags,
+                           "honeypot_hits": self.honeypot_hits, "failures": self.failures,
+                           "deliveries": self.deliveries}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> PromotionReport:
+        """A report as ``to_json`` wrote it; ValueError for anything else."""
+        try:
+            raw: Any = json.loads(data)
+            report = cls(Counter({str(k): int(v) for k, v in raw["classified"].items()}),
+                         [float(lag) for lag in raw["lags"]], int(raw["honeypot_hits"]),
+                         int(raw["failures"]), int(raw["deliveries"]))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a promotion report: {exc!r}") from None
+        return report
+
+
+Report = Callable[[PromotionReport], None]
+
+
+def metrics_report(metrics: Metrics, on_deliveries: Callable[[], None] = lambda: None) -> Report:
+    """Count a report in ``metrics``; webhook deliveries written wake ``on_deliveries``."""
+
+    def apply(report: PromotionReport) -> None:
+        for classification, count in report.classified.items():
+            metrics.clicks_classified.labels(classification).inc(count)
+        for lag in report.lags:
+            metrics.promotion_lag.observe(lag)
+        if report.honeypot_hits:
+            metrics.honeypot_hits.inc(report.honeypot_hits)
+        if report.failures:
+            metrics.promotion_failures.inc(report.failures)
+        if report.deliveries:
+            on_deliveries()
+
+    return apply
+
+
 @dataclass(frozen=True)
 class Facts:
     """What the store knows about the clicked message."""
@@ -109,6 +165,7 @@ class _Batch:
     earlier: dict[str, EarlierClicks] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
     promoted: list[Promoted] = field(default_factory=list)
+    report: PromotionReport = field(default_factory=PromotionReport)
 
 
 def windows(rules: Rules) -> Windows:
@@ -135,19 +192,17 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
         self,
         config: Callable[[], PromoteView],
         store: PromoteStore,
-        metrics: Metrics,
+        report: Report,
         rules: Callable[[], Rules],
         *,
-        on_deliveries: Callable[[], None] = lambda: None,
         clock: Callable[[], int] = now_us,
         batch: int = BATCH,
     ) -> None:
         super().__init__("promote", clock)
         self._config = config
         self._store = store
-        self._metrics = metrics
+        self._report = report
         self._rules = rules
-        self._on_deliveries = on_deliveries
         self._batch = batch
 
     def concurrency(self) -> int:
@@ -198,10 +253,10 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
             except Exception:
                 # The claim lapses and the observation is tried again, in click order.
                 batch.failed.add(observation.message_id)
-                self._metrics.promotion_failures.inc()
+                batch.report.failures += 1
                 log.exception("promotion failed observation_id=%s", observation.id)
         written = await self._store.record_promotions(self.worker_id, batch.promoted)
-        self._account([p for p in batch.promoted if p.observation_id in written])
+        self._account([p for p in batch.promoted if p.observation_id in written], batch.report)
         if len(written) < len(batch.promoted):
             log.warning("%d observations were taken over by another worker",
                         len(batch.promoted) - len(written))
@@ -215,7 +270,7 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
         link = facts.links.get(obs.link_index)
         # The index alone tells a honeypot hit whose link rows are gone (retention).
         if obs.link_index == HONEYPOT_LINK_INDEX or (link is not None and link.honeypot):
-            self._metrics.honeypot_hits.inc()
+            batch.report.honeypot_hits += 1
             log.info("honeypot hit message_id=%s", obs.message_id)
             return Promoted(oid)
         if facts.project_id is None:
@@ -230,20 +285,19 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
             True, earlier.human or verdict.counts_for_metrics)
         return self._event(obs, oid, facts, facts.project_id, verdict, first)
 
-    def _account(self, written: Sequence[Promoted]) -> None:
-        now, woke = self._clock(), False
+    def _account(self, written: Sequence[Promoted], report: PromotionReport) -> None:
+        now = self._clock()
         for p in written:
             if p.event is None:
                 continue
             e = p.event
-            self._metrics.clicks_classified.labels(e.classification).inc()
-            self._metrics.promotion_lag.observe(max(0, now - e.clicked_at) / _US)
+            report.classified[e.classification] += 1
+            report.lags.append(max(0, now - e.clicked_at) / _US)
+            report.deliveries += len(p.deliveries)
             log.info("click message_id=%s link=%d classification=%s probability=%d first=%s "
                      "webhooks=%d", e.message_id, e.link_index, e.classification,
                      e.probability, e.first_click, len(p.deliveries))
-            woke = woke or bool(p.deliveries)
-        if woke:
-            self._on_deliveries()
+        self._report(report)
 
     def _facts(self, observation: Observation, context: BatchContext) -> Facts:
         message = context.messages.get(observation.message_id)
