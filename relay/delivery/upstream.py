@@ -14,10 +14,13 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 
 from relay.config.load import UpstreamConfig
 from relay.errors import UpstreamPermanent, UpstreamTemporary
@@ -58,25 +61,71 @@ class SmtpUpstream:
             validate_certs=c.scheme != "smtp",
         )
         async with self._preparing:  # one at a time: each thread more delays the loop's GIL
-            data, size = await asyncio.to_thread(wire_data, body)
+            data, envelope = await asyncio.to_thread(_prepare, mail_from, rcpt_to, body)
         try:
             async with client:
-                return await _transaction(client, mail_from, rcpt_to, data, size,
-                                          c.timeout_seconds)
+                return await _transaction(client, envelope, data, c.timeout_seconds)
         except aiosmtplib.SMTPResponseException as exc:
             raise _by_code(exc.code, exc.message) from exc
+        except UpstreamPermanent:
+            raise
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise UpstreamTemporary(f"{type(exc).__name__}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """One copy's envelope and what its transaction must declare (RFC 6531, RFC 6152)."""
+
+    mail_from: str  # "" for the null sender
+    rcpt_to: str
+    size: int
+    utf8_addresses: bool  # an address is not ASCII: only SMTPUTF8 can carry it
+    utf8_headers: bool  # the header block holds UTF-8 (RFC 6532)
+    eight_bit: bool  # a byte of the message is over 127: BODY=8BITMIME
+
+    @classmethod
+    def of(cls, mail_from: str, rcpt_to: str, body: bytes, size: int) -> Envelope:
+        header_end = body.find(b"\n\r\n")
+        if header_end < 0:
+            header_end = body.find(b"\n\n")
+        headers = body if header_end < 0 else body[:header_end]
+        return cls(mail_from, rcpt_to, size,
+                   utf8_addresses=not (mail_from.isascii() and rcpt_to.isascii()),
+                   utf8_headers=not headers.isascii(), eight_bit=not body.isascii())
+
+    def mail_options(self, offers: Callable[[str], bool]) -> list[str]:
+        """The MAIL parameters for an upstream that ``offers`` the named extensions; an
+        address that needs SMTPUTF8 where it is not offered is a permanent failure (the
+        upstream will never offer it for this copy)."""
+        options = [f"size={self.size}"] if offers("size") else []
+        if self.eight_bit and offers("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if self.utf8_addresses and not offers("smtputf8"):
+            raise UpstreamPermanent(
+                "the upstream does not offer SMTPUTF8, and an address of this copy is not "
+                f"ASCII ({self.mail_from or '<>'} to {self.rcpt_to}): it cannot be sent there")
+        if (self.utf8_addresses or self.utf8_headers) and offers("smtputf8"):
+            options.append("SMTPUTF8")
+        return options
+
+
 async def _transaction(
-    client: aiosmtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes, size: int,
-    timeout: float,
+    client: aiosmtplib.SMTP, envelope: Envelope, data: bytes, timeout: float
 ) -> str:
-    """MAIL, RCPT and DATA, as aiosmtplib's sendmail does them, with the DATA ready."""
-    await client.mail(mail_from, options=[f"size={size}"] if client.supports_extension("size")
-                      else [])
-    await client.rcpt(rcpt_to)
+    """MAIL, RCPT and DATA, as aiosmtplib's sendmail does them, with the DATA ready; the
+    null sender goes as ``<>``, which aiosmtplib's ``mail`` refuses."""
+    options = envelope.mail_options(client.supports_extension)
+    encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+    sender = b"<>" if is_null_sender(envelope.mail_from) else _quoted(envelope.mail_from,
+                                                                       encoding)
+    reply = await client.execute_command(
+        b"MAIL", b"FROM:" + sender, *(o.encode("ascii") for o in options))
+    if reply.code != 250:
+        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, envelope.mail_from)
+    reply = await client.execute_command(b"RCPT", b"TO:" + _quoted(envelope.rcpt_to, encoding))
+    if reply.code not in (250, 251):
+        raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, envelope.rcpt_to)
     start = await client.execute_command(b"DATA")
     if start.code != 354:
         raise aiosmtplib.SMTPDataError(start.code, start.message)
@@ -90,6 +139,25 @@ async def _transaction(
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
     return reply.message
+
+
+def is_null_sender(mail_from: str) -> bool:
+    """``MAIL FROM:<>`` (RFC 5321 §4.5.5): a notification, never to be answered; aiosmtpd
+    gives it as ``<>``, the API never makes one."""
+    return mail_from in ("", "<>")
+
+
+def _prepare(mail_from: str, rcpt_to: str, body: bytes) -> tuple[bytes, Envelope]:
+    data, size = wire_data(body)
+    return data, Envelope.of(mail_from, rcpt_to, body, size)
+
+
+def _quoted(address: str, encoding: str) -> bytes:
+    """``<address>``; an address that cannot be put on a command line is permanent."""
+    try:
+        return quote_address(address).encode(encoding)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise UpstreamPermanent(f"the address {address!r} cannot be sent: {exc}") from exc
 
 
 _LINE_ENDINGS = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
