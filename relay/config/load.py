@@ -39,6 +39,7 @@ DEFAULT_LIMITS = MessageLimits()
 # A project's or the team's token is all that guards sending and the API: shorter ones
 # are warned about (not refused: the example's development tokens are shorter).
 MIN_TOKEN_LENGTH = 32
+MIN_LINE_LENGTH = 1001  # what aiosmtpd allows: a line of 998 octets, its CRLF, a dot
 WEBHOOK_EVENTS = ("message.clicked",)
 
 
@@ -55,6 +56,7 @@ class SmtpConfig:
     limits: MessageLimits = field(default_factory=MessageLimits)
     parse_workers: int = 2  # processes that read and rewrite mail; 0: a thread instead
     own_data_reader: bool = True  # DATA read by relay/submission/smtp_data.py; false: by aiosmtpd
+    max_line_length: int = 65_536  # octets of a DATA line with its CRLF; longer gets 500
 
 
 @dataclass(frozen=True)
@@ -197,9 +199,13 @@ def _smtp(t: Table, base: Path) -> SmtpConfig:
         ),
         parse_workers=t.get("parse_workers", int, 2),
         own_data_reader=t.get("own_data_reader", bool, True),
+        max_line_length=t.positive("max_line_length", 65_536),
     )
     if cfg.parse_workers < 0:
         raise t.error("parse_workers", "must be 0 or more")
+    if cfg.max_line_length < MIN_LINE_LENGTH:
+        raise t.error("max_line_length", f"must be at least {MIN_LINE_LENGTH} (RFC 5321 "
+                      "§4.5.3.1.6: 1000 octets with the CRLF)")
     if cfg.listen_tls and not cfg.tls_cert:
         raise t.error("listen_tls", "needs tls_cert and tls_key")
     for name, file in (("tls_cert", cfg.tls_cert), ("tls_key", cfg.tls_key)):

@@ -23,7 +23,7 @@ from relay.message.headers import (
     remove_fields,
 )
 from relay.message.limits import check_header_block
-from relay.message.mime import PartOutcome
+from relay.message.mime import PartOutcome, fold_long_lines
 from relay.rewrite.copies import Template
 from relay.rewrite.minting import LinkSettings, copy_tokens, track_message
 from relay.submission.controls import Controls, header_text, is_control_header, read_controls
@@ -94,8 +94,8 @@ def prepare(submission: Submission) -> Prepared:
     if controls.idempotency_key is not None:
         body_hash = fingerprint(submission.mail_from, submission.rcpt_tos, fields,
                                 memoryview(raw)[body_start:])
-    forwarded = (remove_fields(header_block, is_control_header) + line_ending(raw)
-                 + raw[body_start:])
+    forwarded = fold_long_lines(remove_fields(header_block, is_control_header)
+                                + line_ending(raw) + raw[body_start:])
     ids = [str(uuid.uuid4()) for _ in submission.rcpt_tos]
     links: tuple[LinkRecord, ...] = ()
     parts: tuple[PartOutcome, ...] = ()
