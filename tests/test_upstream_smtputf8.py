@@ -113,7 +113,9 @@ async def test_upstream_without_smtputf8_fails_an_internationalised_copy_at_once
     assert failed.status == "failed"
     assert "does not offer SMTPUTF8" in (failed.last_error or "")
     assert [a.outcome for a in await relay.store.delivery_attempts(message_id)] == ["permanent"]
-    assert ascii_upstream.received == []
+    (notice,) = await ascii_upstream.wait_for(1)  # the copy never; its sender is told
+    assert (notice.mail_from, notice.rcpt_tos) == ("<>", ("app@acme.test",))
+    assert b"Status: 5.6.7" in notice.content
 
 
 async def test_upstream_without_smtputf8_still_takes_ascii_addresses(

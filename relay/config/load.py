@@ -31,6 +31,7 @@ from tracker.config import (
 )
 from tracker.http.health import HealthConfig
 from tracker.tokens import check_signing_secret
+from tracker.webhooks.events import DELIVERY_EVENTS
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -40,7 +41,7 @@ DEFAULT_LIMITS = MessageLimits()
 # are warned about (not refused: the example's development tokens are shorter).
 MIN_TOKEN_LENGTH = 32
 MIN_LINE_LENGTH = 1001  # what aiosmtpd allows: a line of 998 octets, its CRLF, a dot
-WEBHOOK_EVENTS = ("message.clicked",)
+WEBHOOK_EVENTS = ("message.clicked", *DELIVERY_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,7 @@ def _route(t: Table) -> RouteConfig:
         track_clicks=t.get("track_clicks", bool, False),
         track_opens=t.get("track_opens", bool, False),
         bot_honeypot=t.get("bot_honeypot", bool, False),
+        bounce_notifications=t.get("bounce_notifications", bool, True),
     )
     if route.type not in ROUTE_TYPES:
         raise t.error("type", f"must be one of {', '.join(ROUTE_TYPES)}, not {route.type!r}")

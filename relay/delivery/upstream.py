@@ -104,7 +104,8 @@ class Envelope:
         if self.utf8_addresses and not offers("smtputf8"):
             raise UpstreamPermanent(
                 "the upstream does not offer SMTPUTF8, and an address of this copy is not "
-                f"ASCII ({self.mail_from or '<>'} to {self.rcpt_to}): it cannot be sent there")
+                f"ASCII ({self.mail_from or '<>'} to {self.rcpt_to}): it cannot be sent there",
+                status="5.6.7")  # RFC 6531 §3.5
         if (self.utf8_addresses or self.utf8_headers) and offers("smtputf8"):
             options.append("SMTPUTF8")
         return options
@@ -141,10 +142,13 @@ async def _transaction(
     return reply.message
 
 
+NULL_SENDER = "<>"  # how aiosmtpd gives MAIL FROM:<>, and how the spool keeps it
+
+
 def is_null_sender(mail_from: str) -> bool:
-    """``MAIL FROM:<>`` (RFC 5321 §4.5.5): a notification, never to be answered; aiosmtpd
-    gives it as ``<>``, the API never makes one."""
-    return mail_from in ("", "<>")
+    """``MAIL FROM:<>`` (RFC 5321 §4.5.5): a notification, never to be answered; the API
+    never makes one."""
+    return mail_from in ("", NULL_SENDER)
 
 
 def _prepare(mail_from: str, rcpt_to: str, body: bytes) -> tuple[bytes, Envelope]:
@@ -157,7 +161,8 @@ def _quoted(address: str, encoding: str) -> bytes:
     try:
         return quote_address(address).encode(encoding)
     except (ValueError, UnicodeEncodeError) as exc:
-        raise UpstreamPermanent(f"the address {address!r} cannot be sent: {exc}") from exc
+        raise UpstreamPermanent(f"the address {address!r} cannot be sent: {exc}",
+                                status="5.1.3") from exc
 
 
 _LINE_ENDINGS = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
