@@ -97,6 +97,14 @@ async def test_retries_that_run_out_send_message_failed(
     (payload,) = await events_received(receiver, 1)
     assert payload["event"] == "message.failed"
     assert payload["data"]["smtp_code"] == 451
+    assert await api_events(relay, message_id) == ["queued", "failed"]  # as the webhook
+
+
+async def api_events(relay: Running, message_id: str) -> list[str]:
+    status, _, body = await http(relay, "GET", f"/v1/messages/{message_id}/events",
+                                 headers={"Authorization": f"Bearer {TEAM_TOKEN}"})
+    assert status == 200
+    return [e["event"] for e in body["data"]]
 
 
 async def test_message_events_show_each_attempt(relay: Running, sink: Sink) -> None:
@@ -104,7 +112,4 @@ async def test_message_events_show_each_attempt(relay: Running, sink: Sink) -> N
     await send(relay.smtp_port, simple_message())
     message_id = await queued_id(relay)
     await finished(relay, message_id)
-    status, _, body = await http(relay, "GET", f"/v1/messages/{message_id}/events",
-                                 headers={"Authorization": f"Bearer {TEAM_TOKEN}"})
-    assert status == 200
-    assert [e["event"] for e in body["data"]] == ["queued", "soft_bounced", "delivered"]
+    assert await api_events(relay, message_id) == ["queued", "soft_bounced", "delivered"]
