@@ -4,6 +4,7 @@ scripted to answer 4xx/5xx at MAIL, RCPT or DATA, or to drop the connection."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from dataclasses import dataclass
 
@@ -92,11 +93,13 @@ class SinkHandler:
 
 class Sink:
     """``smtputf8``: whether its EHLO offers SMTPUTF8 (when it does, a non-ASCII address
-    without it is refused, as real MTAs do)."""
+    without it is refused, as real MTAs do). With ``tls``, it offers STARTTLS with that
+    context and takes no mail without it."""
 
-    def __init__(self, *, smtputf8: bool = True) -> None:
+    def __init__(self, *, smtputf8: bool = True, tls: ssl.SSLContext | None = None) -> None:
         self.handler = SinkHandler()
         self.smtputf8 = smtputf8
+        self.tls = tls
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
 
@@ -104,7 +107,8 @@ class Sink:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             lambda: SMTP(self.handler, enable_SMTPUTF8=self.smtputf8, decode_data=False,
-                         hostname="sink.test"),
+                         hostname="sink.test", tls_context=self.tls,
+                         require_starttls=self.tls is not None),
             "127.0.0.1",
             port,
         )

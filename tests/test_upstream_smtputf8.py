@@ -14,7 +14,7 @@ import pytest
 
 from relay.server import Running
 from tests.api_helpers import Clients, call, email
-from tests.conftest import PROJECT_TOKEN, finished
+from tests.conftest import PROJECT_TOKEN, finished, upstream_at
 from tests.sink import Sink
 
 ZOE = "zoë@bücher.example"
@@ -100,9 +100,8 @@ async def ascii_sink() -> AsyncIterator[Sink]:
 
 @pytest.fixture
 def ascii_upstream(settings: dict[str, Any], ascii_sink: Sink) -> Sink:
-    """The relay's upstream does not offer SMTPUTF8 (``usefixtures``, before ``relay``)."""
-    settings["upstream"]["url"] = f"smtp://127.0.0.1:{ascii_sink.port}"
-    return ascii_sink
+    """The relay's upstream does not offer SMTPUTF8."""
+    return upstream_at(settings, ascii_sink)
 
 
 async def test_upstream_without_smtputf8_fails_an_internationalised_copy_at_once(

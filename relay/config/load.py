@@ -73,6 +73,9 @@ class UpstreamConfig:
     timeout_seconds: float = 60.0
     retry_initial_seconds: float = 30.0
     concurrency: int = 8
+    tls_ca_file: Path | None = None  # CA bundle (PEM) the upstream's certificate is checked with
+    tls_client_cert: Path | None = None  # certificate (PEM) shown to an upstream that asks
+    tls_client_key: Path | None = None  # its private key, when not in tls_client_cert
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,7 @@ def _upstream(t: Table, base: Path) -> UpstreamConfig:
         "timeout_seconds": t.positive_number("timeout_seconds", 60.0),
         "retry_initial_seconds": t.positive_number("retry_initial_seconds", 30.0),
         "concurrency": t.positive("concurrency", 8),
+        **_upstream_tls(t, base),
     }
     t.done()
     if url.startswith("maildir:"):
@@ -254,6 +258,18 @@ def _upstream(t: Table, base: Path) -> UpstreamConfig:
         password=unquote(parts.password) if parts.password else None,
         **common,
     )
+
+
+def _upstream_tls(t: Table, base: Path) -> dict[str, Path | None]:
+    """The files of ``[upstream]``'s TLS options, each checked to exist."""
+    files = {name: base / t.text(name) if t.has(name) else None
+             for name in ("tls_ca_file", "tls_client_cert", "tls_client_key")}
+    for name, file in files.items():
+        if file is not None and not file.is_file():
+            raise t.error(name, f"file {file} does not exist")
+    if files["tls_client_key"] is not None and files["tls_client_cert"] is None:
+        raise t.error("tls_client_key", "needs tls_client_cert")
+    return files
 
 
 def _http(t: Table) -> HttpConfig:

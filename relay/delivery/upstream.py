@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class SmtpUpstream:
         self._config = config
         self._local_hostname = local_hostname
         self._preparing = asyncio.Semaphore(1)
+        self._tls = tls_context(config)
 
     async def deliver(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
         c = self._config
@@ -59,17 +61,22 @@ class SmtpUpstream:
             # smtp+starttls:// insists on it and verifies the certificate.
             start_tls=True if c.scheme == "smtp+starttls" else None,
             validate_certs=c.scheme != "smtp",
+            tls_context=self._tls,
         )
         async with self._preparing:  # one at a time: each thread more delays the loop's GIL
             data, envelope = await asyncio.to_thread(_prepare, mail_from, rcpt_to, body)
         try:
             async with client:
-                return await _transaction(client, envelope, data, c.timeout_seconds)
+                return await _transaction(client, envelope, data, c.timeout_seconds,
+                                          tls=c.scheme != "smtp")
         except aiosmtplib.SMTPResponseException as exc:
             raise _by_code(exc.code, exc.message) from exc
         except UpstreamPermanent:
             raise
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            refused = certificate_refusal(exc)
+            if refused is not None:
+                raise refused from exc
             raise UpstreamTemporary(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -112,10 +119,12 @@ class Envelope:
 
 
 async def _transaction(
-    client: aiosmtplib.SMTP, envelope: Envelope, data: bytes, timeout: float
+    client: aiosmtplib.SMTP, envelope: Envelope, data: bytes, timeout: float, *, tls: bool
 ) -> str:
     """MAIL, RCPT and DATA, as aiosmtplib's sendmail does them, with the DATA ready; the
     null sender goes as ``<>``, which aiosmtplib's ``mail`` refuses."""
+    if client.is_ehlo_or_helo_needed:  # again after STARTTLS (RFC 3207 §4.2), as ``mail`` does
+        await _greet(client, tls)
     options = envelope.mail_options(client.supports_extension)
     encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
     sender = b"<>" if is_null_sender(envelope.mail_from) else _quoted(envelope.mail_from,
@@ -143,6 +152,22 @@ async def _transaction(
 
 
 NULL_SENDER = "<>"  # how aiosmtpd gives MAIL FROM:<>, and how the spool keeps it
+
+
+async def _greet(client: aiosmtplib.SMTP, tls: bool) -> None:
+    """EHLO (HELO if refused). An upstream that wants a client certificate it did not get
+    says so, under TLS 1.3, only by closing the connection at the first read after the
+    handshake: that is told, as a temporary failure (it may be any other drop)."""
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        await client.helo()
+    except aiosmtplib.SMTPServerDisconnected as exc:
+        if not tls:
+            raise
+        raise UpstreamTemporary(
+            f"{exc}: the upstream closed the connection after STARTTLS; if it asks for a "
+            "client certificate, set [upstream] tls_client_cert (and tls_client_key)") from exc
 
 
 def is_null_sender(mail_from: str) -> bool:
@@ -193,6 +218,41 @@ def wire_data(body: bytes) -> tuple[bytes, int]:
         size += 2
     out.append(b".\r\n")
     return b"".join(out), size
+
+
+def tls_context(config: UpstreamConfig) -> ssl.SSLContext | None:
+    """The TLS context of ``[upstream]``'s options: its CA bundle, its client certificate.
+    None without them (aiosmtplib's own: the system's CAs). On smtp:// the upstream's
+    certificate is still not checked (opportunistic TLS), but the client's is shown."""
+    if config.tls_ca_file is None and config.tls_client_cert is None:
+        return None
+    context = ssl.create_default_context(
+        cafile=str(config.tls_ca_file) if config.tls_ca_file else None)
+    if config.scheme == "smtp":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.tls_client_cert is not None:
+        context.load_cert_chain(str(config.tls_client_cert),
+                                str(config.tls_client_key) if config.tls_client_key else None)
+    return context
+
+
+def certificate_refusal(exc: BaseException) -> UpstreamPermanent | None:
+    """A TLS failure over a certificate, as a permanent failure of the attempt that names
+    the option to set; None for any other failure. (RFC 3463 X.7.5: cryptographic failure.)"""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return UpstreamPermanent(
+                f"TLS: the upstream's certificate was not accepted ({cause.verify_message}): "
+                "set [upstream] tls_ca_file to the CA bundle that signed it", status="5.7.5")
+        if isinstance(cause, ssl.SSLError) and "CERTIFICATE" in (cause.reason or ""):
+            return UpstreamPermanent(
+                f"TLS: the upstream refused the connection over a certificate ({cause.reason}):"
+                " set [upstream] tls_client_cert (and tls_client_key) to the certificate it "
+                "expects", status="5.7.5")
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _by_code(code: int, message: str) -> UpstreamTemporary | UpstreamPermanent:
