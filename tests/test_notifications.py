@@ -110,3 +110,20 @@ async def test_a_notification_that_fails_gets_none_of_its_own(
     await wait_until(both_failed)
     assert len(await relay.store.db.fetchall("SELECT id FROM messages")) == 2
     assert sink.received == []
+
+
+async def test_a_notification_that_cannot_be_made_does_not_stop_the_record(
+    relay: Running, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relay.delivery import worker
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(worker, "notice_for", broken)
+    sink.fail("RCPT", "550 5.1.1 no such user")
+    await send(relay.smtp_port, simple_message(), mail_from="app@acme.test")
+    message = await finished(relay, await only_copy(relay))
+    assert message.status == "failed"
+    assert len(await relay.store.delivery_attempts(message.id)) == 1
+    assert len(await relay.store.db.fetchall("SELECT id FROM messages")) == 1

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import smtplib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from relay.server import Running
+from relay.server import Running, running
 from tests.api_helpers import Clients, call, email
-from tests.conftest import PROJECT_TOKEN, finished, upstream_at
+from tests.conftest import PROJECT_TOKEN, finished, upstream_at, wait_until, write_config
 from tests.sink import Sink
 
 ZOE = "zoë@bücher.example"
@@ -125,3 +126,15 @@ async def test_upstream_without_smtputf8_still_takes_ascii_addresses(
     (got,) = await ascii_upstream.wait_for(1)
     assert "SMTPUTF8" not in got.mail_options
     assert "BODY=8BITMIME" in got.mail_options
+
+
+async def test_null_sender_in_a_maildir_has_an_empty_return_path(
+    settings: dict[str, Any], config_path: Path, tmp_path: Path
+) -> None:
+    settings["upstream"]["url"] = "maildir:outbox"
+    async with running(write_config(config_path, settings)) as relay:
+        await submitted(relay, utf8_message(to="rcpt@example.org"), "<>", "rcpt@example.org",
+                        ("BODY=8BITMIME",))
+        new = tmp_path / "outbox" / "new"
+        (delivered,) = await wait_until(lambda: new.is_dir() and list(new.iterdir()))
+    assert delivered.read_bytes().startswith(b"Return-Path: <>\r\n")

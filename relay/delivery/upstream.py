@@ -282,8 +282,9 @@ class MaildirUpstream:
         name = f"{time.time_ns()}.{uuid.uuid4().hex}.{socket.gethostname()}"
         tmp = self.path / "tmp" / name
         eol = b"\r\n" if b"\r\n" in body[:2048] else b"\n"
+        sender = "" if is_null_sender(mail_from) else mail_from
         envelope = (
-            b"Return-Path: <" + mail_from.encode("utf-8", "replace") + b">" + eol
+            b"Return-Path: <" + sender.encode("utf-8", "replace") + b">" + eol
             + b"Delivered-To: " + rcpt_to.encode("utf-8", "replace") + eol
         )
         with open(tmp, "xb") as f:

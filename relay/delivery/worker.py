@@ -99,15 +99,31 @@ class DeliveryWorker(WorkerLoop[SpooledMessage]):
         self._metrics.delivery_seconds.observe(elapsed)
         self._metrics.delivery_attempts.labels(attempt.outcome).inc()
         at = self._clock()
-        config = self._config()
+        notice, deliveries = self._tell(message, attempt, at)
         await self._store.record_delivery(
             message.id, outcome=attempt.outcome, at=at, duration_ms=int(elapsed * 1000),
             code=attempt.code, detail=attempt.detail, next_attempt_at=attempt.retry_at,
-            notice=self._notice(config, message, attempt, at),
-            deliveries=delivery_deliveries(config, message, attempt.outcome, attempt.code,
-                                           attempt.detail, at),
+            notice=notice, deliveries=deliveries,
         )
         self._log(message, attempt.outcome, attempt.detail)
+
+    def _tell(self, message: SpooledMessage, attempt: Attempt, at: int
+              ) -> tuple[NewMessage | None, list[NewDelivery]]:
+        """The attempt's notification and webhook deliveries. A bug in making them must not
+        keep the attempt from being recorded (the copy would be sent again): it is logged,
+        and the attempt recorded without them."""
+        config = self._config()
+        notice, deliveries = None, []
+        try:
+            notice = self._notice(config, message, attempt, at)
+        except Exception:
+            log.exception("delivery notification not made message_id=%s", message.id)
+        try:
+            deliveries = delivery_deliveries(config, message, attempt.outcome, attempt.code,
+                                             attempt.detail, at)
+        except Exception:
+            log.exception("delivery events not made message_id=%s", message.id)
+        return notice, deliveries
 
     async def _attempt(self, message: SpooledMessage) -> Attempt:
         try:
