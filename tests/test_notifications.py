@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+from datetime import UTC, datetime
 from email.message import Message
 from typing import Any
 
 import pytest
 
 from relay.server import Running
-from tests.conftest import finished, send, simple_message, wait_until
+from tests.api_helpers import http
+from tests.conftest import TEAM_TOKEN, finished, send, simple_message, wait_until
 from tests.sink import Received, Sink
 
 
@@ -27,6 +29,10 @@ def report_of(notice: Received) -> tuple[Message, Message, Message]:
     assert status.get_content_type() == "message/delivery-status"
     per_message, recipient = status.get_payload()
     return report, per_message, recipient
+
+
+def iso_day() -> str:
+    return datetime.now(UTC).date().isoformat()
 
 
 async def only_copy(relay: Running) -> str:
@@ -52,6 +58,11 @@ async def test_permanent_refusal_sends_a_notification_to_the_sender(
     assert "550 5.1.1" in recipient["Diagnostic-Code"]
     headers = report.get_payload()[2].get_payload()
     assert "Subject: Invoice 7" in headers
+    day = iso_day()
+    status, _, stats = await http(relay, "GET", f"/v1/stats?from={day}&to={day}",
+                                  headers={"Authorization": f"Bearer {TEAM_TOKEN}"})
+    assert status == 200  # the notification is not counted as mail the project sent
+    assert (stats["totals"]["sent"], stats["totals"]["hard_bounced"]) == (1, 1)
     notice_row = await relay.store.db.fetchone(
         "SELECT notice_of, status FROM messages WHERE mail_from = '<>'")
     assert notice_row is not None and notice_row["notice_of"] == per_message[
