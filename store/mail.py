@@ -112,7 +112,7 @@ class MailStore:
                 " ORDER BY next_attempt_at LIMIT ?)"
                 " RETURNING id, project_id, mail_from, rcpt_to, body, attempts, created_at,"
                 " body_id, fills, fills_at, fills_size, route_id, subject, tag, metadata,"
-                " notice_of",
+                " notice_of, mail_params",
                 (worker, now + lease_us, now, now, limit),
             )
             rows = await cur.fetchall()
@@ -130,7 +130,8 @@ class MailStore:
             out.append(SpooledMessage(
                 r["id"], r["project_id"], r["mail_from"], r["rcpt_to"], body, r["attempts"],
                 r["created_at"], r["route_id"], r["subject"], r["tag"],
-                json.loads(r["metadata"] or "{}"), r["notice_of"]))
+                json.loads(r["metadata"] or "{}"), r["notice_of"],
+                tuple(r["mail_params"].split())))
         return out
 
     async def _pieces(self, body_id: str) -> list[bytes]:
@@ -303,8 +304,8 @@ async def _insert(
     await tx.executemany(
         "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, rcpt_to,"
         " subject, tag, metadata, track_clicks, created_at, status, body, next_attempt_at,"
-        " body_id, fills, fills_at, fills_size, notice_of)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?)",
+        " body_id, fills, fills_at, fills_size, notice_of, mail_params)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?)",
         [_message_row(m, spans.get(m.id)) for m in messages],
     )
     await tx.executemany(_INSERT_LINK, [
@@ -325,7 +326,8 @@ def _message_row(m: NewMessage, span: tuple[int, int] | None) -> tuple[object, .
     return (m.id, m.submission_id, m.project_id, m.route_id, m.mail_from, m.rcpt_to, m.subject,
             m.tag, json.dumps(m.metadata), int(m.track_clicks), m.created_at,
             None if m.shared else m.body, m.created_at, m.shared.id if m.shared else None,
-            fills, span[0] if span else None, span[1] if span else None, m.notice_of)
+            fills, span[0] if span else None, span[1] if span else None, m.notice_of,
+            " ".join(m.mail_params))
 
 
 async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) -> None:

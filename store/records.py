@@ -54,6 +54,7 @@ class NewMessage:
     fills: tuple[bytes, ...] = field(default=(), repr=False)
     fills_span: tuple[int, int] | None = None  # (offset, size) of the fills in its file
     notice_of: str | None = None  # a delivery status notification: the copy it reports on
+    mail_params: tuple[str, ...] = ()  # the submission's SMTPUTF8 and BODY=8BITMIME
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class SpooledMessage:
     tag: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     notice_of: str | None = None  # a delivery status notification: the copy it reports on
+    mail_params: tuple[str, ...] = ()  # the submission's SMTPUTF8 and BODY=8BITMIME
 
 
 @dataclass(frozen=True)

@@ -138,3 +138,15 @@ async def test_null_sender_in_a_maildir_has_an_empty_return_path(
         new = tmp_path / "outbox" / "new"
         (delivered,) = await wait_until(lambda: new.is_dir() and list(new.iterdir()))
     assert delivered.read_bytes().startswith(b"Return-Path: <>\r\n")
+
+
+async def test_the_submissions_parameters_are_carried_upstream(
+    relay: Running, sink: Sink
+) -> None:
+    """As the submission used them, even where the copy itself would not need them."""
+    ascii_only = (b"From: app@acme.test\r\nTo: rcpt@example.org\r\nSubject: plain\r\n\r\n"
+                  b"plain ASCII\r\n")
+    await submitted(relay, ascii_only, "app@acme.test", "rcpt@example.org")
+    (got,) = await sink.wait_for(1)
+    assert "SMTPUTF8" in got.mail_options
+    assert "BODY=8BITMIME" in got.mail_options

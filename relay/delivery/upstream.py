@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -28,9 +28,22 @@ from relay.errors import UpstreamPermanent, UpstreamTemporary
 
 
 class Upstream(Protocol):
-    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
-        """Hand one copy on; returns the upstream's answer, raises ``UpstreamError``."""
+    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes,
+                      mail_params: Sequence[str] = ()) -> str:
+        """Hand one copy on; returns the upstream's answer, raises ``UpstreamError``.
+        ``mail_params``: what the submission's MAIL declared (``carried_params``)."""
         ...
+
+
+# The submission's MAIL parameters that its copies' transactions declare again (RFC 6531,
+# RFC 6152), when the upstream offers them; the copy's own content may need them too.
+CARRIED_PARAMS = ("SMTPUTF8", "BODY=8BITMIME")
+
+
+def carried_params(mail_options: Sequence[str]) -> tuple[str, ...]:
+    """Of a MAIL command's parameters, those the upstream transaction carries on."""
+    given = {option.upper() for option in mail_options}
+    return tuple(p for p in CARRIED_PARAMS if p in given)
 
 
 def make_upstream(config: UpstreamConfig, local_hostname: str) -> Upstream:
@@ -47,7 +60,8 @@ class SmtpUpstream:
         self._preparing = asyncio.Semaphore(1)
         self._tls = tls_context(config)
 
-    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
+    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes,
+                      mail_params: Sequence[str] = ()) -> str:
         c = self._config
         client = aiosmtplib.SMTP(
             hostname=c.host,
@@ -64,7 +78,8 @@ class SmtpUpstream:
             tls_context=self._tls,
         )
         async with self._preparing:  # one at a time: each thread more delays the loop's GIL
-            data, envelope = await asyncio.to_thread(_prepare, mail_from, rcpt_to, body)
+            data, envelope = await asyncio.to_thread(_prepare, mail_from, rcpt_to, body,
+                                                     mail_params)
         try:
             async with client:
                 return await _transaction(client, envelope, data, c.timeout_seconds,
@@ -88,18 +103,21 @@ class Envelope:
     rcpt_to: str
     size: int
     utf8_addresses: bool  # an address is not ASCII: only SMTPUTF8 can carry it
-    utf8_headers: bool  # the header block holds UTF-8 (RFC 6532)
-    eight_bit: bool  # a byte of the message is over 127: BODY=8BITMIME
+    utf8_headers: bool  # the header block holds UTF-8 (RFC 6532), or the submission said so
+    eight_bit: bool  # a byte of the message is over 127, or the submission said so
 
     @classmethod
-    def of(cls, mail_from: str, rcpt_to: str, body: bytes, size: int) -> Envelope:
+    def of(cls, mail_from: str, rcpt_to: str, body: bytes, size: int,
+           mail_params: Sequence[str] = ()) -> Envelope:
+        """What the copy needs: what its submission declared, and what its bytes need."""
         header_end = body.find(b"\n\r\n")
         if header_end < 0:
             header_end = body.find(b"\n\n")
         headers = body if header_end < 0 else body[:header_end]
         return cls(mail_from, rcpt_to, size,
                    utf8_addresses=not (mail_from.isascii() and rcpt_to.isascii()),
-                   utf8_headers=not headers.isascii(), eight_bit=not body.isascii())
+                   utf8_headers="SMTPUTF8" in mail_params or not headers.isascii(),
+                   eight_bit="BODY=8BITMIME" in mail_params or not body.isascii())
 
     def mail_options(self, offers: Callable[[str], bool]) -> list[str]:
         """The MAIL parameters for an upstream that ``offers`` the named extensions; an
@@ -176,9 +194,10 @@ def is_null_sender(mail_from: str) -> bool:
     return mail_from in ("", NULL_SENDER)
 
 
-def _prepare(mail_from: str, rcpt_to: str, body: bytes) -> tuple[bytes, Envelope]:
+def _prepare(mail_from: str, rcpt_to: str, body: bytes, mail_params: Sequence[str]
+             ) -> tuple[bytes, Envelope]:
     data, size = wire_data(body)
-    return data, Envelope.of(mail_from, rcpt_to, body, size)
+    return data, Envelope.of(mail_from, rcpt_to, body, size, mail_params)
 
 
 def _quoted(address: str, encoding: str) -> bytes:
@@ -269,7 +288,8 @@ class MaildirUpstream:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
+    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes,
+                      mail_params: Sequence[str] = ()) -> str:
         try:
             name = await asyncio.to_thread(self._write, mail_from, rcpt_to, body)
         except OSError as exc:

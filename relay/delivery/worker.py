@@ -128,7 +128,7 @@ class DeliveryWorker(WorkerLoop[SpooledMessage]):
     async def _attempt(self, message: SpooledMessage) -> Attempt:
         try:
             detail = await self._upstream.deliver(message.mail_from, message.rcpt_to,
-                                                  message.body)
+                                                  message.body, message.mail_params)
         except UpstreamError as exc:
             outcome, retry_at = self._judge(message, exc)
             expired = outcome == PERMANENT and not isinstance(exc, UpstreamPermanent)

@@ -52,6 +52,7 @@ class Submission:
     links: LinkSettings  # ``honeypot`` is set from the route chosen here
     raw_file: Path | None = None
     body_file: Path | None = None  # where a shared body over INLINE_BODY_BYTES goes
+    mail_params: tuple[str, ...] = ()  # MAIL parameters carried upstream (upstream.py)
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,8 @@ class SubmissionHandler:
         started = time.monotonic()
         try:
             accepted = await self._submitter.accept(
-                project, envelope.mail_from or "", list(envelope.rcpt_tos), raw
+                project, envelope.mail_from or "", list(envelope.rcpt_tos), raw,
+                mail_params=envelope.mail_options,
             )
         except Exception as exc:  # every failure becomes a reply, never a 250
             reply = smtp_reply(exc)

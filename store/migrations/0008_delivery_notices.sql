@@ -4,3 +4,6 @@
 -- notice_of names the copy it reports on (NULL for every mail that was submitted), so that
 -- a notification never has delivery events of its own.
 ALTER TABLE messages ADD COLUMN notice_of TEXT;
+-- The MAIL parameters the submission used that the upstream transaction carries on
+-- (SMTPUTF8, BODY=8BITMIME; space-separated, '' for none): relay/delivery/upstream.py.
+ALTER TABLE messages ADD COLUMN mail_params TEXT NOT NULL DEFAULT '';
