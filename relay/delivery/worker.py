@@ -153,9 +153,10 @@ class DeliveryWorker(WorkerLoop[SpooledMessage]):
         failure = Failure(attempt.detail or "", attempt.code, attempt.expired, attempt.status)
         upstream = config.upstream
         remote = upstream.host if upstream.scheme != "maildir" else None
+        notice = notice_for(message, failure, reporting_mta=config.smtp.hostname,
+                            remote_mta=remote, at=at)
         self._metrics.mail_notices.inc()
-        return notice_for(message, failure, reporting_mta=config.smtp.hostname,
-                          remote_mta=remote, at=at)
+        return notice
 
     def _judge(self, message: SpooledMessage, exc: Exception) -> tuple[str, int | None]:
         """Temporary or permanent, and when to try again."""
