@@ -105,3 +105,17 @@ def test_long_header_line_is_folded_at_a_space() -> None:
 def test_mail_without_long_lines_is_left_as_it_is() -> None:
     raw = (CORPUS / "eml" / "inbucket-outlook.eml").read_bytes()
     assert fold_long_lines(raw) is raw
+
+
+def test_long_lines_in_a_part_and_its_header_are_folded() -> None:
+    words = " ".join(f"name{i}" for i in range(300))
+    raw = (b'Subject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"'
+           b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nshort\r\n"
+           b"--b\r\nContent-Type: text/plain\r\nContent-Description: " + words.encode()
+           + b"\r\n\r\n" + b"y" * 3000 + b"\r\n--b--\r\n")
+    folded = fold_long_lines(raw)
+    assert longest_line(folded) <= MAX_LINE
+    assert leaves(folded) == leaves(raw)
+    part = email.message_from_bytes(folded, policy=email.policy.default).get_payload()[1]
+    assert part["Content-Description"] == words
+    assert part["Content-Transfer-Encoding"] == "quoted-printable"

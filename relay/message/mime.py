@@ -129,12 +129,7 @@ def fold_long_lines(raw: bytes) -> bytes:
     walk = _Walk(raw, None, MAX_DEPTH, None)
     walk.entity(0, len(raw), "", 0, "text/plain")
     walk.emit_until(len(raw))
-    folded = MimeWalk(tuple(walk.segments), ()).join(raw)
-    header_end, _ = entity_bounds(folded)
-    header = folded[:header_end]
-    if not has_long_line(header):
-        return folded
-    return fold_header_lines(header, MAX_LINE, line_ending(folded)) + folded[header_end:]
+    return MimeWalk(tuple(walk.segments), ()).join(raw)
 
 
 @dataclass(frozen=True)
@@ -197,11 +192,11 @@ class _Walk:
         except Exception as exc:  # fail open: a header the email package chokes on
             self.outcomes.append(PartOutcome(path or "1", False, f"unreadable header: {exc!r}"))
             return
+        if self.rewrite is None:
+            self.refold(start, header, body_start, end, info)
         if info.content_type.startswith("multipart/"):
             self.multipart(body_start, end, info, path, depth)
-        elif self.rewrite is None:
-            self.refold(start, header, body_start, end, info)
-        elif info.content_type == "text/html" and not info.attachment:
+        elif self.rewrite is not None and info.content_type == "text/html" and not info.attachment:
             self.html(start, header, body_start, end, info, path or "1")
 
     def count(self, header_size: int) -> None:
@@ -234,18 +229,28 @@ class _Walk:
     def refold(
         self, start: int, header: bytes, body_start: int, end: int, info: _PartInfo
     ) -> None:
-        """A leaf with a line too long: its body quoted-printable, its header saying so."""
-        if (transfer_name(info.transfer_encoding) != "identity"
-                or info.content_type.startswith("message/")
-                or not has_long_line(self.raw, body_start, end)):
-            return
+        """An entity with a line too long: its header's folded; a leaf's body
+        quoted-printable, its header saying so (a multipart's body is its parts')."""
         eol = line_ending(self.raw, start, end)
-        cte = b"Content-Transfer-Encoding: quoted-printable" + eol
+        new_header = header
+        if has_long_line(header):
+            new_header = fold_header_lines(header, MAX_LINE, eol)
+        body: bytes | None = None
+        if (not info.content_type.startswith(("multipart/", "message/"))
+                and transfer_name(info.transfer_encoding) == "identity"
+                and has_long_line(self.raw, body_start, end)):
+            cte = b"Content-Transfer-Encoding: quoted-printable" + eol
+            new_header = replace_field(new_header, "Content-Transfer-Encoding", cte)
+            body = encode_quoted_printable(self.raw[body_start:end], eol)
+        if new_header is header:
+            return
         self.emit_until(start)
-        self.segments.append(replace_field(header, "Content-Transfer-Encoding", cte)
-                             + self.raw[start + len(header) : body_start]
-                             + encode_quoted_printable(self.raw[body_start:end], eol))
-        self.emitted = end
+        self.segments.append(new_header)
+        self.emitted = start + len(header)
+        if body is not None:
+            self.emit_until(body_start)  # the blank line
+            self.segments.append(body)
+            self.emitted = end
 
     def html(
         self, start: int, header: bytes, body_start: int, end: int, info: _PartInfo, path: str
