@@ -12,7 +12,6 @@ import asyncio
 import os
 import re
 import socket
-import ssl
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ import aiosmtplib
 from aiosmtplib.email import quote_address
 
 from relay.config.load import UpstreamConfig
+from relay.delivery.tls import certificate_refusal, tls_context
 from relay.errors import UpstreamPermanent, UpstreamTemporary
 
 
@@ -99,7 +99,7 @@ class SmtpUpstream:
 class Envelope:
     """One copy's envelope and what its transaction must declare (RFC 6531, RFC 6152)."""
 
-    mail_from: str  # "" for the null sender
+    mail_from: str  # "<>" (or "") for the null sender
     rcpt_to: str
     size: int
     utf8_addresses: bool  # an address is not ASCII: only SMTPUTF8 can carry it
@@ -237,41 +237,6 @@ def wire_data(body: bytes) -> tuple[bytes, int]:
         size += 2
     out.append(b".\r\n")
     return b"".join(out), size
-
-
-def tls_context(config: UpstreamConfig) -> ssl.SSLContext | None:
-    """The TLS context of ``[upstream]``'s options: its CA bundle, its client certificate.
-    None without them (aiosmtplib's own: the system's CAs). On smtp:// the upstream's
-    certificate is still not checked (opportunistic TLS), but the client's is shown."""
-    if config.tls_ca_file is None and config.tls_client_cert is None:
-        return None
-    context = ssl.create_default_context(
-        cafile=str(config.tls_ca_file) if config.tls_ca_file else None)
-    if config.scheme == "smtp":
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if config.tls_client_cert is not None:
-        context.load_cert_chain(str(config.tls_client_cert),
-                                str(config.tls_client_key) if config.tls_client_key else None)
-    return context
-
-
-def certificate_refusal(exc: BaseException) -> UpstreamPermanent | None:
-    """A TLS failure over a certificate, as a permanent failure of the attempt that names
-    the option to set; None for any other failure. (RFC 3463 X.7.5: cryptographic failure.)"""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return UpstreamPermanent(
-                f"TLS: the upstream's certificate was not accepted ({cause.verify_message}): "
-                "set [upstream] tls_ca_file to the CA bundle that signed it", status="5.7.5")
-        if isinstance(cause, ssl.SSLError) and "CERTIFICATE" in (cause.reason or ""):
-            return UpstreamPermanent(
-                f"TLS: the upstream refused the connection over a certificate ({cause.reason}):"
-                " set [upstream] tls_client_cert (and tls_client_key) to the certificate it "
-                "expects", status="5.7.5")
-        cause = cause.__cause__ or cause.__context__
-    return None
 
 
 def _by_code(code: int, message: str) -> UpstreamTemporary | UpstreamPermanent:
