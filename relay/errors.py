@@ -58,11 +58,14 @@ class KeyConflict(RelayError):
 
 
 class UpstreamError(RelayError):
-    """Delivery to the upstream failed; ``code`` is the SMTP code if it answered one."""
+    """Delivery to the upstream failed; ``code`` is the SMTP code if it answered one,
+    ``status`` the enhanced status code (RFC 3463) when the relay itself knows it."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None, status: str | None = None
+                 ) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
 class UpstreamTemporary(UpstreamError):

@@ -34,6 +34,7 @@ from store.records import (
     SpooledMessage,
     SpoolSummary,
 )
+from store.webhooks import DELIVERY_INSERT, NewDelivery, delivery_rows
 
 DELIVERED, TEMPORARY, PERMANENT = "delivered", "temporary", "permanent"
 
@@ -110,7 +111,8 @@ class MailStore:
                 " AND (claimed_until IS NULL OR claimed_until < ?)"
                 " ORDER BY next_attempt_at LIMIT ?)"
                 " RETURNING id, project_id, mail_from, rcpt_to, body, attempts, created_at,"
-                " body_id, fills, fills_at, fills_size",
+                " body_id, fills, fills_at, fills_size, route_id, subject, tag, metadata,"
+                " notice_of, mail_params",
                 (worker, now + lease_us, now, now, limit),
             )
             rows = await cur.fetchall()
@@ -125,8 +127,11 @@ class MailStore:
                     span = (r["fills_at"], r["fills_size"])
                     fills = await self._body_files.read_fills(r["body_id"], span)
                 body = await joined(pieces[r["body_id"]], fills)
-            out.append(SpooledMessage(r["id"], r["project_id"], r["mail_from"], r["rcpt_to"],
-                                      body, r["attempts"], r["created_at"]))
+            out.append(SpooledMessage(
+                r["id"], r["project_id"], r["mail_from"], r["rcpt_to"], body, r["attempts"],
+                r["created_at"], r["route_id"], r["subject"], r["tag"],
+                json.loads(r["metadata"] or "{}"), r["notice_of"],
+                tuple(r["mail_params"].split())))
         return out
 
     async def _pieces(self, body_id: str) -> list[bytes]:
@@ -172,10 +177,17 @@ class MailStore:
         code: int | None = None,
         detail: str | None = None,
         next_attempt_at: int | None = None,
+        notice: NewMessage | None = None,
+        deliveries: Sequence[NewDelivery] = (),
     ) -> None:
         """Record one attempt and its consequence: delivered and permanent failures end the
-        copy (its body is dropped); a temporary failure requeues it for ``next_attempt_at``."""
+        copy (its body is dropped); a temporary failure requeues it for ``next_attempt_at``.
+        In the same transaction: the ``notice`` of a permanent failure spooled (a delivery
+        status notification), and the attempt's webhook ``deliveries`` put in the outbox."""
         async with self.db.transaction() as tx:
+            await tx.executemany(DELIVERY_INSERT, delivery_rows(deliveries))
+            if notice is not None:
+                await _insert(tx, [notice], (), {})
             await tx.execute(
                 "INSERT INTO delivery_attempts (message_id, attempt, at, outcome, code, detail,"
                 " duration_ms) SELECT id, attempts + 1, ?, ?, ?, ?, ? FROM messages WHERE id = ?",
@@ -292,8 +304,8 @@ async def _insert(
     await tx.executemany(
         "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, rcpt_to,"
         " subject, tag, metadata, track_clicks, created_at, status, body, next_attempt_at,"
-        " body_id, fills, fills_at, fills_size)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?)",
+        " body_id, fills, fills_at, fills_size, notice_of, mail_params)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?)",
         [_message_row(m, spans.get(m.id)) for m in messages],
     )
     await tx.executemany(_INSERT_LINK, [
@@ -314,7 +326,8 @@ def _message_row(m: NewMessage, span: tuple[int, int] | None) -> tuple[object, .
     return (m.id, m.submission_id, m.project_id, m.route_id, m.mail_from, m.rcpt_to, m.subject,
             m.tag, json.dumps(m.metadata), int(m.track_clicks), m.created_at,
             None if m.shared else m.body, m.created_at, m.shared.id if m.shared else None,
-            fills, span[0] if span else None, span[1] if span else None)
+            fills, span[0] if span else None, span[1] if span else None, m.notice_of,
+            " ".join(m.mail_params))
 
 
 async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) -> None:

@@ -53,6 +53,8 @@ class NewMessage:
     shared: SharedBody | None = None
     fills: tuple[bytes, ...] = field(default=(), repr=False)
     fills_span: tuple[int, int] | None = None  # (offset, size) of the fills in its file
+    notice_of: str | None = None  # a delivery status notification: the copy it reports on
+    mail_params: tuple[str, ...] = ()  # the submission's SMTPUTF8 and BODY=8BITMIME
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,12 @@ class SpooledMessage:
     body: bytes = field(repr=False)
     attempts: int
     created_at: int
+    route_id: str = ""
+    subject: str | None = None
+    tag: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    notice_of: str | None = None  # a delivery status notification: the copy it reports on
+    mail_params: tuple[str, ...] = ()  # the submission's SMTPUTF8 and BODY=8BITMIME
 
 
 @dataclass(frozen=True)

@@ -88,13 +88,15 @@ class ReportStore:
     async def sending_counts(
         self, since: int, until: int, where: ReportFilter, *, daily: bool
     ) -> list[SendingCounts]:
-        """Copies accepted with ``since <= created_at < until``, per route (and day)."""
+        """Copies accepted with ``since <= created_at < until``, per route (and day); the
+        delivery status notifications the relay sent for them are not counted."""
         day = _DAY.format(col="created_at") if daily else "NULL"
         cond, params = _conditions(where, "project_id", "route_id", "tag")
         rows = await self.db.fetchall(
             f"SELECT {day}, route_id, COUNT(*), COUNT(*) FILTER (WHERE status = 'delivered'),"
             " COUNT(*) FILTER (WHERE status = 'failed') FROM messages"
-            f" WHERE created_at >= ? AND created_at < ?{cond} GROUP BY 1, 2 ORDER BY 1, 2",
+            f" WHERE created_at >= ? AND created_at < ? AND notice_of IS NULL{cond}"
+            " GROUP BY 1, 2 ORDER BY 1, 2",
             [since, until, *params],
         )
         return [SendingCounts(*tuple(r)) for r in rows]

@@ -64,6 +64,15 @@ def base_settings(tmp_path: Path, upstream_port: int) -> dict[str, Any]:
     }
 
 
+def upstream_at(settings: dict[str, Any], sink: Sink, scheme: str = "smtp",
+                **options: Path | str) -> Sink:
+    """Make ``sink`` the relay's upstream, with ``[upstream]`` ``options`` (in a fixture
+    that the ``relay`` fixture comes after)."""
+    settings["upstream"]["url"] = f"{scheme}://127.0.0.1:{sink.port}"
+    settings["upstream"].update({name: str(value) for name, value in options.items()})
+    return sink
+
+
 def write_config(path: Path, settings: dict[str, Any]) -> Config:
     path.write_text(tomlkit.dumps(settings), encoding="utf-8")
     return load_config(path)

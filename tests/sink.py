@@ -4,6 +4,7 @@ scripted to answer 4xx/5xx at MAIL, RCPT or DATA, or to drop the connection."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from dataclasses import dataclass
 
@@ -15,12 +16,17 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     content: bytes
+    mail_options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Fault:
     stage: str  # MAIL | RCPT | DATA
     reply: str | None  # None: drop the connection
+
+
+# What an MTA that requires SMTPUTF8 answers a non-ASCII address without it (RFC 6531 §3.5).
+REPLY_SMTPUTF8_REQUIRED = "553 5.6.7 SMTPUTF8 is required for a non-ASCII address"
 
 
 class SinkHandler:
@@ -46,7 +52,10 @@ class SinkHandler:
         reply = self._fault("MAIL", server)
         if reply:
             return reply
+        if not address.isascii() and "SMTPUTF8" not in options:
+            return REPLY_SMTPUTF8_REQUIRED
         envelope.mail_from = address
+        envelope.mail_options.extend(options)
         return "250 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
@@ -54,6 +63,8 @@ class SinkHandler:
         reply = self._fault("RCPT", server)
         if reply:
             return reply
+        if not address.isascii() and "SMTPUTF8" not in envelope.mail_options:
+            return REPLY_SMTPUTF8_REQUIRED
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -64,7 +75,8 @@ class SinkHandler:
         content = envelope.original_content or b""
         async with self._changed:
             self.received.append(
-                Received(envelope.mail_from or "", tuple(envelope.rcpt_tos), content)
+                Received(envelope.mail_from or "", tuple(envelope.rcpt_tos), content,
+                         tuple(envelope.mail_options))
             )
             self._changed.notify_all()
         return "250 2.0.0 OK sink"
@@ -80,16 +92,23 @@ class SinkHandler:
 
 
 class Sink:
-    def __init__(self) -> None:
+    """``smtputf8``: whether its EHLO offers SMTPUTF8 (when it does, a non-ASCII address
+    without it is refused, as real MTAs do). With ``tls``, it offers STARTTLS with that
+    context and takes no mail without it."""
+
+    def __init__(self, *, smtputf8: bool = True, tls: ssl.SSLContext | None = None) -> None:
         self.handler = SinkHandler()
+        self.smtputf8 = smtputf8
+        self.tls = tls
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
 
     async def start(self, port: int = 0) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: SMTP(self.handler, enable_SMTPUTF8=True, decode_data=False,
-                         hostname="sink.test"),
+            lambda: SMTP(self.handler, enable_SMTPUTF8=self.smtputf8, decode_data=False,
+                         hostname="sink.test", tls_context=self.tls,
+                         require_starttls=self.tls is not None),
             "127.0.0.1",
             port,
         )

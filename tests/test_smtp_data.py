@@ -80,7 +80,8 @@ async def test_a_bare_lf_dot_does_not_end_the_mail(reader_relay: Running) -> Non
 
 
 async def test_long_lines_and_large_mail_get_the_same_replies(reader_relay: Running) -> None:
-    long_line = transaction(b"Subject: long\r\n\r\n" + b"x" * 1000 + b"\r\nok\r\n")
+    # Longer than [smtp] max_line_length (64 KiB by default).
+    long_line = transaction(b"Subject: long\r\n\r\n" + b"x" * 70_000 + b"\r\nok\r\n")
     too_big = transaction(b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 2100)  # 2.1 MB
     large = transaction(b"Subject: large\r\n\r\n" + (b".z" * 400 + b"\r\n") * 2000)  # 1.6 MB
     replies = await converse(reader_relay.smtp_port, session(long_line, too_big, large))

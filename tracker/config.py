@@ -74,6 +74,7 @@ class RouteConfig:
     track_clicks: bool
     track_opens: bool = False
     bot_honeypot: bool = False
+    bounce_notifications: bool = True  # a copy that fails for good is told to its sender
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,11 @@ class Metrics:
         self.mail_failed = Counter(
             "clickrelay_mail_failed", "Copies that failed for good", ["reason"], registry=r
         )
+        self.mail_notices = Counter(
+            "clickrelay_mail_notices",
+            "Delivery status notifications spooled for copies that failed for good",
+            registry=r,
+        )
         self.delivery_attempts = Counter(
             "clickrelay_delivery_attempts", "Upstream delivery attempts", ["outcome"], registry=r
         )

@@ -46,10 +46,8 @@ from tracker.webhooks.events import (
     HONEYPOT_LINK_INDEX,
     MESSAGE_CLICKED,
     ClickEvent,
-    Envelope,
     click_event,
-    envelope_body,
-    iso_timestamp,
+    deliveries_for,
 )
 from tracker.workers import WorkerLoop
 
@@ -352,12 +350,6 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
         self, event: EventRecord, data: ClickEvent, facts: Facts, now: int
     ) -> list[NewDelivery]:
         hooks = facts.project.webhooks if facts.project else ()
-        out = []
-        for hook in hooks:
-            if not wanted_by(hook, event.machine):
-                continue
-            envelope = Envelope(str(uuid.uuid4()), MESSAGE_CLICKED, iso_timestamp(now), data)
-            out.append(NewDelivery(envelope.id, event.project_id, hook.id, MESSAGE_CLICKED,
-                                   envelope_body(envelope), now, event_id=event.id))
-        return out
+        return deliveries_for([h for h in hooks if wanted_by(h, event.machine)],
+                              MESSAGE_CLICKED, data, event.project_id, now, event.id)
 

@@ -30,18 +30,19 @@ from relay.api.shapes import (
     Recipient,
 )
 from relay.api.store import MessageReportStore
+from relay.delivery.events import event_of
 from relay.errors import BadInput, NotFound
 from store.events import EventRecord
+from store.mail import PERMANENT
 from store.records import DeliveryAttempt, MessageInfo
 from store.reports import MessageLinkCounts
 from tracker.webhooks.events import iso_timestamp
 
 EVENT_SORTS = ("timestamp", "-timestamp", "event", "-event")
-# A spool outcome as the SDK's MessageStatus, a delivery attempt as its MessageEventType.
+# A spool outcome as the SDK's MessageStatus; a delivery attempt is named as its webhook
+# (relay/delivery/events.py) without the "message." prefix.
 MESSAGE_STATUS: Final[Mapping[str, str]] = MappingProxyType(
     {"queued": "queued", "delivered": "delivered", "failed": "failed"})
-ATTEMPT_EVENT: Final[Mapping[str, str]] = MappingProxyType(
-    {"delivered": "delivered", "temporary": "soft_bounced", "permanent": "hard_bounced"})
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -130,8 +131,9 @@ def _lifecycle(m: MessageInfo, attempts: Sequence[DeliveryAttempt]
     for a in attempts:
         details = {"attempt": a.attempt, "code": a.code, "detail": a.detail,
                    "duration_ms": a.duration_ms}
-        events.append((a.at, _event(m, ATTEMPT_EVENT.get(a.outcome, a.outcome), a.at, details)))
-    if m.status == "failed" and m.finished_at and not any(a.outcome == "permanent"
+        name = event_of(a.outcome, a.code).removeprefix("message.")
+        events.append((a.at, _event(m, name, a.at, details)))
+    if m.status == "failed" and m.finished_at and not any(a.outcome == PERMANENT
                                                           for a in attempts):
         events.append((m.finished_at, _event(m, "failed", m.finished_at,
                                               {"reason": m.last_error})))

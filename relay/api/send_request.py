@@ -37,7 +37,8 @@ _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]+")
 
 
 def parse_address(value: Any) -> Address:
-    """``addr@example.com`` or ``Name <addr@example.com>``."""
+    """``addr@example.com`` or ``Name <addr@example.com>``; the address may be
+    internationalised (``zoë@bücher.example``)."""
     if not isinstance(value, str):
         raise invalid(f"must be a string, not {kind_of(value)}")
     if _CONTROL.search(value):
@@ -49,7 +50,10 @@ def parse_address(value: Any) -> Address:
     domain = spec.rpartition("@")[2]
     if not _ADDR_SPEC.fullmatch(spec) or "" in domain.split("."):
         raise invalid(f"not an email address: {value[:100]!r}")
+    local = spec.rpartition("@")[0]
     try:
+        if not local.isascii():  # RFC 6531, as SMTP takes it: the stdlib's parser refuses it
+            return Address(display_name=display, username=local, domain=domain)
         return Address(display_name=display, addr_spec=spec)
     except Exception as exc:  # the stdlib parser raises assorted errors on odd input
         raise invalid(f"not an email address: {value[:100]!r}") from exc

@@ -31,6 +31,7 @@ from tracker.config import (
 )
 from tracker.http.health import HealthConfig
 from tracker.tokens import check_signing_secret
+from tracker.webhooks.events import DELIVERY_EVENTS
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -39,7 +40,8 @@ DEFAULT_LIMITS = MessageLimits()
 # A project's or the team's token is all that guards sending and the API: shorter ones
 # are warned about (not refused: the example's development tokens are shorter).
 MIN_TOKEN_LENGTH = 32
-WEBHOOK_EVENTS = ("message.clicked",)
+MIN_LINE_LENGTH = 1001  # what aiosmtpd allows: a line of 998 octets, its CRLF, a dot
+WEBHOOK_EVENTS = ("message.clicked", *DELIVERY_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class SmtpConfig:
     limits: MessageLimits = field(default_factory=MessageLimits)
     parse_workers: int = 2  # processes that read and rewrite mail; 0: a thread instead
     own_data_reader: bool = True  # DATA read by relay/submission/smtp_data.py; false: by aiosmtpd
+    max_line_length: int = 65_536  # octets of a DATA line with its CRLF; longer gets 500
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class UpstreamConfig:
     timeout_seconds: float = 60.0
     retry_initial_seconds: float = 30.0
     concurrency: int = 8
+    tls_ca_file: Path | None = None  # CA bundle (PEM) the upstream's certificate is checked with
+    tls_client_cert: Path | None = None  # certificate (PEM) shown to an upstream that asks
+    tls_client_key: Path | None = None  # its private key, when not in tls_client_cert
 
 
 @dataclass(frozen=True)
@@ -197,9 +203,13 @@ def _smtp(t: Table, base: Path) -> SmtpConfig:
         ),
         parse_workers=t.get("parse_workers", int, 2),
         own_data_reader=t.get("own_data_reader", bool, True),
+        max_line_length=t.positive("max_line_length", 65_536),
     )
     if cfg.parse_workers < 0:
         raise t.error("parse_workers", "must be 0 or more")
+    if cfg.max_line_length < MIN_LINE_LENGTH:
+        raise t.error("max_line_length", f"must be at least {MIN_LINE_LENGTH} (RFC 5321 "
+                      "§4.5.3.1.6: 1000 octets with the CRLF)")
     if cfg.listen_tls and not cfg.tls_cert:
         raise t.error("listen_tls", "needs tls_cert and tls_key")
     for name, file in (("tls_cert", cfg.tls_cert), ("tls_key", cfg.tls_key)):
@@ -224,6 +234,7 @@ def _upstream(t: Table, base: Path) -> UpstreamConfig:
         "timeout_seconds": t.positive_number("timeout_seconds", 60.0),
         "retry_initial_seconds": t.positive_number("retry_initial_seconds", 30.0),
         "concurrency": t.positive("concurrency", 8),
+        **_upstream_tls(t, base),
     }
     t.done()
     if url.startswith("maildir:"):
@@ -247,6 +258,18 @@ def _upstream(t: Table, base: Path) -> UpstreamConfig:
         password=unquote(parts.password) if parts.password else None,
         **common,
     )
+
+
+def _upstream_tls(t: Table, base: Path) -> dict[str, Path | None]:
+    """The files of ``[upstream]``'s TLS options, each checked to exist."""
+    files = {name: base / t.text(name) if t.has(name) else None
+             for name in ("tls_ca_file", "tls_client_cert", "tls_client_key")}
+    for name, file in files.items():
+        if file is not None and not file.is_file():
+            raise t.error(name, f"file {file} does not exist")
+    if files["tls_client_key"] is not None and files["tls_client_cert"] is None:
+        raise t.error("tls_client_key", "needs tls_client_cert")
+    return files
 
 
 def _http(t: Table) -> HttpConfig:
@@ -354,6 +377,7 @@ def _route(t: Table) -> RouteConfig:
         track_clicks=t.get("track_clicks", bool, False),
         track_opens=t.get("track_opens", bool, False),
         bot_honeypot=t.get("bot_honeypot", bool, False),
+        bounce_notifications=t.get("bounce_notifications", bool, True),
     )
     if route.type not in ROUTE_TYPES:
         raise t.error("type", f"must be one of {', '.join(ROUTE_TYPES)}, not {route.type!r}")

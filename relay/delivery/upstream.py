@@ -14,19 +14,36 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 
 from relay.config.load import UpstreamConfig
+from relay.delivery.tls import certificate_refusal, tls_context
 from relay.errors import UpstreamPermanent, UpstreamTemporary
 
 
 class Upstream(Protocol):
-    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
-        """Hand one copy on; returns the upstream's answer, raises ``UpstreamError``."""
+    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes,
+                      mail_params: Sequence[str] = ()) -> str:
+        """Hand one copy on; returns the upstream's answer, raises ``UpstreamError``.
+        ``mail_params``: what the submission's MAIL declared (``carried_params``)."""
         ...
+
+
+# The submission's MAIL parameters that its copies' transactions declare again (RFC 6531,
+# RFC 6152), when the upstream offers them; the copy's own content may need them too.
+CARRIED_PARAMS = ("SMTPUTF8", "BODY=8BITMIME")
+
+
+def carried_params(mail_options: Sequence[str]) -> tuple[str, ...]:
+    """Of a MAIL command's parameters, those the upstream transaction carries on."""
+    given = {option.upper() for option in mail_options}
+    return tuple(p for p in CARRIED_PARAMS if p in given)
 
 
 def make_upstream(config: UpstreamConfig, local_hostname: str) -> Upstream:
@@ -41,8 +58,10 @@ class SmtpUpstream:
         self._config = config
         self._local_hostname = local_hostname
         self._preparing = asyncio.Semaphore(1)
+        self._tls = tls_context(config)
 
-    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
+    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes,
+                      mail_params: Sequence[str] = ()) -> str:
         c = self._config
         client = aiosmtplib.SMTP(
             hostname=c.host,
@@ -56,27 +75,85 @@ class SmtpUpstream:
             # smtp+starttls:// insists on it and verifies the certificate.
             start_tls=True if c.scheme == "smtp+starttls" else None,
             validate_certs=c.scheme != "smtp",
+            tls_context=self._tls,
         )
         async with self._preparing:  # one at a time: each thread more delays the loop's GIL
-            data, size = await asyncio.to_thread(wire_data, body)
+            data, envelope = await asyncio.to_thread(_prepare, mail_from, rcpt_to, body,
+                                                     mail_params)
         try:
             async with client:
-                return await _transaction(client, mail_from, rcpt_to, data, size,
-                                          c.timeout_seconds)
+                return await _transaction(client, envelope, data, c.timeout_seconds,
+                                          tls=c.scheme != "smtp")
         except aiosmtplib.SMTPResponseException as exc:
             raise _by_code(exc.code, exc.message) from exc
+        except UpstreamPermanent:
+            raise
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            refused = certificate_refusal(exc)
+            if refused is not None:
+                raise refused from exc
             raise UpstreamTemporary(f"{type(exc).__name__}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """One copy's envelope and what its transaction must declare (RFC 6531, RFC 6152)."""
+
+    mail_from: str  # "<>" (or "") for the null sender
+    rcpt_to: str
+    size: int
+    utf8_addresses: bool  # an address is not ASCII: only SMTPUTF8 can carry it
+    utf8_headers: bool  # the header block holds UTF-8 (RFC 6532), or the submission said so
+    eight_bit: bool  # a byte of the message is over 127, or the submission said so
+
+    @classmethod
+    def of(cls, mail_from: str, rcpt_to: str, body: bytes, size: int,
+           mail_params: Sequence[str] = ()) -> Envelope:
+        """What the copy needs: what its submission declared, and what its bytes need."""
+        header_end = body.find(b"\n\r\n")
+        if header_end < 0:
+            header_end = body.find(b"\n\n")
+        headers = body if header_end < 0 else body[:header_end]
+        return cls(mail_from, rcpt_to, size,
+                   utf8_addresses=not (mail_from.isascii() and rcpt_to.isascii()),
+                   utf8_headers="SMTPUTF8" in mail_params or not headers.isascii(),
+                   eight_bit="BODY=8BITMIME" in mail_params or not body.isascii())
+
+    def mail_options(self, offers: Callable[[str], bool]) -> list[str]:
+        """The MAIL parameters for an upstream that ``offers`` the named extensions; an
+        address that needs SMTPUTF8 where it is not offered is a permanent failure (the
+        upstream will never offer it for this copy)."""
+        options = [f"size={self.size}"] if offers("size") else []
+        if self.eight_bit and offers("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if self.utf8_addresses and not offers("smtputf8"):
+            raise UpstreamPermanent(
+                "the upstream does not offer SMTPUTF8, and an address of this copy is not "
+                f"ASCII ({self.mail_from or '<>'} to {self.rcpt_to}): it cannot be sent there",
+                status="5.6.7")  # RFC 6531 §3.5
+        if (self.utf8_addresses or self.utf8_headers) and offers("smtputf8"):
+            options.append("SMTPUTF8")
+        return options
+
+
 async def _transaction(
-    client: aiosmtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes, size: int,
-    timeout: float,
+    client: aiosmtplib.SMTP, envelope: Envelope, data: bytes, timeout: float, *, tls: bool
 ) -> str:
-    """MAIL, RCPT and DATA, as aiosmtplib's sendmail does them, with the DATA ready."""
-    await client.mail(mail_from, options=[f"size={size}"] if client.supports_extension("size")
-                      else [])
-    await client.rcpt(rcpt_to)
+    """MAIL, RCPT and DATA, as aiosmtplib's sendmail does them, with the DATA ready; the
+    null sender goes as ``<>``, which aiosmtplib's ``mail`` refuses."""
+    if client.is_ehlo_or_helo_needed:  # again after STARTTLS (RFC 3207 §4.2), as ``mail`` does
+        await _greet(client, tls)
+    options = envelope.mail_options(client.supports_extension)
+    encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+    sender = b"<>" if is_null_sender(envelope.mail_from) else _quoted(envelope.mail_from,
+                                                                       encoding)
+    reply = await client.execute_command(
+        b"MAIL", b"FROM:" + sender, *(o.encode("ascii") for o in options))
+    if reply.code != 250:
+        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, envelope.mail_from)
+    reply = await client.execute_command(b"RCPT", b"TO:" + _quoted(envelope.rcpt_to, encoding))
+    if reply.code not in (250, 251):
+        raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, envelope.rcpt_to)
     start = await client.execute_command(b"DATA")
     if start.code != 354:
         raise aiosmtplib.SMTPDataError(start.code, start.message)
@@ -90,6 +167,46 @@ async def _transaction(
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
     return reply.message
+
+
+NULL_SENDER = "<>"  # how aiosmtpd gives MAIL FROM:<>, and how the spool keeps it
+
+
+async def _greet(client: aiosmtplib.SMTP, tls: bool) -> None:
+    """EHLO (HELO if refused). An upstream that wants a client certificate it did not get
+    says so, under TLS 1.3, only by closing the connection at the first read after the
+    handshake: that is told, as a temporary failure (it may be any other drop)."""
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        await client.helo()
+    except aiosmtplib.SMTPServerDisconnected as exc:
+        if not tls:
+            raise
+        raise UpstreamTemporary(
+            f"{exc}: the upstream closed the connection after STARTTLS; if it asks for a "
+            "client certificate, set [upstream] tls_client_cert (and tls_client_key)") from exc
+
+
+def is_null_sender(mail_from: str) -> bool:
+    """``MAIL FROM:<>`` (RFC 5321 §4.5.5): a notification, never to be answered; the API
+    never makes one."""
+    return mail_from in ("", NULL_SENDER)
+
+
+def _prepare(mail_from: str, rcpt_to: str, body: bytes, mail_params: Sequence[str]
+             ) -> tuple[bytes, Envelope]:
+    data, size = wire_data(body)
+    return data, Envelope.of(mail_from, rcpt_to, body, size, mail_params)
+
+
+def _quoted(address: str, encoding: str) -> bytes:
+    """``<address>``; an address that cannot be put on a command line is permanent."""
+    try:
+        return quote_address(address).encode(encoding)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise UpstreamPermanent(f"the address {address!r} cannot be sent: {exc}",
+                                status="5.1.3") from exc
 
 
 _LINE_ENDINGS = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
@@ -136,7 +253,8 @@ class MaildirUpstream:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes) -> str:
+    async def deliver(self, mail_from: str, rcpt_to: str, body: bytes,
+                      mail_params: Sequence[str] = ()) -> str:
         try:
             name = await asyncio.to_thread(self._write, mail_from, rcpt_to, body)
         except OSError as exc:
@@ -149,8 +267,9 @@ class MaildirUpstream:
         name = f"{time.time_ns()}.{uuid.uuid4().hex}.{socket.gethostname()}"
         tmp = self.path / "tmp" / name
         eol = b"\r\n" if b"\r\n" in body[:2048] else b"\n"
+        sender = "" if is_null_sender(mail_from) else mail_from
         envelope = (
-            b"Return-Path: <" + mail_from.encode("utf-8", "replace") + b">" + eol
+            b"Return-Path: <" + sender.encode("utf-8", "replace") + b">" + eol
             + b"Delivered-To: " + rcpt_to.encode("utf-8", "replace") + eol
         )
         with open(tmp, "xb") as f:

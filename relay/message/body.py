@@ -209,5 +209,21 @@ def encode_quoted_printable(data: bytes, eol: bytes) -> bytes:
     return eol.join(out)
 
 
+def has_long_line(data: bytes, start: int = 0, end: int | None = None) -> bool:
+    """Whether a line of ``data[start:end]`` is longer than MAX_LINE octets without its
+    line end; a jump per line of up to a thousand octets, not a look at every byte."""
+    end = len(data) if end is None else end
+    pos = start
+    while end - pos > MAX_LINE:
+        cut = data.rfind(b"\n", pos, pos + MAX_LINE + 1)
+        if cut >= 0:
+            pos = cut + 1
+        elif data.startswith(b"\r\n", pos + MAX_LINE, end):  # exactly MAX_LINE, then CRLF
+            pos += MAX_LINE + 2
+        else:
+            return True
+    return False
+
+
 def _longest_line(data: bytes) -> int:
     return max((len(line.rstrip(b"\r")) for line in data.split(b"\n")), default=0)

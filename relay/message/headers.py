@@ -121,6 +121,23 @@ def remove_fields(header_block: bytes, drop: Callable[[HeaderField], bool]) -> b
     return b"".join(f.raw for f in parse_fields(header_block) if not drop(f))
 
 
+def fold_header_lines(header_block: bytes, limit: int, eol: bytes) -> bytes:
+    """``header_block`` with each line over ``limit`` octets folded (RFC 5322 §2.2.3) at
+    its last space or tab within the limit, as often as it takes; a line with no such
+    place is left as it is."""
+    out: list[bytes] = []
+    for line in header_block.splitlines(keepends=True):
+        content = line.rstrip(b"\r\n")
+        while len(content) > limit:
+            cut = max(content.rfind(b" ", 1, limit + 1), content.rfind(b"\t", 1, limit + 1))
+            if cut <= 0 or not content[:cut].strip() or content[:cut].endswith(b":"):
+                break  # nowhere to fold, or only after the field's name: no shorter
+            out.append(content[:cut] + eol)
+            content = content[cut:]
+        out.append(content + line[len(line.rstrip(b"\r\n")) :])
+    return b"".join(out)
+
+
 def replace_field(header_block: bytes, name: str, new_raw: bytes) -> bytes:
     """Replace the first field called ``name`` by ``new_raw`` (a whole field with its
     line ending); append it when there is none."""

@@ -24,8 +24,24 @@ from dataclasses import dataclass, field
 from email.utils import collapse_rfc2231_value
 
 from relay.errors import LimitExceeded
-from relay.message.body import BodyError, EncodedText, TextBody, decode_body
-from relay.message.headers import entity_bounds, get_value, line_ending, parse_fields, replace_field
+from relay.message.body import (
+    MAX_LINE,
+    BodyError,
+    EncodedText,
+    TextBody,
+    decode_body,
+    encode_quoted_printable,
+    has_long_line,
+    transfer_name,
+)
+from relay.message.headers import (
+    entity_bounds,
+    fold_header_lines,
+    get_value,
+    line_ending,
+    parse_fields,
+    replace_field,
+)
 from relay.message.limits import MessageLimits, check_header_block, check_parameters, over_limit
 
 MAX_DEPTH = 50
@@ -102,6 +118,20 @@ def walk_html_parts(
     return MimeWalk(tuple(walk.segments), tuple(walk.outcomes))
 
 
+def fold_long_lines(raw: bytes) -> bytes:
+    """``raw`` with no line over 998 octets (RFC 5322 §2.1.1), as an MTA must send it: a
+    body part with such a line goes out quoted-printable (RFC 2045 §6.7: the same bytes
+    once decoded), a long header line is folded at a space. Left as they are: an
+    attached message (RFC 2046 §5.2.1 allows it no other encoding), a header line
+    without a space to fold at. ``raw`` itself when no line is too long."""
+    if not has_long_line(raw):
+        return raw
+    walk = _Walk(raw, None, MAX_DEPTH, None)
+    walk.entity(0, len(raw), "", 0, "text/plain")
+    walk.emit_until(len(raw))
+    return MimeWalk(tuple(walk.segments), ()).join(raw)
+
+
 @dataclass(frozen=True)
 class _PartInfo:
     content_type: str
@@ -136,7 +166,7 @@ class _PartInfo:
 @dataclass
 class _Walk:
     raw: bytes
-    rewrite: Callable[[str], str]
+    rewrite: Callable[[str], str] | None  # None: fold long lines instead (fold_long_lines)
     max_depth: int
     limits: MessageLimits | None
     outcomes: list[PartOutcome] = field(default_factory=list)
@@ -162,9 +192,11 @@ class _Walk:
         except Exception as exc:  # fail open: a header the email package chokes on
             self.outcomes.append(PartOutcome(path or "1", False, f"unreadable header: {exc!r}"))
             return
+        if self.rewrite is None:
+            self.refold(start, header, body_start, end, info)
         if info.content_type.startswith("multipart/"):
             self.multipart(body_start, end, info, path, depth)
-        elif info.content_type == "text/html" and not info.attachment:
+        elif self.rewrite is not None and info.content_type == "text/html" and not info.attachment:
             self.html(start, header, body_start, end, info, path or "1")
 
     def count(self, header_size: int) -> None:
@@ -194,9 +226,36 @@ class _Walk:
             child_path = f"{path}.{number}" if path else str(number)
             self.entity(part_start, part_end, child_path, depth + 1, child_type)
 
+    def refold(
+        self, start: int, header: bytes, body_start: int, end: int, info: _PartInfo
+    ) -> None:
+        """An entity with a line too long: its header's folded; a leaf's body
+        quoted-printable, its header saying so (a multipart's body is its parts')."""
+        eol = line_ending(self.raw, start, end)
+        new_header = header
+        if has_long_line(header):
+            new_header = fold_header_lines(header, MAX_LINE, eol)
+        body: bytes | None = None
+        if (not info.content_type.startswith(("multipart/", "message/"))
+                and transfer_name(info.transfer_encoding) == "identity"
+                and has_long_line(self.raw, body_start, end)):
+            cte = b"Content-Transfer-Encoding: quoted-printable" + eol
+            new_header = replace_field(new_header, "Content-Transfer-Encoding", cte)
+            body = encode_quoted_printable(self.raw[body_start:end], eol)
+        if new_header is header:
+            return
+        self.emit_until(start)
+        self.segments.append(new_header)
+        self.emitted = start + len(header)
+        if body is not None:
+            self.emit_until(body_start)  # the blank line
+            self.segments.append(body)
+            self.emitted = end
+
     def html(
         self, start: int, header: bytes, body_start: int, end: int, info: _PartInfo, path: str
     ) -> None:
+        assert self.rewrite is not None
         eol = line_ending(self.raw, start, end)
         try:
             decoded = decode_body(self.raw[body_start:end], info.transfer_encoding,

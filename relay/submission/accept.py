@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from relay.config.load import Config
+from relay.delivery.upstream import carried_params
 from relay.rewrite.minting import SECONDS_PER_DAY, LinkSettings
 from relay.submission.idempotency import TakenKey, claim_keys
 from relay.submission.intake import Prepared, Submission, prepare
@@ -76,14 +77,16 @@ class Submitter:
 
     async def accept(
         self, project: ProjectConfig, mail_from: str, rcpt_tos: Sequence[str], raw: bytes,
-        taken: TakenKey | None = None,
+        taken: TakenKey | None = None, mail_params: Sequence[str] = (),
     ) -> Accepted:
         """Spool one copy per recipient; on return every copy is on disk. ``taken``: an
         idempotency key the caller has claimed (the send API), completed in the spool's
-        transaction; without it, the mail's own ``Idempotency-Key`` header is claimed."""
+        transaction; without it, the mail's own ``Idempotency-Key`` header is claimed.
+        ``mail_params``: the parameters of SMTP's MAIL, those the upstream gets again."""
         config = self._config()
         project = config.project_by_id(project.id) or project  # routes as reloaded
-        submission = submission_of(config, project, mail_from, rcpt_tos, raw)
+        submission = replace(submission_of(config, project, mail_from, rcpt_tos, raw),
+                             mail_params=carried_params(mail_params))
         prepared = await self._read(submission)
         try:
             if taken is not None:
@@ -204,6 +207,7 @@ def new_messages(submission: Submission, prepared: Prepared) -> list[NewMessage]
             tag=controls.tag, metadata=controls.metadata, track_clicks=prepared.tracking,
             created_at=submission.created_at, body=b"", links=prepared.links,
             shared=shared, fills=copy.fills, fills_span=copy.fills_span,
+            mail_params=submission.mail_params,
         )
         for copy in prepared.copies
     ]

@@ -11,18 +11,27 @@ between the claim and the spool) is given back when the server starts again
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from relay.config.load import Config
 from relay.errors import KeyConflict
+from relay.message.headers import HeaderField
 from relay.submission.controls import IDEMPOTENCY_HEADER
 from store.clock import now_us
 from store.idempotency import IN_FLIGHT, MISMATCH, KeyClaim, KeyState
 
 US_PER_HOUR = 3_600_000_000
+
+# Fields an MTA adds or changes on its way, on each attempt (a retry by Postfix has a new
+# Received on top): not the mail's, so left out of what a key is bound to (RFC 5321 §4.4,
+# RFC 8601, RFC 8617).
+TRACE_FIELDS = frozenset({"received", "x-received", "return-path", "delivered-to",
+                          "authentication-results"})
+TRACE_PREFIXES = ("arc-",)
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,24 @@ class KeyStore(Protocol):
     async def claim_idempotency_keys(
         self, project_id: str, claims: Sequence[KeyClaim], now: int, ttl_us: int
     ) -> list[KeyState]: ...
+
+
+def is_trace_field(f: HeaderField) -> bool:
+    return f.lname in TRACE_FIELDS or f.lname.startswith(TRACE_PREFIXES)
+
+
+def fingerprint(
+    mail_from: str, rcpt_tos: Sequence[str], fields: Iterable[HeaderField],
+    body: bytes | memoryview,
+) -> str:
+    """What an SMTP mail's Idempotency-Key is bound to: the envelope, every header field
+    but the trace ones (each field's exact bytes), and the body, byte for byte."""
+    digest = hashlib.sha256()
+    kept = b"".join(f.raw for f in fields if not is_trace_field(f))
+    for part in (mail_from.encode(), "\0".join(rcpt_tos).encode(), kept, body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def window_us(config: Config) -> int:

@@ -10,9 +10,7 @@ with it; a header byte that is not UTF-8 is read as U+FFFD, never refused.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,10 +23,11 @@ from relay.message.headers import (
     remove_fields,
 )
 from relay.message.limits import check_header_block
-from relay.message.mime import PartOutcome
+from relay.message.mime import PartOutcome, fold_long_lines
 from relay.rewrite.copies import Template
 from relay.rewrite.minting import LinkSettings, copy_tokens, track_message
 from relay.submission.controls import Controls, header_text, is_control_header, read_controls
+from relay.submission.idempotency import fingerprint
 from store.bodies import INLINE_BODY_BYTES, body_size, fills_size, write_body
 from store.records import LinkRecord, SharedBody
 from tracker.config import ProjectConfig, RouteConfig
@@ -53,6 +52,7 @@ class Submission:
     links: LinkSettings  # ``honeypot`` is set from the route chosen here
     raw_file: Path | None = None
     body_file: Path | None = None  # where a shared body over INLINE_BODY_BYTES goes
+    mail_params: tuple[str, ...] = ()  # MAIL parameters carried upstream (upstream.py)
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,10 @@ def prepare(submission: Submission) -> Prepared:
     tracking = decide_tracking(route, controls)
     body_hash = None
     if controls.idempotency_key is not None:
-        body_hash = hash_submission(submission.mail_from, submission.rcpt_tos, raw)
-    forwarded = (remove_fields(header_block, is_control_header) + line_ending(raw)
-                 + raw[body_start:])
+        body_hash = fingerprint(submission.mail_from, submission.rcpt_tos, fields,
+                                memoryview(raw)[body_start:])
+    forwarded = fold_long_lines(remove_fields(header_block, is_control_header)
+                                + line_ending(raw) + raw[body_start:])
     ids = [str(uuid.uuid4()) for _ in submission.rcpt_tos]
     links: tuple[LinkRecord, ...] = ()
     parts: tuple[PartOutcome, ...] = ()
@@ -132,14 +133,6 @@ def shared_body(
 def read_subject(fields: list[HeaderField]) -> str | None:
     subject = next((f for f in fields if f.lname == "subject"), None)
     return (header_text(subject) or None) if subject is not None else None
-
-
-def hash_submission(mail_from: str, rcpt_tos: Sequence[str], raw: bytes) -> str:
-    """What an Idempotency-Key is bound to: the envelope and the message."""
-    digest = hashlib.sha256()
-    for part in (mail_from.encode(), "\0".join(rcpt_tos).encode(), raw):
-        digest.update(len(part).to_bytes(8, "big") + part)
-    return digest.hexdigest()
 
 
 def choose_route(

@@ -92,7 +92,8 @@ class SubmissionHandler:
         started = time.monotonic()
         try:
             accepted = await self._submitter.accept(
-                project, envelope.mail_from or "", list(envelope.rcpt_tos), raw
+                project, envelope.mail_from or "", list(envelope.rcpt_tos), raw,
+                mail_params=envelope.mail_options,
             )
         except Exception as exc:  # every failure becomes a reply, never a 250
             reply = smtp_reply(exc)
@@ -123,6 +124,14 @@ class SubmissionSMTP(SMTP):
         await super().smtp_AUTH(arg)
 
     own_data_reader = True  # [smtp] own_data_reader: relay/submission/smtp_data.py reads DATA
+
+    def __init__(self, *args: Any, line_length_limit: int = SMTP.line_length_limit,
+                 **kwargs: Any) -> None:
+        # [smtp] max_line_length: real mail has lines longer than RFC 5321's 1000 octets
+        # (Postfix takes them); they go upstream short again (relay/message/mime.py). Set
+        # before aiosmtpd makes its stream reader, whose limit it is too.
+        self.line_length_limit = line_length_limit
+        super().__init__(*args, **kwargs)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -169,6 +178,7 @@ def protocol_factory(
             auth_require_tls=smtp.auth_require_tls and not implicit_tls,
             authenticator=handler.authenticate,
             timeout=300,
+            line_length_limit=smtp.max_line_length,
         )
         server.own_data_reader = smtp.own_data_reader
         return server

@@ -9,15 +9,25 @@ same bytes.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from store.events import EventRecord
 from store.records import MessageInfo
+from store.webhooks import NewDelivery
+from tracker.config import WebhookConfig
 
 MESSAGE_CLICKED = "message.clicked"
+# A copy's delivery (docs/webhooks.md): accepted by the upstream; a 4xx, to be retried; a
+# 5xx; retries ran out, or it was refused before it was sent.
+MESSAGE_DELIVERED = "message.delivered"
+MESSAGE_SOFT_BOUNCED = "message.soft_bounced"
+MESSAGE_HARD_BOUNCED = "message.hard_bounced"
+MESSAGE_FAILED = "message.failed"
+DELIVERY_EVENTS = (MESSAGE_DELIVERED, MESSAGE_SOFT_BOUNCED, MESSAGE_HARD_BOUNCED, MESSAGE_FAILED)
 # The link index of a route's hidden honeypot link (docs/classification.md): above every real link's
 # (at most 1000 per message), so that it never shifts them.
 HONEYPOT_LINK_INDEX = 1_000_000
@@ -58,11 +68,51 @@ class ClickEvent:
 
 
 @dataclass(frozen=True)
+class SmtpResponse:
+    """The upstream's answer, as Lettermint reports it."""
+
+    status_code: int | None
+    enhanced_status_code: str | None
+    content: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryEvent:
+    """The ``data`` of ``message.delivered``, ``.soft_bounced``, ``.hard_bounced`` and
+    ``.failed``: the message's fields, the upstream's reply (``response`` as Lettermint
+    has it; ``smtp_code`` and ``smtp_message`` the same, flat) and when it happened."""
+
+    message_id: str
+    subject: str | None
+    metadata: Mapping[str, str]
+    tag: str | None
+    recipient: str
+    response: SmtpResponse
+    smtp_code: int | None
+    smtp_message: str | None
+    timestamp: str  # ISO-8601 UTC with milliseconds and Z
+
+
+@dataclass(frozen=True)
 class Envelope:
     id: str  # the delivery id: the same on every attempt
     event: str
     timestamp: str  # ISO-8601 UTC with milliseconds and Z
-    data: ClickEvent | Mapping[str, Any] = field(repr=False)
+    data: ClickEvent | DeliveryEvent | Mapping[str, Any] = field(repr=False)
+
+
+def deliveries_for(
+    hooks: Iterable[WebhookConfig], event: str, data: ClickEvent | DeliveryEvent,
+    project_id: str, now: int, event_id: str | None = None,
+) -> list[NewDelivery]:
+    """One outbox entry per webhook, each with its own envelope id; the body written now,
+    so that every attempt sends the same bytes."""
+    out = []
+    for hook in hooks:
+        envelope = Envelope(str(uuid.uuid4()), event, iso_timestamp(now), data)
+        out.append(NewDelivery(envelope.id, project_id, hook.id, event, envelope_body(envelope),
+                               now, event_id=event_id))
+    return out
 
 
 def click_event(event: EventRecord, message: MessageInfo | None,
