@@ -20,6 +20,7 @@ from relay.errors import BadInput
 from relay.message.headers import (
     HeaderField,
     entity_bounds,
+    get_values,
     line_ending,
     parse_fields,
     remove_fields,
@@ -28,6 +29,7 @@ from relay.message.limits import check_header_block
 from relay.message.mime import PartOutcome
 from relay.rewrite.copies import Template
 from relay.rewrite.minting import LinkSettings, copy_tokens, track_message
+from relay.rewrite.policy import list_unsubscribe_urls
 from relay.submission.controls import Controls, header_text, is_control_header, read_controls
 from store.bodies import INLINE_BODY_BYTES, body_size, fills_size, write_body
 from store.records import LinkRecord, SharedBody
@@ -103,7 +105,9 @@ def prepare(submission: Submission) -> Prepared:
         template = Template.plain(forwarded)
         fills: list[tuple[bytes, ...]] = [() for _ in ids]
     else:
-        settings = replace(submission.links, honeypot=route.bot_honeypot)
+        settings = replace(submission.links, honeypot=route.bot_honeypot,
+                           untracked=list_unsubscribe_urls(get_values(fields,
+                                                                      "List-Unsubscribe")))
         tracked = track_message(settings, forwarded)
         template, links, parts = tracked.template, tracked.links, tracked.parts
         minter = TokenMinter(settings.key)
