@@ -33,6 +33,15 @@ class SharedBody:
 
 
 @dataclass(frozen=True)
+class MessageNames:
+    """What a copy's message says of its people, beyond the envelope."""
+
+    from_name: str | None = None  # the From field's display name
+    rcpt_name: str | None = None  # the recipient's name in To or Cc
+    reply_to: tuple[str, ...] = ()  # the Reply-To addresses
+
+
+@dataclass(frozen=True)
 class NewMessage:
     """One recipient's copy of an accepted mail, ready to be spooled: its ``body``, or
     a ``shared`` body and its own ``fills`` for the holes between the pieces."""
@@ -53,6 +62,38 @@ class NewMessage:
     shared: SharedBody | None = None
     fills: tuple[bytes, ...] = field(default=(), repr=False)
     fills_span: tuple[int, int] | None = None  # (offset, size) of the fills in its file
+    names: MessageNames = field(default_factory=MessageNames)
+
+
+@dataclass(frozen=True)
+class ConfigItem:
+    """A route or a webhook of the configuration file, and a hash of its settings."""
+
+    kind: str  # route | webhook
+    id: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class ItemTimes:
+    created_at: int  # µs: when clickrelay first saw the item
+    updated_at: int  # µs: when it first saw the item's current settings
+
+
+@dataclass(frozen=True)
+class MessageListFilter:
+    """Which messages ``GET /v1/messages`` lists; empty fields do not filter."""
+
+    search: str | None = None  # sender, recipient or subject contains it
+    from_email: str | None = None
+    subject: str | None = None
+    tag: str | None = None
+    project_id: str | None = None
+    route_id: str | None = None
+    status: str | None = None
+    since: int | None = None  # µs, created at or after
+    until: int | None = None  # µs, created before
+    sort: str = "-created_at"  # a column, "-" for descending
 
 
 @dataclass(frozen=True)
@@ -96,6 +137,7 @@ class MessageInfo:
     next_attempt_at: int
     last_error: str | None
     finished_at: int | None
+    names: MessageNames = field(default_factory=MessageNames)
 
 
 @dataclass(frozen=True)
