@@ -20,8 +20,8 @@ class ConfigItemStore:
         one whose fingerprint changed is updated now, the others keep their times. Writes
         only when something is new or changed."""
         times = await self._times(items)
-        stale = [item for item in items
-                 if times.get((item.kind, item.id), (None, None))[0] != item.fingerprint]
+        stale = [item for item in items if (item.kind, item.id) not in times
+                 or times[item.kind, item.id][0] != item.fingerprint]
         if stale:
             async with self.db.transaction() as tx:
                 await tx.executemany(

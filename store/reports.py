@@ -222,7 +222,8 @@ class ReportStore:
         self, where: MessageListFilter, *, offset: int, limit: int
     ) -> list[MessageInfo]:
         """A page of copies, filtered and sorted as ``where`` says (docs/api.md)."""
-        sql, params = f"SELECT {INFO_COLUMNS} FROM messages WHERE 1 = 1", list[object]()
+        sql = f"SELECT {INFO_COLUMNS} FROM messages WHERE 1 = 1"
+        params: list[object] = []
         if where.search:
             sql += (" AND (instr(lower(mail_from), ?) OR instr(lower(rcpt_to), ?)"
                     " OR instr(lower(coalesce(subject, '')), ?))")
