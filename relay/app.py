@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from relay.api import messages, routes, send, stats, webhooks
+from relay.api import message_content, messages, routes, send, stats, webhooks
 from relay.api.common import API_KEY, Api
 from relay.api.mount import api_errors, openapi, ping
 from tracker.http import status
@@ -55,7 +55,11 @@ def add_routes(router: web.UrlDispatcher, redirector: Redirector) -> None:
     router.add_put("/v1/routes/{route_id}", routes.put_route)
     router.add_patch("/v1/routes/{route_id}", routes.patch_route)
     router.add_get("/v1/projects/{project_id}/routes", routes.list_routes)
+    router.add_get("/v1/messages", messages.list_messages)
     router.add_get("/v1/messages/{message_id}", messages.get_message)
+    router.add_get("/v1/messages/{message_id}/source", message_content.message_source)
+    router.add_get("/v1/messages/{message_id}/html", message_content.message_html)
+    router.add_get("/v1/messages/{message_id}/text", message_content.message_text)
     router.add_get("/v1/messages/{message_id}/events", messages.message_events)
     router.add_get("/v1/messages/{message_id}/links", messages.message_links)
     router.add_get("/v1/stats", stats.stats)
@@ -63,3 +67,5 @@ def add_routes(router: web.UrlDispatcher, redirector: Redirector) -> None:
     router.add_get("/v1/webhooks/{webhook_id}", webhooks.get_webhook)
     router.add_post("/v1/webhooks/{webhook_id}/test", webhooks.test_webhook)
     router.add_get("/v1/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries)
+    router.add_get("/v1/webhooks/{webhook_id}/deliveries/{delivery_id}",
+                   webhooks.get_delivery)

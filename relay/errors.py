@@ -131,6 +131,12 @@ class NotFound(ApiRefusal):
     status, code = 404, "RESOURCE_NOT_FOUND"
 
 
+class Gone(ApiRefusal):
+    """The thing asked for existed and is kept no more (a message's content)."""
+
+    status, code = 410, "RESOURCE_GONE"
+
+
 class TooManyAttempts(ApiRefusal):
     """The token was not checked: too many wrong ones came from the client's network
     (relay/throttle.py). ``retry_after``: whole seconds until the next check is due."""

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from relay.api.common import Api
 from relay.app import make_app
-from relay.config.live import LiveConfig
+from relay.config.live import LiveConfig, config_items
 from relay.config.load import Config
 from relay.delivery.upstream import make_upstream
 from relay.delivery.worker import DeliveryWorker
@@ -26,6 +26,7 @@ from relay.promotion import PromotionProcess
 from relay.submission.accept import Submitter
 from relay.submission.smtp import SubmissionHandler, protocol_factory, tls_context
 from relay.throttle import Throttle
+from store.clock import now_us
 from store.sqlite import SqliteStore
 from store.writer.client import ObservationWriter
 from tracker.classify.useragent import preload as preload_user_agents
@@ -75,9 +76,11 @@ class Running:
 async def running(config: Config) -> AsyncIterator[Running]:
     async with AsyncExitStack() as stack:
         metrics = Metrics()
-        live = LiveConfig(config, metrics)
         store = await SqliteStore.open(config.store.path)
         stack.push_async_callback(store.close)
+        live = LiveConfig(config, metrics, on_loaded=lambda new: store.note_config_items(
+            config_items(new), now_us()))
+        await store.note_config_items(config_items(config), now_us())
         # A single SQLite file belongs to one process: claims left by a dead one go back.
         released = await store.release_claims()
         if released:

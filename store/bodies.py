@@ -32,6 +32,11 @@ class BodyFiles:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    @classmethod
+    def beside(cls, database: Path) -> BodyFiles:
+        """The body files of the database file ``database``."""
+        return cls(database.parent / BODIES_DIR)
+
     async def write(
         self, body_id: str, pieces: Sequence[bytes], fills: Sequence[Sequence[bytes]]
     ) -> list[Span]:

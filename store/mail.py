@@ -11,7 +11,6 @@ from pathlib import Path
 import aiosqlite
 
 from store.bodies import (
-    BODIES_DIR,
     INLINE_BODY_BYTES,
     BodyFiles,
     body_size,
@@ -29,6 +28,7 @@ from store.records import (
     DeliveryAttempt,
     LinkRecord,
     MessageInfo,
+    MessageNames,
     NewMessage,
     SharedBody,
     SpooledMessage,
@@ -76,11 +76,11 @@ class MailStore:
             raise
 
     async def clean_spool(self) -> int:
-        """Remove the shared bodies no queued copy needs, and files that belong to no
+        """Remove the shared bodies no copy needs, and files that belong to no
         body (left by a crash while spooling or delivering). At start, when nothing is
         being spooled; how many bodies went."""
         async with self.db.transaction() as tx:
-            cur = await tx.execute(f"DELETE FROM bodies WHERE {_BODY_UNNEEDED}")
+            cur = await tx.execute(f"DELETE FROM bodies WHERE {BODY_UNNEEDED}")
             gone = cur.rowcount
         rows = await self.db.fetchall("SELECT id FROM bodies WHERE data IS NULL")
         await self._body_files.keep_only({r["id"] for r in rows})
@@ -88,7 +88,7 @@ class MailStore:
 
     @property
     def _body_files(self) -> BodyFiles:
-        return BodyFiles(self.db.path.parent / BODIES_DIR)
+        return BodyFiles.beside(self.db.path)
 
     def body_file(self, body_id: str) -> Path:
         """Where a shared body is kept when it is too large for the database; a caller
@@ -120,19 +120,39 @@ class MailStore:
                   for body_id in {r["body_id"] for r in rows if r["body_id"] is not None}}
         out = []
         for r in rows:
-            body = r["body"]
-            if r["body_id"] is not None:
-                fills = unpack_fills(r["fills"])
-                if r["fills_at"] is not None:
-                    span = (r["fills_at"], r["fills_size"])
-                    fills = await self._body_files.read_fills(r["body_id"], span)
-                body = await joined(pieces[r["body_id"]], fills)
+            body = await self._copy_bytes(r, pieces)
             out.append(SpooledMessage(
                 r["id"], r["project_id"], r["mail_from"], r["rcpt_to"], body, r["attempts"],
                 r["created_at"], r["route_id"], r["subject"], r["tag"],
                 json.loads(r["metadata"] or "{}"), r["notice_of"],
                 tuple(r["mail_params"].split())))
         return out
+
+    async def message_source(self, message_id: str) -> bytes | None:
+        """A copy as it went (or goes) to the upstream, until retention purges it; None
+        for a copy whose content is no longer kept."""
+        row = await self.db.fetchone(
+            "SELECT body, body_id, fills, fills_at, fills_size FROM messages WHERE id = ?",
+            (message_id,))
+        if row is None or (row["body"] is None and row["body_id"] is None):
+            return None
+        if row["body_id"] is not None and await self.db.fetchone(
+                "SELECT 1 FROM bodies WHERE id = ?", (row["body_id"],)) is None:
+            return None  # finished before shared bodies were kept until retention
+        pieces = {} if row["body_id"] is None else {row["body_id"]: await self._pieces(
+            row["body_id"])}
+        return await self._copy_bytes(row, pieces)
+
+    async def _copy_bytes(self, row: Row, pieces: dict[str, list[bytes]]) -> bytes:
+        """A copy's bytes: its own body, or its shared body's pieces with its fills."""
+        if row["body_id"] is None:
+            body: bytes = row["body"]
+            return body
+        fills = unpack_fills(row["fills"])
+        if row["fills_at"] is not None:
+            fills = await self._body_files.read_fills(row["body_id"],
+                                                      (row["fills_at"], row["fills_size"]))
+        return await joined(pieces[row["body_id"]], fills)
 
     async def _pieces(self, body_id: str) -> list[bytes]:
         row = await self.db.fetchone("SELECT pieces, data FROM bodies WHERE id = ?", (body_id,))
@@ -181,9 +201,10 @@ class MailStore:
         deliveries: Sequence[NewDelivery] = (),
     ) -> None:
         """Record one attempt and its consequence: delivered and permanent failures end the
-        copy (its body is dropped); a temporary failure requeues it for ``next_attempt_at``.
-        In the same transaction: the ``notice`` of a permanent failure spooled (a delivery
-        status notification), and the attempt's webhook ``deliveries`` put in the outbox."""
+        copy (its content stays, for the API, until retention purges it); a temporary failure
+        requeues it for ``next_attempt_at``. In the same transaction: the ``notice`` of a
+        permanent failure spooled (a delivery status notification), and the attempt's webhook
+        ``deliveries`` put in the outbox."""
         async with self.db.transaction() as tx:
             await tx.executemany(DELIVERY_INSERT, delivery_rows(deliveries))
             if notice is not None:
@@ -202,13 +223,11 @@ class MailStore:
                 return
             status = "delivered" if outcome == DELIVERED else "failed"
             await tx.execute(
-                "UPDATE messages SET attempts = attempts + 1, status = ?, body = NULL,"
-                " fills = NULL, last_error = ?, finished_at = ?, claimed_by = NULL,"
+                "UPDATE messages SET attempts = attempts + 1, status = ?,"
+                " last_error = ?, finished_at = ?, claimed_by = NULL,"
                 " claimed_until = NULL WHERE id = ?",
                 (status, None if outcome == DELIVERED else detail, at, message_id),
             )
-            in_file = await _drop_unneeded_body(tx, message_id)
-        await self._body_files.delete(in_file)
 
     async def requeue_message(self, message_id: str, now: int) -> bool:
         """Make a queued copy due now (the operator's ``retry``)."""
@@ -223,12 +242,10 @@ class MailStore:
         """Give up on a queued copy (the operator's ``drop``); recorded as a failure."""
         async with self.db.transaction() as tx:
             cur = await tx.execute(
-                "UPDATE messages SET status = 'failed', body = NULL, fills = NULL,"
+                "UPDATE messages SET status = 'failed',"
                 " last_error = ?, finished_at = ? WHERE id = ? AND status = 'queued'",
                 (reason, now, message_id),
             )
-            in_file = await _drop_unneeded_body(tx, message_id)
-        await self._body_files.delete(in_file)
         return cur.rowcount == 1
 
     async def get_message(self, message_id: str) -> MessageInfo | None:
@@ -287,9 +304,9 @@ MESSAGE_LINKS = (
     " FROM messages m JOIN submission_links s ON s.submission_id = m.submission_id"
     " WHERE m.id = ?1 AND m.body_id IS NOT NULL"
 )
-# A shared body no copy will send any more.
-_BODY_UNNEEDED = ("NOT EXISTS (SELECT 1 FROM messages WHERE messages.body_id = bodies.id"
-                  " AND status = 'queued')")
+# A shared body whose copies are all gone (purged by retention, store/retention.py): until
+# then the API shows a copy's source (docs/api.md).
+BODY_UNNEEDED = "NOT EXISTS (SELECT 1 FROM messages WHERE messages.body_id = bodies.id)"
 
 
 async def _insert(
@@ -304,8 +321,8 @@ async def _insert(
     await tx.executemany(
         "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, rcpt_to,"
         " subject, tag, metadata, track_clicks, created_at, status, body, next_attempt_at,"
-        " body_id, fills, fills_at, fills_size, notice_of, mail_params)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?)",
+        " body_id, fills, fills_at, fills_size, notice_of, mail_params, from_name, rcpt_name,"
+        " reply_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?)",
         [_message_row(m, spans.get(m.id)) for m in messages],
     )
     await tx.executemany(_INSERT_LINK, [
@@ -327,7 +344,8 @@ def _message_row(m: NewMessage, span: tuple[int, int] | None) -> tuple[object, .
             m.tag, json.dumps(m.metadata), int(m.track_clicks), m.created_at,
             None if m.shared else m.body, m.created_at, m.shared.id if m.shared else None,
             fills, span[0] if span else None, span[1] if span else None, m.notice_of,
-            " ".join(m.mail_params))
+            " ".join(m.mail_params), m.names.from_name, m.names.rcpt_name,
+            json.dumps(list(m.names.reply_to)) if m.names.reply_to else None)
 
 
 async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) -> None:
@@ -339,20 +357,10 @@ async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) 
         )
 
 
-async def _drop_unneeded_body(tx: aiosqlite.Connection, message_id: str) -> list[str]:
-    """Delete the shared body of a finished copy once no copy needs it; the ids of such
-    bodies kept in files (to be deleted once the transaction is committed)."""
-    cur = await tx.execute(
-        "DELETE FROM bodies WHERE id = (SELECT body_id FROM messages WHERE id = ?)"
-        f" AND {_BODY_UNNEEDED} RETURNING id, data IS NULL",
-        (message_id,),
-    )
-    return [row[0] for row in await cur.fetchall() if row[1]]
-
-
 INFO_COLUMNS = (
     "id, submission_id, project_id, route_id, mail_from, rcpt_to, subject, tag, metadata,"
-    " track_clicks, created_at, status, attempts, next_attempt_at, last_error, finished_at"
+    " track_clicks, created_at, status, attempts, next_attempt_at, last_error, finished_at,"
+    " from_name, rcpt_name, reply_to"
 )
 
 
@@ -360,4 +368,6 @@ def message_info(row: Row) -> MessageInfo:
     values = list(tuple(row))
     values[8] = json.loads(values[8] or "{}")
     values[9] = bool(values[9])
+    from_name, rcpt_name, reply_to = values[16:]
+    values[16:] = [MessageNames(from_name, rcpt_name, tuple(json.loads(reply_to or "[]")))]
     return MessageInfo(*values)

@@ -33,6 +33,15 @@ class SharedBody:
 
 
 @dataclass(frozen=True)
+class MessageNames:
+    """What a copy's message says of its people, beyond the envelope."""
+
+    from_name: str | None = None  # the From field's display name
+    rcpt_name: str | None = None  # the recipient's name in To or Cc
+    reply_to: tuple[str, ...] = ()  # the Reply-To addresses
+
+
+@dataclass(frozen=True)
 class NewMessage:
     """One recipient's copy of an accepted mail, ready to be spooled: its ``body``, or
     a ``shared`` body and its own ``fills`` for the holes between the pieces."""
@@ -55,6 +64,38 @@ class NewMessage:
     fills_span: tuple[int, int] | None = None  # (offset, size) of the fills in its file
     notice_of: str | None = None  # a delivery status notification: the copy it reports on
     mail_params: tuple[str, ...] = ()  # the submission's SMTPUTF8 and BODY=8BITMIME
+    names: MessageNames = field(default_factory=MessageNames)
+
+
+@dataclass(frozen=True)
+class ConfigItem:
+    """A route or a webhook of the configuration file, and a hash of its settings."""
+
+    kind: str  # route | webhook
+    id: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class ItemTimes:
+    created_at: int  # µs: when clickrelay first saw the item
+    updated_at: int  # µs: when it first saw the item's current settings
+
+
+@dataclass(frozen=True)
+class MessageListFilter:
+    """Which messages ``GET /v1/messages`` lists; empty fields do not filter."""
+
+    search: str | None = None  # sender, recipient or subject contains it
+    from_email: str | None = None
+    subject: str | None = None
+    tag: str | None = None
+    project_id: str | None = None
+    route_id: str | None = None
+    status: str | None = None
+    since: int | None = None  # µs, created at or after
+    until: int | None = None  # µs, created before
+    sort: str = "-created_at"  # a column, "-" for descending
 
 
 @dataclass(frozen=True)
@@ -104,6 +145,7 @@ class MessageInfo:
     next_attempt_at: int
     last_error: str | None
     finished_at: int | None
+    names: MessageNames = field(default_factory=MessageNames)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,15 @@ a machine click is one classified as machine (docs/classification.md)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Final
 
 from store.db import Database, Row
 from store.events import EVENT_COLUMNS, EventRecord
-from store.mail import MESSAGE_LINKS
+from store.mail import INFO_COLUMNS, MESSAGE_LINKS, message_info
+from store.records import MessageInfo, MessageListFilter
 
 _DAY = "date({col} / 1000000, 'unixepoch')"
 
@@ -80,6 +84,20 @@ class DeliveryRow:
     status_code: int | None  # of the last attempt
     duration_ms: int | None
     last_attempt_at: int | None
+
+
+# The columns ``messages.list`` sorts by (the SDK's names), as the table has them.
+MESSAGE_SORTS: Final[Mapping[str, str]] = MappingProxyType({
+    "created_at": "created_at", "status_changed_at": "coalesce(finished_at, created_at)",
+    "status": "status", "from_email": "mail_from", "subject": "subject",
+})
+# A delivery, its last attempt and its body (the SELECT of ``webhook_delivery``).
+_DELIVERY_ROWS = (
+    "SELECT d.id, d.webhook_id, d.project_id, d.event_type, d.status, d.attempts,"
+    " d.next_attempt_at, d.created_at, d.finished_at, d.last_error, a.status_code,"
+    " a.duration_ms, a.at, d.body FROM webhook_deliveries d LEFT JOIN webhook_attempts a"
+    " ON a.id = (SELECT MAX(id) FROM webhook_attempts WHERE delivery_id = d.id)"
+)
 
 
 class ReportStore:
@@ -174,13 +192,7 @@ class ReportStore:
         since: int | None, until: int | None, offset: int, limit: int,
     ) -> list[DeliveryRow]:
         """A webhook's deliveries, newest first, each with its last attempt."""
-        sql = (
-            "SELECT d.id, d.webhook_id, d.project_id, d.event_type, d.status, d.attempts,"
-            " d.next_attempt_at, d.created_at, d.finished_at, d.last_error, a.status_code,"
-            " a.duration_ms, a.at FROM webhook_deliveries d LEFT JOIN webhook_attempts a"
-            " ON a.id = (SELECT MAX(id) FROM webhook_attempts WHERE delivery_id = d.id)"
-            " WHERE d.project_id = ? AND d.webhook_id = ?"
-        )
+        sql = f"{_DELIVERY_ROWS} WHERE d.project_id = ? AND d.webhook_id = ?"
         params: list[object] = [project_id, webhook_id]
         for clause, value in ((" AND d.status = ?", status),
                               (" AND d.event_type = ?", event_type),
@@ -193,7 +205,48 @@ class ReportStore:
             sql + " ORDER BY d.created_at DESC, d.id DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
-        return [DeliveryRow(*tuple(r)) for r in rows]
+        return [DeliveryRow(*tuple(r)[:-1]) for r in rows]
+
+    async def webhook_delivery(
+        self, project_id: str, webhook_id: str, delivery_id: str
+    ) -> tuple[DeliveryRow, str] | None:
+        """One delivery of a webhook with its last attempt, and the body it sends."""
+        row = await self.db.fetchone(
+            f"{_DELIVERY_ROWS} WHERE d.project_id = ? AND d.webhook_id = ? AND d.id = ?",
+            (project_id, webhook_id, delivery_id),
+        )
+        if row is None:
+            return None
+        values = tuple(row)
+        return DeliveryRow(*values[:-1]), values[-1]
+
+    async def list_messages(
+        self, where: MessageListFilter, *, offset: int, limit: int
+    ) -> list[MessageInfo]:
+        """A page of copies, filtered and sorted as ``where`` says (docs/api.md)."""
+        sql = f"SELECT {INFO_COLUMNS} FROM messages WHERE 1 = 1"
+        params: list[object] = []
+        if where.search:
+            sql += (" AND (instr(lower(mail_from), ?) OR instr(lower(rcpt_to), ?)"
+                    " OR instr(lower(coalesce(subject, '')), ?))")
+            params += [where.search.lower()] * 3
+        for column, part in (("mail_from", where.from_email), ("subject", where.subject)):
+            if part:
+                sql += f" AND instr(lower(coalesce({column}, '')), ?)"
+                params.append(part.lower())
+        for condition, value in (("tag = ?", where.tag), ("project_id = ?", where.project_id),
+                              ("route_id = ?", where.route_id), ("status = ?", where.status),
+                              ("created_at >= ?", where.since), ("created_at < ?", where.until)):
+            if value is not None:
+                sql += f" AND {condition}"
+                params.append(value)
+        column = where.sort.lstrip("-")
+        if column not in MESSAGE_SORTS:
+            raise ValueError(f"not a column to sort messages by: {column!r}")
+        order = "DESC" if where.sort.startswith("-") else "ASC"
+        sql += f" ORDER BY {MESSAGE_SORTS[column]} {order}, id {order} LIMIT ? OFFSET ?"
+        rows = await self.db.fetchall(sql, [*params, limit, offset])
+        return [message_info(r) for r in rows]
 
     async def webhook_last_called(self, project_id: str, webhook_id: str) -> int | None:
         row = await self.db.fetchone(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from store.bodies import BodyFiles
 from store.db import Database
+from store.mail import BODY_UNNEEDED
 
 PURGE_BATCH = 500  # rows per transaction
 
@@ -24,6 +26,10 @@ _PURGES = (  # (table, its key, what is purged)
      " WHERE messages.submission_id = submission_links.submission_id)"),
     ("idempotency_keys", "(project_id, scope, key)", "created_at < :keys_cutoff"),
 )
+# A shared body goes with the last of its copies (the API shows a copy's source until
+# then), and its file once the row's deletion is committed.
+_BODIES = (f"DELETE FROM bodies WHERE id IN (SELECT id FROM bodies WHERE {BODY_UNNEEDED}"
+           " LIMIT :limit) RETURNING id, data IS NULL")
 
 
 @dataclass(frozen=True)
@@ -34,11 +40,12 @@ class Purged:
     messages: int = 0
     submission_links: int = 0
     idempotency_keys: int = 0
+    bodies: int = 0
 
     @property
     def total(self) -> int:
         return (self.webhook_deliveries + self.events + self.observations + self.messages
-                + self.submission_links + self.idempotency_keys)
+                + self.submission_links + self.idempotency_keys + self.bodies)
 
 
 class RetentionStore:
@@ -56,7 +63,20 @@ class RetentionStore:
                 counts[table] += deleted
                 if deleted < PURGE_BATCH:
                     break
+        counts["bodies"] = await self._purge_bodies(params)
         return Purged(**counts)
+
+    async def _purge_bodies(self, params: dict[str, int]) -> int:
+        files = BodyFiles.beside(self.db.path)
+        gone = 0
+        while True:
+            async with self.db.transaction() as tx:
+                cur = await tx.execute(_BODIES, params)
+                rows = list(await cur.fetchall())
+            await files.delete(row[0] for row in rows if row[1])
+            gone += len(rows)
+            if len(rows) < PURGE_BATCH:
+                return gone
 
     async def _purge_batch(
         self, table: str, key: str, condition: str, params: dict[str, int]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from store.clicks import ClickStore
+from store.config_items import ConfigItemStore
 from store.context import ContextStore
 from store.db import Database
 from store.events import EventStore
@@ -18,7 +19,7 @@ from store.webhooks import WebhookStore
 
 class SqliteStore(
     MailStore, IdempotencyStore, EventStore, ContextStore, WebhookStore, ClickStore,
-    ReportStore, QueueStore, RetentionStore,
+    ReportStore, QueueStore, RetentionStore, ConfigItemStore,
 ):
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -132,8 +132,10 @@ def test_the_document_describes_the_shapes_the_api_validates() -> None:
     read(SendMailRequest.model_validate, send["example"])  # the example is a valid request
     assert send["example"] == plain(SEND_EXAMPLE)
     refs = {ref.rpartition("/")[2] for ref in _refs(document)}
-    assert refs <= set(schemas) | {f"E{code}" for code in (400, 401, 404, 409, 422, 429)}
+    assert refs <= set(schemas) | {f"E{code}" for code in (400, 401, 404, 409, 410, 422, 429)}
     assert json.loads(json.dumps(document)) == document  # plain JSON
+    source = document["paths"]["/messages/{message_id}/source"]["get"]["responses"]
+    assert set(source["200"]["content"]) == {"message/rfc822"} and "410" in source
 
 
 def _refs(node: Any) -> list[str]:

@@ -9,7 +9,9 @@ import base64
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import jwt
 import pytest
 
@@ -239,3 +241,27 @@ def _ip(text: str) -> Any:
     import ipaddress
 
     return ipaddress.ip_address(text)
+
+
+async def test_an_ip_address_tracking_host_needs_no_wildcard_dns(
+    sink: Any, settings: dict[str, Any], config_path: Path
+) -> None:
+    """python-requests and wget do not resolve ``*.localhost``: with an IP address as the
+    tracking host, links are on the host itself, and any client follows them."""
+    settings["tracking"]["base_url"] = "http://127.0.0.1:8080"
+    async with running(write_config(config_path, settings)) as relay:
+        await send(relay.smtp_port, simple_message())
+        [link] = links_in((await sink.wait_for(1))[0].content)
+        assert link.startswith("http://127.0.0.1:8080/c/")
+        assert (await click(relay, link)).status == 302
+        # Followed as a client does it: to the address and port, with them as the Host.
+        path = urlsplit(link).path
+        async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{relay.http_port}{path}", allow_redirects=False
+        ) as response:
+            assert response.status == 302
+            assert response.headers["Location"] == "https://example.com/a"
+        # Every project's tokens are served there; another host is still refused.
+        assert (await click(relay, token(sid="other1"), host="127.0.0.1:8080")).status == 302
+        assert (await click(relay, link, host="127.0.0.2:8080")).status == 404
+        assert (await click(relay, link, host="p.acme1.127.0.0.1:8080")).status == 404

@@ -106,3 +106,28 @@ async def test_message_data_is_stored_for_clicks(relay: Running, sink: Sink) -> 
     assert [(lk.index, lk.destination, lk.anchor_text) for lk in links] == [
         (0, "https://example.com/a", "A")
     ]
+
+
+# listmonk's and CiviCRM's opt-out links do not say "unsubscribe": the mail's
+# List-Unsubscribe field says which links they are.
+LIST_UNSUBSCRIBE = (
+    "List-Unsubscribe: <https://lists.example.org/subscription/7f3a-9c?l=news&s=1>,\r\n"
+    " <mailto:optout@lists.example.org?subject=opt%20out>\r\n"
+    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+)
+
+
+async def test_a_list_unsubscribe_url_is_not_tracked(relay: Running, sink: Sink) -> None:
+    html = ('<p><a href="https://lists.example.org/subscription/7f3a-9c?l=news&amp;s=1">Stop'
+            ' these mails</a> <a href="https://example.com/a">A</a>'
+            ' <a href="https://lists.example.org/subscription/7f3a-9c?l=other">Not it</a></p>')
+    await send(relay.smtp_port, simple_message(html=html, headers=LIST_UNSUBSCRIBE))
+    content = (await sink.wait_for(1))[0].content
+    head, body = content.split(b"\r\n\r\n", 1)
+    assert LIST_UNSUBSCRIBE.encode() in head + b"\r\n"  # both fields go out as they came
+    assert b'href="https://lists.example.org/subscription/7f3a-9c?l=news&amp;s=1"' in body
+    assert len(TRACKED.findall(body)) == 2  # the other links are tracked
+    (row,) = await relay.store.db.fetchall("SELECT id FROM messages")
+    links = await relay.store.get_links(row[0])
+    assert [lk.destination for lk in links] == [
+        "https://example.com/a", "https://lists.example.org/subscription/7f3a-9c?l=other"]

@@ -9,6 +9,7 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser
 
 from relay.rewrite.links import ANCHOR_TEXT_LIMIT, Link, RewriteResult, rewrite_links
+from relay.rewrite.policy import list_unsubscribe_urls
 from relay.rewrite.scan import conditional_regions, decode_attribute
 
 TRACKER = "https://t.test/c/"
@@ -534,3 +535,21 @@ def test_longest_tracked_destination_fits_in_a_token(char: str) -> None:
     key = SigningKey("k1", "s" * 40)
     claims = ClickClaims("0" * 36, 999, longest, "abcdefgh", 4_102_444_800)
     assert len(mint_token(key, claims)) <= MAX_TOKEN_LENGTH
+
+
+def test_list_unsubscribe_urls_are_the_bracketed_http_ones() -> None:
+    urls = list_unsubscribe_urls([
+        "<mailto:u@l.example?subject=unsub>, <https://l.example/s/1?a=1&b=2>",
+        "< http://l.example/civicrm/mailing/optout?reset=1 >, <ftp://l.example/x>",
+    ])
+    assert urls == {"https://l.example/s/1?a=1&b=2",
+                    "http://l.example/civicrm/mailing/optout?reset=1"}
+    assert list_unsubscribe_urls(["no brackets https://l.example/s/1"]) == frozenset()
+
+
+def test_a_destination_named_untracked_is_left_alone() -> None:
+    html = ('<a href=" https://l.example/s/1?a=1&amp;b=2">out</a>'
+            '<a href="https://l.example/s/1?a=1">in</a>')
+    result = rewrite(html, untracked={"https://l.example/s/1?a=1&b=2"})
+    assert [link.destination for link in result.links] == ["https://l.example/s/1?a=1"]
+    assert result.html.startswith('<a href=" https://l.example/s/1?a=1&amp;b=2">out</a>')

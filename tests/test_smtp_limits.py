@@ -18,6 +18,7 @@ import pytest
 
 from relay.server import Running
 from relay.submission import intake
+from store.clock import now_us
 from tests.conftest import running, simple_message, wait_until, write_config
 from tests.redirecting import K1, links_in
 from tests.sink import Sink
@@ -198,8 +199,16 @@ async def test_a_mail_to_many_recipients_is_read_once_and_its_body_kept_once(
             ids.add(claims[0].message_id)
             assert without_tokens(copy.content) == without_tokens(received[0].content)
         assert len(ids) == 50  # each copy its own tokens, and nothing else its own
-        await wait_until(lambda: not r.store.body_file(body[0]).exists())  # gone with the last
+        await wait_until(lambda: delivered(r, 50))
+        assert r.store.body_file(body[0]).exists()  # the API shows the copies' source
+        purged = await r.store.purge_expired(now_us() + 1, 0)
+        assert (purged.messages, purged.bodies) == (50, 1)
+        assert not r.store.body_file(body[0]).exists()  # gone with the last copy
         await assert_mail_and_clicks_still_work(r, sink)
+
+
+async def delivered(r: Running, count: int) -> bool:
+    return (await r.store.spool_summary(now_us())).delivered == count
 
 
 def without_tokens(content: bytes) -> bytes:

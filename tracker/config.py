@@ -52,6 +52,17 @@ class TrackingConfig:
     def hostname(self) -> str:
         return (urlsplit(self.base_url).hostname or "").lower()
 
+    @cached_property
+    def shared_host(self) -> bool:
+        """Whether the tracking host is an IP address, which has no ``p{sid}.`` names below
+        it: then every project's links are on the host itself, and any HTTP client
+        follows them without wildcard DNS (docs/redirect.md)."""
+        try:
+            ipaddress.ip_address(self.hostname)
+        except ValueError:
+            return False
+        return True
+
 
 @dataclass(frozen=True)
 class HttpConfig:
@@ -145,7 +156,10 @@ def tracking_hosts(config: TrackerView) -> frozenset[str]:
 
 
 def link_base(tracking: TrackingConfig, project: ProjectConfig) -> str:
-    """Where a project's links point: ``{scheme}://p{sid}.{host}`` or its own domain."""
+    """Where a project's links point: ``{scheme}://p{sid}.{host}``, the host itself when
+    it is an IP address, or the project's own domain."""
     if project.tracking_domain:
         return f"https://{project.tracking_domain}"
+    if tracking.shared_host:
+        return f"{tracking.scheme}://{tracking.host}"
     return f"{tracking.scheme}://p{project.sid}.{tracking.host}"

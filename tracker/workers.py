@@ -146,8 +146,11 @@ class WorkerLoop(ABC, Generic[T]):
             # is polled for, not spun on.
             if due is not None and due > now:
                 timeout = min(timeout, (due - now) / _US)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+        # that comes as the wake-up is set, and the worker then never stops.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
 
     def _start(self, item: T) -> None:
         task = asyncio.create_task(self._handle(item))

@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -25,10 +26,12 @@ from pydantic import BaseModel
 
 from relay.api.shapes import CursorPage, Item
 from relay.api.store import ApiStore
-from relay.config.live import LiveConfig
+from relay.config.live import LiveConfig, config_items, item_key
 from relay.errors import BadInput, MalformedRequest, TooManyAttempts, Unauthenticated
 from relay.submission.accept import Submitter
 from relay.throttle import Throttle, source_network
+from store.clock import now_us
+from store.records import ItemTimes
 from tracker.clicks.network import client_address
 from tracker.config import ProjectConfig
 from tracker.http.status import METRICS_KEY
@@ -64,14 +67,26 @@ def api_of(request: web.Request) -> Api:
     return request.app[API_KEY]
 
 
-def config_file_time(api: Api) -> str:
-    """Routes and webhooks live in the configuration file: its modification time stands
-    for their ``created_at`` and ``updated_at``."""
-    try:
-        mtime_ns = api.live.path.stat().st_mtime_ns
-    except OSError:
-        mtime_ns = 0
-    return iso_timestamp(mtime_ns // 1000)
+@dataclass(frozen=True)
+class ItemStamps:
+    """The ``created_at`` and ``updated_at`` of the configuration's routes and webhooks."""
+
+    times: dict[tuple[str, str], ItemTimes]
+    now: int
+
+    def of(self, kind: str, project_id: str, item_id: str) -> tuple[str, str]:
+        times = self.times.get((kind, item_key(project_id, item_id)))
+        if times is None:  # not in the configuration in force any more
+            return iso_timestamp(self.now), iso_timestamp(self.now)
+        return iso_timestamp(times.created_at), iso_timestamp(times.updated_at)
+
+
+async def item_stamps(api: Api) -> ItemStamps:
+    """Routes and webhooks live in the configuration file, which has no times of its own
+    for them: the store notes when each was first seen and when its settings last
+    changed (at start, at each reload, and here for a change not noted yet)."""
+    now = now_us()
+    return ItemStamps(await api.store.note_config_items(config_items(api.live()), now), now)
 
 
 def sending_project(request: web.Request) -> ProjectConfig:
@@ -189,6 +204,19 @@ def query_bool(request: web.Request, name: str) -> bool | None:
     if value in ("0", "false"):
         return False
     raise BadInput(name, f"{name}: must be 1, 0, true or false, not {raw[:20]!r}")
+
+
+def query_day_start(request: web.Request, name: str, plus_days: int = 0) -> int | None:
+    """The start (µs) of the UTC day a ``YYYY-MM-DD`` parameter names, ``plus_days`` on
+    (1: the end of that day, for an inclusive upper bound)."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(raw) + timedelta(days=plus_days)
+        return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
+    except (ValueError, OverflowError) as exc:
+        raise BadInput(name, f"{name}: not a date in the form YYYY-MM-DD") from exc
 
 
 def query_list(request: web.Request, name: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""A message through the API (docs/api.md): ``GET /v1/messages/{id}`` (the SDK's MessageData),
+"""Messages through the API (docs/api.md): ``GET /v1/messages`` (a page of the SDK's
+MessageListData), ``GET /v1/messages/{id}`` (its MessageData),
 its events (``/events``: queued, each delivery attempt, and its clicks; machine clicks
 only with ``include_machine_events``) and its links with their clicks (``/links``).
 
@@ -19,6 +20,7 @@ from relay.api.common import (
     json_response,
     page_request,
     query_bool,
+    query_day_start,
     query_list,
     require_team,
 )
@@ -27,6 +29,7 @@ from relay.api.shapes import (
     MessageEventData,
     MessageLink,
     MessageLinks,
+    MessageListData,
     Recipient,
 )
 from relay.api.store import MessageReportStore
@@ -34,11 +37,14 @@ from relay.delivery.events import event_of
 from relay.errors import BadInput, NotFound
 from store.events import EventRecord
 from store.mail import PERMANENT
-from store.records import DeliveryAttempt, MessageInfo
-from store.reports import MessageLinkCounts
+from store.records import DeliveryAttempt, MessageInfo, MessageListFilter
+from store.reports import MESSAGE_SORTS, MessageLinkCounts
 from tracker.webhooks.events import iso_timestamp
 
 EVENT_SORTS = ("timestamp", "-timestamp", "event", "-event")
+# Filters of the SDK's ListMessagesQuery that clickrelay has nothing to answer with: refused,
+# rather than ignored into a wrong answer.
+UNSUPPORTED_FILTERS = ("filter[domain_id]", "filter[tags]", "filter[overdue]")
 # A spool outcome as the SDK's MessageStatus; a delivery attempt is named as its webhook
 # (relay/delivery/events.py) without the "message." prefix.
 MESSAGE_STATUS: Final[Mapping[str, str]] = MappingProxyType(
@@ -47,13 +53,13 @@ MESSAGE_STATUS: Final[Mapping[str, str]] = MappingProxyType(
 
 async def get_message(request: web.Request) -> web.Response:
     require_team(request)
-    message = await _message(request)
+    message = await find_message(request)
     return json_response(message_data(message))
 
 
 async def message_events(request: web.Request) -> web.Response:
     require_team(request)
-    message = await _message(request)
+    message = await find_message(request)
     store: MessageReportStore = api_of(request).store
     include_machine = bool(query_bool(request, "include_machine_events"))
     sort = _sort(request)
@@ -79,7 +85,7 @@ async def message_events(request: web.Request) -> web.Response:
 async def message_links(request: web.Request) -> web.Response:
     """Every tracked link of the message with its clicks (clickrelay's addition)."""
     require_team(request)
-    message = await _message(request)
+    message = await find_message(request)
     store: MessageReportStore = api_of(request).store
     include_machine = bool(query_bool(request, "include_machine"))
     links = await store.message_link_counts(message.id)
@@ -87,7 +93,7 @@ async def message_links(request: web.Request) -> web.Response:
                                       data=[_link(link, include_machine) for link in links]))
 
 
-async def _message(request: web.Request) -> MessageInfo:
+async def find_message(request: web.Request) -> MessageInfo:
     store: MessageReportStore = api_of(request).store
     message_id = request.match_info["message_id"]
     message = await store.get_message(message_id)
@@ -96,32 +102,82 @@ async def _message(request: web.Request) -> MessageInfo:
     return message
 
 
-def message_data(m: MessageInfo) -> MessageData:
-    """The SDK's MessageData of one recipient's copy."""
-    return MessageData(
+async def list_messages(request: web.Request) -> web.Response:
+    """The copies, newest first unless ``sort`` says otherwise, filtered as the SDK's
+    ListMessagesQuery says (docs/api.md)."""
+    require_team(request)
+    store: MessageReportStore = api_of(request).store
+    where = _list_filter(request)
+    page = page_request(request)
+    if where is None:  # asks for what clickrelay never has (inbound, sandbox)
+        return json_response(cursor_page(request, page, [], False))
+    rows = await store.list_messages(where, offset=page.offset, limit=page.size + 1)
+    items = [message_list_item(m) for m in rows[: page.size]]
+    return json_response(cursor_page(request, page, items, len(rows) > page.size))
+
+
+def message_list_item(m: MessageInfo) -> MessageListData:
+    """The SDK's MessageListData of one recipient's copy."""
+    return MessageListData(
         id=m.id,
         type="outbound",
         status=MESSAGE_STATUS.get(m.status, m.status),
         delivery_mode="live",
         sandbox_result=None,
-        status_changed_at=iso_timestamp(m.finished_at or m.created_at),
         scheduled_at=None,
-        tag=m.tag,
-        tags=[],
         from_email=m.mail_from,
-        from_name=None,
-        reply_to=None,
+        from_name=m.names.from_name,
         subject=m.subject,
-        to=[Recipient(email=m.rcpt_to, name=None, sandbox_result=None)],
+        to=[Recipient(email=m.rcpt_to, name=m.names.rcpt_name, sandbox_result=None)],
         cc=None,
         bcc=None,
+        reply_to=list(m.names.reply_to) or None,
+        tag=m.tag,
+        tags=[],
+        status_changed_at=iso_timestamp(m.finished_at or m.created_at),
+        created_at=iso_timestamp(m.created_at),
+    )
+
+
+def message_data(m: MessageInfo) -> MessageData:
+    """The SDK's MessageData of one recipient's copy."""
+    return MessageData(
+        **message_list_item(m).model_dump(),
         attachments=None,
         metadata=dict(m.metadata),
         route_id=m.route_id,
-        created_at=iso_timestamp(m.created_at),
         track_clicks=m.track_clicks,
         attempts=m.attempts,
         last_error=m.last_error,
+    )
+
+
+def _list_filter(request: web.Request) -> MessageListFilter | None:
+    """The list's filter, or None when it can match nothing clickrelay keeps."""
+    for name in UNSUPPORTED_FILTERS:
+        if request.query.get(name):
+            raise BadInput(name, f"{name}: not supported by clickrelay")
+    if request.query.get("filter[type]", "outbound") != "outbound" or request.query.get(
+            "filter[delivery_mode]", "live") != "live":
+        return None
+    status = request.query.get("filter[status]") or None
+    if status is not None and status not in MESSAGE_STATUS.values():
+        return None  # a status clickrelay's copies never have
+    sorts = query_list(request, "sort") or ["-created_at"]
+    if sorts[0].lstrip("-") not in MESSAGE_SORTS:
+        raise BadInput("sort", f"sort: one of {', '.join(MESSAGE_SORTS)} (- for descending)")
+    query = request.query
+    return MessageListFilter(
+        search=query.get("filter[search]") or None,
+        from_email=query.get("filter[from_email]") or None,
+        subject=query.get("filter[subject]") or None,
+        tag=query.get("filter[tag]") or None,
+        project_id=query.get("filter[project]") or None,
+        route_id=query.get("filter[route_id]") or None,
+        status=next((k for k, v in MESSAGE_STATUS.items() if v == status), None),
+        since=query_day_start(request, "filter[from_date]"),
+        until=query_day_start(request, "filter[to_date]", 1),
+        sort=sorts[0],
     )
 
 

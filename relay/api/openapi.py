@@ -22,6 +22,7 @@ from relay.api.shapes import (
     MessageData,
     MessageEventData,
     MessageLinks,
+    MessageListData,
     PatchRouteData,
     PendingSendMailResponse,
     RouteData,
@@ -31,6 +32,7 @@ from relay.api.shapes import (
     TestWebhookResponse,
     UpdateRouteData,
     WebhookData,
+    WebhookDeliveryData,
     WebhookDeliveryListData,
     WebhookListData,
 )
@@ -52,7 +54,7 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     Error, PendingSendMailResponse, RouteData, RouteMutationResponse, CursorPage[RouteListData],
     MessageData, CursorPage[MessageEventData], MessageLinks, StatsData,
     CursorPage[WebhookListData], WebhookData, TestWebhookResponse,
-    CursorPage[WebhookDeliveryListData],
+    CursorPage[WebhookDeliveryListData], CursorPage[MessageListData], WebhookDeliveryData,
 )
 
 
@@ -96,9 +98,11 @@ def param(name: str, where: str, schema: Part, required: bool = False,
 
 def op(summary: str, security: Sequence[Part], ok: tuple[int, Part | None],
        errors: tuple[int, ...] = (401,), params: tuple[Part, ...] = (),
-       body: Part | None = None, body_required: bool = True, example: Any = None) -> Schema:
+       body: Part | None = None, body_required: bool = True, example: Any = None,
+       text_type: str = "text/plain") -> Schema:
+    """An operation; an answer without a schema is text of ``text_type``."""
     status, schema = ok
-    content = ({"text/plain": {"schema": STR}} if schema is None
+    content = ({text_type: {"schema": STR}} if schema is None
                else {"application/json": {"schema": schema}})
     responses: dict[str, Any] = {str(status): {"description": "OK", "content": content}}
     # Where a token is checked, too many wrong ones from a network get 429 (unchecked).
@@ -122,6 +126,8 @@ ROUTE_ID = param("route_id", "path", STR)
 MESSAGE_ID = param("message_id", "path", STR)
 WEBHOOK_ID = param("webhook_id", "path", STR)
 IDEMPOTENCY = param("Idempotency-Key", "header", KEY.json_schema())
+MESSAGE_FILTERS = ("search", "from_email", "subject", "tag", "project", "route_id", "status",
+                   "type", "delivery_mode", "from_date", "to_date")
 
 SEND_EXAMPLE: Final[Part] = MappingProxyType({
     "from": "Acme <hello@acme.example>", "to": ("jane@example.org",), "subject": "Your receipt",
@@ -167,6 +173,19 @@ def paths(ref: Ref) -> dict[str, Any]:
         "/projects/{project_id}/routes": {"get": op(
             "A project's routes", TEAM, (200, ref(CursorPage[RouteListData])), (401, 404, 422),
             (param("project_id", "path", STR), *PAGE, *route_filters))},
+        "/messages": {"get": op(
+            "Recipients' copies of sent emails, newest first", TEAM,
+            (200, ref(CursorPage[MessageListData])), (401, 422),
+            (*PAGE, param("sort", "query", STR),
+             *(param(f"filter[{name}]", "query", STR) for name in MESSAGE_FILTERS)))},
+        "/messages/{message_id}/source": {"get": op(
+            "The copy as it went to the upstream", TEAM, (200, None), (401, 404, 410),
+            (MESSAGE_ID,), text_type="message/rfc822")},
+        "/messages/{message_id}/html": {"get": op(
+            "The copy's HTML body", TEAM, (200, None), (401, 404, 410), (MESSAGE_ID,),
+            text_type="text/html")},
+        "/messages/{message_id}/text": {"get": op(
+            "The copy's plain-text body", TEAM, (200, None), (401, 404, 410), (MESSAGE_ID,))},
         "/messages/{message_id}": {"get": op(
             "One recipient's copy of a sent email", TEAM, (200, ref(MessageData)),
             (401, 404), (MESSAGE_ID,))},
@@ -196,6 +215,10 @@ def paths(ref: Ref) -> dict[str, Any]:
             (WEBHOOK_ID, *CURSOR, param("filter[status]", "query", STR),
              param("filter[event_type]", "query", STR),
              param("filter[from_date]", "query", STR), param("filter[to_date]", "query", STR)))},
+        "/webhooks/{webhook_id}/deliveries/{delivery_id}": {"get": op(
+            "One delivery of a webhook, with its payload", TEAM,
+            (200, ref(WebhookDeliveryData)), (401, 404, 409),
+            (WEBHOOK_ID, param("delivery_id", "path", STR)))},
         "/openapi.json": {"get": op("This document", [], (200, {"type": "object"}), ())},
     }
 
@@ -219,6 +242,7 @@ def _document(server_url: str) -> dict[str, Any]:
     error = {"application/json": {"schema": ref(Error)}}
     reasons = {400: "Malformed JSON", 401: "Missing or invalid token", 404: "Not found",
                409: "Conflict (idempotency key, configuration file)",
+               410: "The message's content is no longer kept",
                422: "Validation failed; errors names the field",
                429: "Too many invalid tokens from the client's network; Retry-After says"
                     " when to try again (the token was not checked)"}

@@ -13,9 +13,10 @@ from aiohttp import web
 
 from relay.api.common import (
     Api,
+    ItemStamps,
     api_of,
-    config_file_time,
     cursor_page,
+    item_stamps,
     json_response,
     page_request,
     query_bool,
@@ -54,7 +55,7 @@ async def get_route(request: web.Request) -> web.Response:
             api.store, api.live(), project.id, route.id,
             bool(query_bool(request, "include_machine")),
         )
-    return json_response(route_data(api, project, route, statistics))
+    return json_response(route_data(project, route, await item_stamps(api), statistics))
 
 
 async def put_route(request: web.Request) -> web.Response:
@@ -80,7 +81,8 @@ async def list_routes(request: web.Request) -> web.Response:
     routes = _filtered(request, list(project.routes))
     page = page_request(request)
     chunk = routes[page.offset : page.offset + page.size]
-    items = [_route_list_item(api, project, r) for r in chunk]
+    stamps = await item_stamps(api)
+    items = [_route_list_item(project, r, stamps) for r in chunk]
     return json_response(cursor_page(request, page, items, page.offset + page.size < len(routes)))
 
 
@@ -103,8 +105,8 @@ async def _update(request: web.Request, changes: dict[str, bool]) -> web.Respons
             api.live.replace(config)
         log.info("route updated through the api route=%s changes=%s", route_id, changes)
         project, route = _find(api, route_id)
-    return json_response(RouteMutationResponse(data=route_data(api, project, route),
-                                               message="Route updated."))
+    return json_response(RouteMutationResponse(
+        data=route_data(project, route, await item_stamps(api)), message="Route updated."))
 
 
 def _find(api: Api, route_id: str) -> tuple[ProjectConfig, RouteConfig]:
@@ -114,22 +116,23 @@ def _find(api: Api, route_id: str) -> tuple[ProjectConfig, RouteConfig]:
     return found
 
 
-def route_data(api: Api, project: ProjectConfig, route: RouteConfig,
+def route_data(project: ProjectConfig, route: RouteConfig, stamps: ItemStamps,
                statistics: list[RouteStatisticData] | None = None) -> RouteData:
     return RouteData(
-        **_route_list_item(api, project, route).model_dump(),
+        **_route_list_item(project, route, stamps).model_dump(),
         project_id=project.id,
         settings=RouteTracking(track_clicks=route.track_clicks, track_opens=route.track_opens),
         statistics=statistics,
     )
 
 
-def _route_list_item(api: Api, project: ProjectConfig, route: RouteConfig) -> RouteListData:
-    stamp = config_file_time(api)
+def _route_list_item(project: ProjectConfig, route: RouteConfig, stamps: ItemStamps
+                     ) -> RouteListData:
+    created, updated = stamps.of("route", project.id, route.id)
     return RouteListData(
         id=route.id, slug=route.slug, name=route.slug, route_type=route.type,
         is_default=route.default, webhooks_count=len(project.webhooks),
-        suppressed_recipients_count=0, created_at=stamp, updated_at=stamp,
+        suppressed_recipients_count=0, created_at=created, updated_at=updated,
     )
 
 

@@ -132,33 +132,39 @@ class NameValue(Shape):
 
 class Recipient(Shape):
     email: str
-    name: None
+    name: str | None  # as the message's To or Cc field names the address
     sandbox_result: None
 
 
-class MessageData(Shape):
-    """One recipient's copy of a sent email."""
+class MessageListData(Shape):
+    """One recipient's copy of a sent email, in a list. `to` is the copy's recipient;
+    `from_name` and the names are the message's own, `reply_to` its Reply-To addresses."""
 
     id: str
     type: Literal["outbound"]
     status: str
     delivery_mode: Literal["live"]
     sandbox_result: None
-    status_changed_at: Timestamp
     scheduled_at: None
-    tag: str | None
-    tags: list[NameValue]
     from_email: str
-    from_name: None
-    reply_to: None
+    from_name: str | None
     subject: str | None
     to: list[Recipient]
     cc: None
     bcc: None
+    reply_to: list[str] | None
+    tag: str | None
+    tags: list[NameValue]
+    status_changed_at: Timestamp
+    created_at: Timestamp
+
+
+class MessageData(MessageListData):
+    """One recipient's copy of a sent email."""
+
     attachments: None
     metadata: dict[str, str]
     route_id: str
-    created_at: Timestamp
     # clickrelay's additions
     track_clicks: bool
     attempts: int
@@ -284,3 +290,13 @@ class WebhookDeliveryListData(Shape):
     created_at: Timestamp
     next_retry_at: Timestamp | None
     error_message: str | None
+
+
+class WebhookDeliveryData(WebhookDeliveryListData):
+    """One delivery with what it sent: `payload` is the JSON body (every attempt sends the
+    same bytes); clickrelay keeps no response body or headers (null)."""
+
+    payload: dict[str, Any]
+    response_body: None
+    response_headers: None
+    timestamp: Timestamp  # when the event was put in the outbox

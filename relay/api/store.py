@@ -9,7 +9,13 @@ from typing import Protocol
 
 from store.events import EventRecord
 from store.idempotency import KeyClaim, KeyState
-from store.records import DeliveryAttempt, MessageInfo
+from store.records import (
+    ConfigItem,
+    DeliveryAttempt,
+    ItemTimes,
+    MessageInfo,
+    MessageListFilter,
+)
 from store.reports import (
     ClickTotals,
     DeliveryRow,
@@ -36,9 +42,15 @@ class IdempotencyStore(Protocol):
     ) -> None: ...
 
 
-# A message, its events and its links.
+# Messages, their content, their events and their links.
 class MessageReportStore(Protocol):
     async def get_message(self, message_id: str) -> MessageInfo | None: ...
+
+    async def list_messages(
+        self, where: MessageListFilter, *, offset: int, limit: int
+    ) -> list[MessageInfo]: ...
+
+    async def message_source(self, message_id: str) -> bytes | None: ...
 
     async def delivery_attempts(self, message_id: str) -> list[DeliveryAttempt]: ...
 
@@ -73,8 +85,20 @@ class WebhookReportStore(Protocol):
         since: int | None, until: int | None, offset: int, limit: int,
     ) -> list[DeliveryRow]: ...
 
+    async def webhook_delivery(
+        self, project_id: str, webhook_id: str, delivery_id: str
+    ) -> tuple[DeliveryRow, str] | None: ...
+
     async def webhook_last_called(self, project_id: str, webhook_id: str) -> int | None: ...
 
 
-class ApiStore(IdempotencyStore, MessageReportStore, StatsStore, WebhookReportStore, Protocol):
+# The times of the configuration's routes and webhooks.
+class ConfigItemStore(Protocol):
+    async def note_config_items(
+        self, items: Sequence[ConfigItem], now: int
+    ) -> dict[tuple[str, str], ItemTimes]: ...
+
+
+class ApiStore(IdempotencyStore, MessageReportStore, StatsStore, WebhookReportStore,
+               ConfigItemStore, Protocol):
     """Everything the API calls on the store."""

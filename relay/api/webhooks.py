@@ -1,13 +1,13 @@
 """Webhooks through the API (docs/webhooks.md, docs/api.md): the configured endpoints,
-a ``webhook.test`` delivery on demand, and each endpoint's deliveries with their last
-attempt. Webhooks are defined in the configuration file; the API reads them and never
-changes them."""
+a ``webhook.test`` delivery on demand, each endpoint's deliveries with their last
+attempt, and one delivery with its payload. Webhooks are defined in the configuration
+file; the API reads them and never changes them."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Final
 from urllib.parse import urlsplit
@@ -15,17 +15,20 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from relay.api.common import (
+    ItemStamps,
     api_of,
-    config_file_time,
     cursor_page,
+    item_stamps,
     json_response,
     page_request,
     query_bool,
+    query_day_start,
     require_team,
 )
 from relay.api.shapes import (
     TestWebhookResponse,
     WebhookData,
+    WebhookDeliveryData,
     WebhookDeliveryListData,
     WebhookListData,
 )
@@ -51,8 +54,9 @@ async def list_webhooks(request: web.Request) -> web.Response:
     page = page_request(request, cursor_param="cursor")
     chunk = hooks[page.offset : page.offset + page.size]
     items = []
+    stamps = await item_stamps(api)
     for project, hook in chunk:
-        data = await webhook_data(request, project, hook)
+        data = await webhook_data(request, project, hook, stamps)
         # The SDK's list item has all but include_machine_events.
         items.append(WebhookListData(**data.model_dump(exclude={"include_machine_events"})))
     return json_response(cursor_page(request, page, items, page.offset + page.size < len(hooks)))
@@ -60,8 +64,9 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 async def get_webhook(request: web.Request) -> web.Response:
     require_team(request)
-    project, hook = find_webhook(api_of(request).live(), request.match_info["webhook_id"])
-    return json_response(await webhook_data(request, project, hook))
+    api = api_of(request)
+    project, hook = find_webhook(api.live(), request.match_info["webhook_id"])
+    return json_response(await webhook_data(request, project, hook, await item_stamps(api)))
 
 
 async def test_webhook(request: web.Request) -> web.Response:
@@ -97,12 +102,28 @@ async def list_deliveries(request: web.Request) -> web.Response:
         project.id, hook.id,
         status=next((k for k, v in DELIVERY_STATUS.items() if v == status), None),
         event_type=request.query.get("filter[event_type]") or None,
-        since=_day_start(request, "filter[from_date]", 0),
-        until=_day_start(request, "filter[to_date]", 1),
+        since=query_day_start(request, "filter[from_date]"),
+        until=query_day_start(request, "filter[to_date]", 1),
         offset=page.offset, limit=page.size + 1,
     )
     items = [_delivery(row) for row in rows[: page.size]]
     return json_response(cursor_page(request, page, items, len(rows) > page.size))
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    """One delivery with the body it sends (the SDK's WebhookDeliveryData)."""
+    require_team(request)
+    api = api_of(request)
+    project, hook = find_webhook(api.live(), request.match_info["webhook_id"])
+    delivery_id = request.match_info["delivery_id"]
+    store: WebhookReportStore = api.store
+    found = await store.webhook_delivery(project.id, hook.id, delivery_id)
+    if found is None:
+        raise NotFound(f"No delivery {delivery_id!r} of webhook {hook.id!r}.")
+    row, body = found
+    return json_response(WebhookDeliveryData(
+        **_delivery(row).model_dump(), payload=json.loads(body), response_body=None,
+        response_headers=None, timestamp=iso_timestamp(row.created_at)))
 
 
 def find_webhook(config: Config, webhook_id: str) -> tuple[ProjectConfig, WebhookConfig]:
@@ -118,14 +139,13 @@ def find_webhook(config: Config, webhook_id: str) -> tuple[ProjectConfig, Webhoo
     return found[0]
 
 
-async def webhook_data(request: web.Request, project: ProjectConfig, hook: WebhookConfig
-                       ) -> WebhookData:
-    """The SDK's WebhookData. Webhooks live in the configuration file: its time stands for
-    both their creation and their last change."""
+async def webhook_data(request: web.Request, project: ProjectConfig, hook: WebhookConfig,
+                       stamps: ItemStamps) -> WebhookData:
+    """The SDK's WebhookData."""
     api = api_of(request)
     store: WebhookReportStore = api.store
     last = await store.webhook_last_called(project.id, hook.id)
-    stamp = config_file_time(api)
+    created, updated = stamps.of("webhook", project.id, hook.id)
     return WebhookData(
         id=hook.id, scope="project", project_ids=[project.id], route_ids=[],
         route_id=None, name=hook.id, url=hook.url,
@@ -133,7 +153,7 @@ async def webhook_data(request: web.Request, project: ProjectConfig, hook: Webho
         enabled=hook.enabled, include_machine_events=hook.include_machine_events,
         delivery_mode_filter="live",
         last_called_at=iso_timestamp(last) if last is not None else None,
-        created_at=stamp, updated_at=stamp,
+        created_at=created, updated_at=updated,
     )
 
 
@@ -173,14 +193,3 @@ def _delivery(row: DeliveryRow) -> WebhookDeliveryListData:
         next_retry_at=iso_timestamp(row.next_attempt_at) if row.status == "pending" else None,
         error_message=row.last_error,
     )
-
-
-def _day_start(request: web.Request, name: str, plus_days: int) -> int | None:
-    raw = request.query.get(name)
-    if not raw:
-        return None
-    try:
-        day = date.fromisoformat(raw) + timedelta(days=plus_days)
-        return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
-    except (ValueError, OverflowError) as exc:
-        raise BadInput(name, f"{name}: not a date in the form YYYY-MM-DD") from exc

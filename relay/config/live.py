@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from relay.config.load import Config, ConfigError, load_config
+from store.records import ConfigItem
 from tracker.metrics import Metrics
 
 log = logging.getLogger("clickrelay.config")
@@ -22,12 +27,17 @@ WATCH_INTERVAL_SECONDS = 1.0
 _FIXED = ("smtp", "upstream", "store")
 
 
+OnLoaded = Callable[[Config], Awaitable[object]]
+
+
 class LiveConfig:
-    def __init__(self, config: Config, metrics: Metrics) -> None:
+    def __init__(self, config: Config, metrics: Metrics, on_loaded: OnLoaded | None = None
+                 ) -> None:
         self._current = config
         self._metrics = metrics
         self._lock = asyncio.Lock()
         self._stamp = file_stamp(config.path)
+        self._on_loaded = on_loaded  # told of every configuration reloaded
 
     def __call__(self) -> Config:
         return self._current
@@ -59,6 +69,11 @@ class LiveConfig:
             self._current = new
             self._metrics.config_reloads.labels("ok").inc()
             log.info("configuration reloaded from %s", self.path)
+            if self._on_loaded is not None:
+                try:
+                    await self._on_loaded(new)
+                except Exception:  # the new configuration is in force all the same
+                    log.exception("could not note the reloaded configuration")
             return True
 
     async def watch(self) -> None:
@@ -78,3 +93,22 @@ def file_stamp(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def config_items(config: Config) -> list[ConfigItem]:
+    """Every route and webhook of ``config``, each with a hash of all its settings (a
+    webhook's secret included, so that a new secret is a change)."""
+    items = []
+    for project in config.projects:
+        for kind, entries in (("route", project.routes), ("webhook", project.webhooks)):
+            for entry in entries:
+                settings = json.dumps([project.id, dataclasses.asdict(entry)], sort_keys=True)
+                items.append(ConfigItem(kind, item_key(project.id, entry.id),
+                                        hashlib.sha256(settings.encode()).hexdigest()))
+    return items
+
+
+def item_key(project_id: str, item_id: str) -> str:
+    """A route's or a webhook's key among the noted items (webhook ids are unique only
+    within their project)."""
+    return f"{project_id}/{item_id}"

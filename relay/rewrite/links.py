@@ -91,17 +91,18 @@ def rewrite_links(
     mint: Mint,
     *,
     tracking_hosts: Collection[str] = (),
+    untracked: Collection[str] = (),
     first_index: int = 0,
     max_links: int = 1000,
     max_scanned: int | None = None,
 ) -> RewriteResult:
     """Replace the href of every trackable link by ``mint(link)``; at most ``max_links``
-    links are tracked, the rest are left as they are. A text with more than
-    ``max_scanned`` link tags is not parsed: ``TooManyLinks``."""
+    links are tracked, the rest are left as they are; destinations in ``untracked`` never
+    are. A text with more than ``max_scanned`` link tags is not parsed: ``TooManyLinks``."""
     hosts = normalise_hosts(tracking_hosts)
 
     def trackable(destination: str) -> bool:
-        return skip_reason(destination, hosts) is None
+        return skip_reason(destination, hosts, untracked) is None
 
     links: list[Link] = []
     edits: list[tuple[int, int, str]] = []

@@ -37,6 +37,8 @@ class LinkSettings:
     hosts: tuple[str, ...]  # tracking hosts: links to them are not tracked again
     honeypot: bool
     limits: MessageLimits
+    # Destinations never tracked in this mail: its List-Unsubscribe URLs (set per mail).
+    untracked: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def track_message(settings: LinkSettings, raw: bytes, *, fast: bool = True) -> T
                 html,
                 link_url,
                 tracking_hosts=settings.hosts,
+                untracked=settings.untracked,
                 first_index=len(links),
                 max_links=MAX_LINKS_PER_MESSAGE - len(links),
                 max_scanned=limits.max_links - scanned,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from types import MappingProxyType
 from urllib.parse import unquote
 
@@ -44,6 +44,9 @@ MAX_DESTINATION_LENGTH = 4096
 # Merge tags of the template languages senders use; one left in a URL means the mail
 # was not rendered yet, or will be by someone downstream, so the URL is not final.
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{%|%\}|\*\|[^|]*\|\*|<%|%>|\[\[|\]\]|%%[A-Za-z_=]|\$\{")
+# The URLs of a List-Unsubscribe field: each in angle brackets (RFC 2369, section 2).
+_BRACKETED = re.compile(r"<([^<>]*)>")
+_WHITESPACE = re.compile(r"\s+")
 
 
 def browser_destination(href: str) -> str:
@@ -78,11 +81,29 @@ def normalise_hosts(hosts: Collection[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def skip_reason(destination: str, tracking_hosts: tuple[str, ...]) -> str | None:
+def list_unsubscribe_urls(values: Iterable[str]) -> frozenset[str]:
+    """The http(s) URLs of a mail's List-Unsubscribe fields (their unfolded values). White
+    space inside the brackets is not part of the URL (RFC 2369, section 2)."""
+    urls = set()
+    for value in values:
+        for match in _BRACKETED.finditer(value):
+            url = _WHITESPACE.sub("", match.group(1))
+            scheme = _SCHEME.match(url)
+            if scheme is not None and scheme.group(1).lower() in ("http", "https"):
+                urls.add(url)
+    return frozenset(urls)
+
+
+def skip_reason(
+    destination: str, tracking_hosts: tuple[str, ...], untracked: Collection[str] = ()
+) -> str | None:
     """Why this destination is not tracked, or None if it is (``tracking_hosts`` as
-    returned by ``normalise_hosts``)."""
+    returned by ``normalise_hosts``; ``untracked``: the URLs of the mail's List-Unsubscribe
+    field, unsubscribe links whatever their words, such as listmonk's ``/subscription/…``)."""
     if not destination:
         return "empty"
+    if destination in untracked:
+        return "list-unsubscribe"
     if len(destination) > MAX_DESTINATION_LENGTH or (
         not destination.isascii() and len(json.dumps(destination)) > MAX_DESTINATION_LENGTH
     ):

@@ -206,7 +206,7 @@ def new_messages(submission: Submission, prepared: Prepared) -> list[NewMessage]
             mail_from=submission.mail_from, rcpt_to=copy.rcpt_to, subject=prepared.subject,
             tag=controls.tag, metadata=controls.metadata, track_clicks=prepared.tracking,
             created_at=submission.created_at, body=b"", links=prepared.links,
-            shared=shared, fills=copy.fills, fills_span=copy.fills_span,
+            shared=shared, fills=copy.fills, fills_span=copy.fills_span, names=copy.names,
             mail_params=submission.mail_params,
         )
         for copy in prepared.copies

@@ -11,25 +11,29 @@ with it; a header byte that is not UTF-8 is read as U+FFFD, never refused.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from email.utils import getaddresses
 from pathlib import Path
 
-from relay.errors import BadInput
+from relay.errors import BadInput, LimitExceeded
 from relay.message.headers import (
     HeaderField,
+    decoded,
     entity_bounds,
+    get_values,
     line_ending,
     parse_fields,
     remove_fields,
 )
-from relay.message.limits import check_header_block
+from relay.message.limits import check_header, check_header_block
 from relay.message.mime import PartOutcome, fold_long_lines
 from relay.rewrite.copies import Template
 from relay.rewrite.minting import LinkSettings, copy_tokens, track_message
+from relay.rewrite.policy import list_unsubscribe_urls
 from relay.submission.controls import Controls, header_text, is_control_header, read_controls
 from relay.submission.idempotency import fingerprint
 from store.bodies import INLINE_BODY_BYTES, body_size, fills_size, write_body
-from store.records import LinkRecord, SharedBody
+from store.records import LinkRecord, MessageNames, SharedBody
 from tracker.config import ProjectConfig, RouteConfig
 from tracker.tokens import TokenMinter
 
@@ -61,6 +65,7 @@ class PreparedCopy:
     rcpt_to: str
     fills: tuple[bytes, ...]  # its bytes for the holes of the template; () when in the file
     fills_span: tuple[int, int] | None = None  # where they are in the body's file
+    names: MessageNames = field(default_factory=MessageNames)
 
 
 @dataclass(frozen=True)
@@ -104,12 +109,15 @@ def prepare(submission: Submission) -> Prepared:
         template = Template.plain(forwarded)
         fills: list[tuple[bytes, ...]] = [() for _ in ids]
     else:
-        settings = replace(submission.links, honeypot=route.bot_honeypot)
+        settings = replace(submission.links, honeypot=route.bot_honeypot,
+                           untracked=list_unsubscribe_urls(get_values(fields,
+                                                                      "List-Unsubscribe")))
         tracked = track_message(settings, forwarded)
         template, links, parts = tracked.template, tracked.links, tracked.parts
         minter = TokenMinter(settings.key)
         fills = [template.fills(copy_tokens(settings, tracked, i, minter)) for i in ids]
     body, copies = shared_body(submission, template, ids, fills)
+    copies = name_copies(copies, fields)
     return Prepared(submission.submission_id, route, tracking, controls, subject, body_hash,
                     body, copies, links, parts)
 
@@ -128,6 +136,36 @@ def shared_body(
     copies = tuple(PreparedCopy(i, rcpt, (), span)
                    for i, rcpt, span in zip(ids, rcpts, spans, strict=True))
     return SharedBody(body.id, (), body.piece_lengths()), copies
+
+
+def name_copies(copies: tuple[PreparedCopy, ...], fields: list[HeaderField]
+                ) -> tuple[PreparedCopy, ...]:
+    """Each copy with the names its message gives: the From display name, its
+    recipient's name in To or Cc, the Reply-To addresses."""
+    senders = _addresses(fields, "from")
+    reply_to = tuple(address for _, address in _addresses(fields, "reply-to") if address)
+    names = {address.lower(): name for name, address in reversed(_addresses(fields, "to", "cc"))
+             if name and address}
+    from_name = next((name for name, _ in senders if name), None)
+    return tuple(replace(copy, names=MessageNames(from_name, names.get(copy.rcpt_to.lower()),
+                                                  reply_to))
+                 for copy in copies)
+
+
+def _addresses(fields: list[HeaderField], *names: str) -> list[tuple[str, str]]:
+    """The (display name, address) pairs of the fields called ``names``; a name is decoded
+    (RFC 2047) after the field is split, so that an encoded comma splits nothing. A field
+    over the decoding limits is passed over: the names are for display, and a To field
+    of many recipients is no reason to refuse a mail."""
+    values = []
+    for f in fields:
+        if f.lname in names:
+            try:
+                check_header(f.name, f.raw, f.value)
+            except LimitExceeded:
+                continue
+            values.append(f.value)
+    return [(decoded(name).strip(), address.strip()) for name, address in getaddresses(values)]
 
 
 def read_subject(fields: list[HeaderField]) -> str | None:

@@ -187,9 +187,13 @@ def _location(destination: str) -> tuple[str | None, str]:
 
 def host_serves(host_header: str, sid: str, config: TrackerView) -> bool:
     """Whether the Host the request named serves links of project ``sid``: its
-    ``p{sid}.`` name under the tracking host, or the project's own tracking domain."""
+    ``p{sid}.`` name under the tracking host, the tracking host itself when it is an IP
+    address (it serves every project), or the project's own tracking domain."""
     host = _hostname(host_header)
-    if host == f"p{sid}.{config.tracking.hostname}":
+    tracking = config.tracking
+    if host == f"p{sid}.{tracking.hostname}":
+        return True
+    if tracking.shared_host and host.removeprefix("[").removesuffix("]") == tracking.hostname:
         return True
     return any(p.sid == sid and p.tracking_domain == host for p in config.projects)
 
