@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -23,7 +24,7 @@ from store.bodies import (
     unpack_fills,
     unpack_lengths,
 )
-from store.db import Database, Row
+from store.db import Database
 from store.records import (
     AnsweredKey,
     DeliveryAttempt,
@@ -343,8 +344,9 @@ INFO_COLUMNS = (
 )
 
 
-def message_info(row: Row) -> MessageInfo:
-    values = list(tuple(row))
+def message_info(row: Iterable[Any]) -> MessageInfo:
+    """A MessageInfo from a row that starts with INFO_COLUMNS."""
+    values = list(row)[:16]
     values[8] = json.loads(values[8] or "{}")
     values[9] = bool(values[9])
     return MessageInfo(*values)
