@@ -6,6 +6,7 @@ until "Include machine activity", a form without its CSRF token refused, and Sig
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.browser import base, browser, page, sign_in
 from tests.clicking import click_as_person, events_of, probe_as_scanner, send_tracked
 from tests.conftest import TEAM_TOKEN, send, simple_message
 from tests.dashboard_helpers import ADMIN, with_dashboard
+from tests.screenshots import PAGES, take
 from tests.sink import Sink
 
 __all__ = ["browser", "page"]  # the fixtures, used by name
@@ -158,3 +160,12 @@ async def test_sign_out_ends_the_session(page: Page, relay: Running) -> None:
     await page.context.add_cookies(cookies)  # a copy of the old cookie
     await page.goto(base(relay) + "/projects/acme")
     await expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
+@pytest.mark.slow
+async def test_the_screenshot_script_takes_every_page(browser: Any, tmp_path: Path) -> None:
+    """tests/screenshots.py, which makes docs/images, here into a temporary directory."""
+    written = await take(tmp_path)
+    assert sorted(f.stem for f in written) == sorted(name for name, *_ in PAGES)
+    sizes = await asyncio.to_thread(lambda: [f.stat().st_size for f in written])
+    assert min(sizes) > 5000
