@@ -21,6 +21,10 @@ from store.records import ActivityBucket
 
 HOUR_US = 3600 * 1_000_000
 DAY_US = 24 * HOUR_US
+# A period that ended this long ago, with no click before its end still waiting for
+# promotion, can no longer change: its counts are kept (store/dashboard.py). Longer than a
+# click's wait for its commit ([tracking] store_deadline_ms).
+SETTLED_AFTER_US = 5 * 60 * 1_000_000
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,15 @@ async def activity(request: web.Request) -> web.StreamResponse:
     if problem:
         return error_page(request, 400, "Bad activity filter", problem)
     period = PERIODS[period_name]
-    until = -(-now_us() // period.bucket_us) * period.bucket_us  # the current period's end
+    now = now_us()
+    until = -(-now // period.bucket_us) * period.bucket_us  # the current period's end
     since = until - period.length_us
-    buckets = await dashboard_of(request).store.click_activity(
-        project.id, since, until, period.bucket_us, route_id=route_id, tag=tag)
+    dashboard = dashboard_of(request)
+    pending = await dashboard.store.earliest_pending_click()
+    buckets = await dashboard.store.click_activity(
+        project.id, since, until, period.bucket_us, route_id=route_id, tag=tag,
+        settled_before=min(now - SETTLED_AFTER_US, pending if pending is not None else now),
+        kept_since=now - int(dashboard.config().retention.days * DAY_US))
     rows = _rows(buckets, since, until, period.bucket_us)
     return render(request, "activity.html", {
         "project": project, "periods": PERIODS, "period": period_name, "route_id": route_id,

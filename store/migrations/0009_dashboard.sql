@@ -19,3 +19,18 @@ CREATE INDEX messages_project_created_id ON messages (project_id, created_at, id
 -- the events' rows.
 CREATE INDEX events_project_activity
     ON events (project_id, clicked_at, counts_for_metrics, machine, classification, message_id);
+
+-- The activity chart's periods that can no longer change (ended, nothing pending before their
+-- end), counted once: a 90-day chart then reads 90 rows instead of every click of 90 days.
+-- route_id and tag are '' when the chart is not narrowed to one.
+CREATE TABLE dashboard_activity (
+    project_id   TEXT NOT NULL,
+    route_id     TEXT NOT NULL,
+    tag          TEXT NOT NULL,
+    bucket_us    INTEGER NOT NULL,              -- the period's length
+    start        INTEGER NOT NULL,              -- its start
+    human        INTEGER NOT NULL,
+    unique_human INTEGER NOT NULL,
+    machine      TEXT NOT NULL,                 -- JSON object: classification -> clicks
+    PRIMARY KEY (project_id, route_id, tag, bucket_us, start)
+) WITHOUT ROWID;
