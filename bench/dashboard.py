@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 import tomlkit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
