@@ -14,7 +14,7 @@ import pytest
 from yarl import URL
 
 from relay.config.load import load_config
-from relay.dashboard.auth import LOGIN_COOKIE, SESSION_COOKIE
+from relay.dashboard.auth import LOGIN_COOKIE, MAX_FORM_BYTES, SESSION_COOKIE
 from relay.server import Running, running
 from relay.throttle import FREE_FAILURES
 from tests.api_helpers import read_text, write_text
@@ -261,3 +261,19 @@ def loaded_of(page: str) -> str:
     found = LOADED.search(page)
     assert found
     return found.group(1)
+
+
+async def test_oversized_or_unsized_forms_are_refused_unread(relay: Running) -> None:
+    visitor = await signed_in(relay)
+    async with visitor:
+        huge = "x" * (MAX_FORM_BYTES + 1)
+        for path in ("/login", "/routes/acme-news"):
+            status, _, page = await visitor.post(path, {"csrf_token": huge})
+            assert status == 413 and "larger than any form" in page, path
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"csrf_token=x"
+
+        async with visitor.session.post(visitor.base + "/login", data=chunks(),
+                                        allow_redirects=False) as response:
+            assert response.status == 411

@@ -44,6 +44,7 @@ LOGIN_COOKIE = "clickrelay_signin"  # pairs with the sign-in form's CSRF token
 LOGIN_COOKIE_SECONDS = 3600
 CSRF_FIELD = "csrf_token"
 MAX_FORM_FIELD = 4096  # a name, password or token longer than this is refused unread
+MAX_FORM_BYTES = 64 * 1024  # a dashboard form is a few fields: a larger body is not read
 # Compared against when the name is unknown, so that an unknown name costs as long as a
 # wrong password (made once, at first use).
 _DUMMY_HASH: list[str] = []
@@ -63,6 +64,9 @@ def signed_in(view: View) -> View:
             raise web.HTTPFound(f"/login?next={quote(target, safe='/')}")
         request[SESSION_KEY] = session
         if request.method == "POST":
+            refused = _oversized(request)
+            if refused is not None:
+                return refused
             form = await request.post()
             token = form.get(CSRF_FIELD)
             if not isinstance(token, str) or not hmac.compare_digest(
@@ -83,6 +87,9 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
+    refused = _oversized(request)
+    if refused is not None:
+        return refused
     form = await request.post()
     fields = {key: form.get(key) for key in ("name", "password", "token", CSRF_FIELD)}
     if not all(v is None or (isinstance(v, str) and len(v) <= MAX_FORM_FIELD)
@@ -115,6 +122,19 @@ async def logout(request: web.Request) -> web.StreamResponse:
     response = web.HTTPFound("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
+
+
+def _oversized(request: web.Request) -> web.Response | None:
+    """A form body without a length, or longer than any form of the dashboard: refused
+    before it is read."""
+    length = request.content_length
+    if length is None:
+        return error_page(request, 411, "Form refused", "A form must be sent with its length "
+                          "(Content-Length).")
+    if length > MAX_FORM_BYTES:
+        return error_page(request, 413, "Form refused", f"A form of {length} bytes is larger "
+                          f"than any form of this dashboard ({MAX_FORM_BYTES} bytes at most).")
+    return None
 
 
 async def _check(dashboard: Dashboard, name: str, password: str, token: str) -> str | None:
