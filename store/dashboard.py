@@ -22,16 +22,16 @@ class DashboardStore:
 
     async def create_session(self, session: DashboardSession) -> None:
         await self.db.write_statement(
-            "INSERT INTO dashboard_sessions (id_hash, user_name, csrf_token, created_at,"
-            " expires_at) VALUES (?,?,?,?,?)",
-            (session.id_hash, session.user_name, session.csrf_token, session.created_at,
-             session.expires_at),
+            "INSERT INTO dashboard_sessions (id_hash, user_name, credential, csrf_token,"
+            " created_at, expires_at) VALUES (?,?,?,?,?,?)",
+            (session.id_hash, session.user_name, session.credential, session.csrf_token,
+             session.created_at, session.expires_at),
         )
 
     async def get_session(self, id_hash: str, now: int) -> DashboardSession | None:
         """The session, while it has not expired."""
         row = await self.db.fetchone(
-            "SELECT id_hash, user_name, csrf_token, created_at, expires_at"
+            "SELECT id_hash, user_name, credential, csrf_token, created_at, expires_at"
             " FROM dashboard_sessions WHERE id_hash = ? AND expires_at > ?",
             (id_hash, now),
         )

@@ -148,6 +148,7 @@ class DashboardSession:
 
     id_hash: str
     user_name: str  # '' when signed in with the team token
+    credential: str  # a digest of what it signed in with (relay/dashboard/auth.py)
     csrf_token: str = field(repr=False)
     created_at: int
     expires_at: int

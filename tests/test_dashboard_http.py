@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomlkit
 from yarl import URL
 
+from relay.config.dashboard import hash_password
 from relay.config.load import load_config
 from relay.dashboard.auth import LOGIN_COOKIE, MAX_FORM_BYTES, SESSION_COOKIE
 from relay.server import Running, running
@@ -277,3 +279,23 @@ async def test_oversized_or_unsized_forms_are_refused_unread(relay: Running) -> 
         async with visitor.session.post(visitor.base + "/login", data=chunks(),
                                         allow_redirects=False) as response:
             assert response.status == 411
+
+
+async def test_a_changed_password_or_token_ends_the_sessions_signed_in_with_it(
+    relay: Running, config_path: Path, settings: dict[str, Any]
+) -> None:
+    with_password = await signed_in(relay)
+    with_token = Visitor(relay)
+    status, _, _ = await with_token.sign_in(name="", password="", token=TEAM_TOKEN)
+    assert status == 302
+    async with with_password, with_token:
+        settings["api"]["team_token"] = TEAM_TOKEN + "-rotated"
+        await write_text(config_path, tomlkit.dumps(settings))
+        assert await relay.config.reload()
+        assert (await with_password.get("/"))[0] == 200
+        assert (await with_token.get("/"))[0] == 302
+        settings["dashboard"]["users"][0]["password_hash"] = hash_password("a new one")
+        await write_text(config_path, tomlkit.dumps(settings))
+        assert await relay.config.reload()
+        assert (await with_password.get("/"))[0] == 302
+    assert await relay.store.db.fetchall("SELECT * FROM dashboard_sessions") == []

@@ -158,8 +158,8 @@ async def _start_session(request: web.Request, dashboard: Dashboard, user: str
     session_id = secrets.token_urlsafe(32)
     await dashboard.store.purge_sessions(now)
     await dashboard.store.create_session(DashboardSession(
-        _hash(session_id), user, secrets.token_urlsafe(32), now,
-        now + int(hours * 3600 * 1_000_000)))
+        _hash(session_id), user, _credential(dashboard, user) or "",
+        secrets.token_urlsafe(32), now, now + int(hours * 3600 * 1_000_000)))
     log.info("dashboard sign-in with %s", "a password" if user else "the team token")
     response = web.HTTPFound(_next(request))
     response.set_cookie(SESSION_COOKIE, session_id, path="/", httponly=True,
@@ -181,10 +181,33 @@ def _login_form(request: web.Request, status: int, problem: str | None) -> web.R
 
 
 async def _session(request: web.Request) -> DashboardSession | None:
+    """The request's live session. One whose account is gone from the configuration, or
+    whose password or token has changed since it signed in, is ended here."""
     id_hash = _cookie_hash(request)
     if id_hash is None:
         return None
-    return await dashboard_of(request).store.get_session(id_hash, now_us())
+    dashboard = dashboard_of(request)
+    session = await dashboard.store.get_session(id_hash, now_us())
+    if session is None:
+        return None
+    current = _credential(dashboard, session.user_name)
+    if current is None or not hmac.compare_digest(current, session.credential):
+        await dashboard.store.end_session(id_hash)
+        return None
+    return session
+
+
+def _credential(dashboard: Dashboard, user: str) -> str | None:
+    """A digest of what ``user`` signs in with ('' : the team token); None: no such user."""
+    config = dashboard.config()
+    if user:
+        account = config.dashboard.user(user)
+        secret = account.password_hash if account is not None else None
+    else:
+        secret = config.api.team_token
+    if secret is None:
+        return None
+    return hashlib.sha256(b"clickrelay dashboard credential\0" + secret.encode()).hexdigest()
 
 
 def _cookie_hash(request: web.Request) -> str | None:

@@ -7,6 +7,8 @@
 CREATE TABLE dashboard_sessions (
     id_hash    TEXT PRIMARY KEY,
     user_name  TEXT NOT NULL,                 -- the admin's name; '' for the team token
+    credential TEXT NOT NULL,                 -- a digest of the password hash or token signed
+                                              -- in with: a changed one ends the session
     csrf_token TEXT NOT NULL,                 -- what every form of the session must carry
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
