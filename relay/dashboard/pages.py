@@ -16,8 +16,8 @@ from aiohttp import web
 
 from relay.api.common import Api
 from relay.config.load import Config
+from relay.dashboard.store import DashboardStore
 from store.records import DashboardSession
-from store.sqlite import SqliteStore
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # No inline script and no origin but ours; styles only from our own sheet too. uPlot sets
@@ -43,7 +43,7 @@ class Dashboard:
     and the delivery worker's wake-up for a retried copy."""
 
     api: Api
-    store: SqliteStore
+    store: DashboardStore
     wake_delivery: Callable[[], None] = lambda: None
 
     def config(self) -> Config:
