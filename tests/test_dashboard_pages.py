@@ -162,3 +162,11 @@ def _slow_retries(relay: Running) -> Any:
     config = relay.config()
     upstream = dataclasses.replace(config.upstream, retry_initial_seconds=3600.0)
     return dataclasses.replace(config, upstream=upstream)
+
+
+async def test_refresh_every_30_s_reloads_the_page_without_script(visitor: Visitor) -> None:
+    status, _, page = await visitor.get("/projects/acme/activity")
+    assert status == 200 and 'http-equiv="refresh"' not in page
+    assert '<label for="live">Refresh every 30 s</label>' in page
+    status, _, page = await visitor.get("/projects/acme/activity", params={"live": "1"})
+    assert '<meta http-equiv="refresh" content="30">' in page

@@ -1,7 +1,8 @@
 """A project's click activity for a period, as a chart and a table (docs/dashboard.md):
 human clicks and unique human clicks (messages clicked by a person) per hour or day; with
 **Include machine activity** (off by default, as in the reporting API), machine clicks by
-classification stacked beside them. Narrowed to one route or one tag."""
+classification stacked beside them. Narrowed to one route or one tag; with "Refresh every
+30 s" the page reloads itself (a meta refresh: no script)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from relay.dashboard.auth import signed_in
-from relay.dashboard.mail import MACHINE_PARAM, MAX_SEARCH
+from relay.dashboard.mail import LIVE_PARAM, MACHINE_PARAM, MAX_SEARCH
 from relay.dashboard.pages import dashboard_of, error_page, render
 from relay.dashboard.projects import project_or_404
 from store.clock import now_us
@@ -77,6 +78,7 @@ async def activity(request: web.Request) -> web.StreamResponse:
     return render(request, "activity.html", {
         "project": project, "periods": PERIODS, "period": period_name, "route_id": route_id,
         "tag": tag or "", "include_machine": include_machine, "rows": rows,
+        "live": request.query.get(LIVE_PARAM) == "1",
         "machine_classes": MACHINE_CLASSES, "chart": _chart(rows, include_machine),
         "totals": {"human": sum(r.human for r in rows),
                    "unique_human": sum(r.unique_human for r in rows),

@@ -25,6 +25,7 @@ PAGE_SIZE = 50
 MAX_SEARCH = 200
 MAX_TIMELINE = 500
 MACHINE_PARAM = "machine"  # the "Include machine activity" checkbox's field
+LIVE_PARAM = "live"  # "Refresh every 30 s": the page reloads itself (no script needed)
 
 CLASSIFICATION_WORDS: Final[Mapping[str, str]] = MappingProxyType({
     "genuine": "A person's click, as far as any signal shows.",
@@ -90,6 +91,7 @@ async def message(request: web.Request) -> web.StreamResponse:
         found.id, include_machine=include_machine, descending=False, limit=MAX_TIMELINE)
     return render(request, "message.html", {
         "message": found, "include_machine": include_machine,
+        "live": request.query.get(LIVE_PARAM) == "1",
         "project": dashboard.config().project_by_id(found.project_id),
         "attempts": await dashboard.store.delivery_attempts(found.id),
         "links": await dashboard.store.message_link_counts(found.id),
