@@ -22,7 +22,7 @@ from tests.api_helpers import TRACKED, read_text, write_text
 from tests.browser import base, browser, page, sign_in
 from tests.clicking import click_as_person, events_of, probe_as_scanner, send_tracked
 from tests.conftest import TEAM_TOKEN, send, simple_message
-from tests.dashboard_helpers import ADMIN, with_dashboard
+from tests.dashboard_helpers import ADMIN, PASSWORD, with_dashboard
 from tests.screenshots import PAGES, take
 from tests.sink import Sink
 
@@ -49,6 +49,26 @@ async def test_sign_in_with_a_password(page: Page, relay: Running) -> None:
 async def test_sign_in_with_the_team_token(page: Page, relay: Running) -> None:
     await sign_in(page, relay, token=TEAM_TOKEN)
     await expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+
+
+async def test_sign_in_and_switch_with_the_keyboard_alone(page: Page, relay: Running) -> None:
+    await page.goto(base(relay) + "/routes/acme-news")
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    await page.get_by_label("Name").focus()
+    await page.keyboard.type(ADMIN)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    switch = page.get_by_label("Track Clicks")
+    await switch.focus()
+    await page.keyboard.press("Space")
+    await expect(switch).to_be_checked()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("button", name="Save")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("status")).to_contain_text("Saved")
+    assert relay.config().find_route("acme-news")[1].track_clicks is True
 
 
 async def test_a_wrong_password_is_refused(page: Page, relay: Running) -> None:
@@ -112,6 +132,9 @@ async def test_a_click_on_its_message_page_and_a_scanner_hidden_until_asked(
     await page.get_by_role("button", name="Search").click()
     await page.get_by_role("link", name="rcpt@example.org").click()
     await expect(page.get_by_role("heading", name="Offer for you")).to_be_visible()
+    sent_at = page.locator("dd time").first  # in the viewer's zone, not the page's UTC
+    await expect(sent_at).not_to_contain_text("UTC")
+    assert (await sent_at.get_attribute("datetime") or "").endswith("Z")
     clicks = page.locator("ol.timeline li.click")
     await expect(clicks).to_have_count(1)
     await expect(clicks.first).to_contain_text("genuine")
