@@ -45,9 +45,6 @@ LOGIN_COOKIE_SECONDS = 3600
 CSRF_FIELD = "csrf_token"
 MAX_FORM_FIELD = 4096  # a name, password or token longer than this is refused unread
 MAX_FORM_BYTES = 64 * 1024  # a dashboard form is a few fields: a larger body is not read
-# Compared against when the name is unknown, so that an unknown name costs as long as a
-# wrong password (made once, at first use).
-_DUMMY_HASH: list[str] = []
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -124,6 +121,13 @@ async def logout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the name is unknown, so that an unknown name costs as long as a wrong
+    password (made once, at first use)."""
+    return hash_password(secrets.token_hex(16))
+
+
 def _oversized(request: web.Request) -> web.Response | None:
     """A form body without a length, or longer than any form of the dashboard: refused
     before it is read."""
@@ -144,9 +148,7 @@ async def _check(dashboard: Dashboard, name: str, password: str, token: str) -> 
         team = config.api.team_token.encode()
         return "" if hmac.compare_digest(token.encode("utf-8", "surrogatepass"), team) else None
     user = config.dashboard.user(name) if name else None
-    if not _DUMMY_HASH:
-        _DUMMY_HASH.append(await asyncio.to_thread(hash_password, secrets.token_hex(16)))
-    stored = user.password_hash if user is not None else _DUMMY_HASH[0]
+    stored = user.password_hash if user is not None else await asyncio.to_thread(_dummy_hash)
     matches = await asyncio.to_thread(verify_password, stored, password)
     return name if user is not None and matches else None
 

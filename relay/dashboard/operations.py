@@ -77,12 +77,9 @@ async def confirm_spool_action(request: web.Request) -> web.StreamResponse:
 @signed_in
 async def spool_action(request: web.Request) -> web.StreamResponse:
     action, message_id = request.match_info["action"], request.match_info["message_id"]
-    if action == "retry":
-        done = await act_on_copy(dashboard_of(request).store, "retry", message_id)
-    elif action == "drop":
-        done = await act_on_copy(dashboard_of(request).store, "drop", message_id)
-    else:
+    if action not in SPOOL_ACTIONS:
         return error_page(request, 404, "Not found", f"No spool action {action[:20]!r}.")
+    done = await act_on_copy(dashboard_of(request).store, action, message_id)
     if not done:
         return error_page(request, 404, "Not found", f"No queued message {message_id!r}.")
     if action == "retry":
