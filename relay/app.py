@@ -1,7 +1,8 @@
 """The HTTP application: one factory that builds the aiohttp app from its parts and
-lists every route the process serves: the tracking links, the API under ``/v1``, and
-the process's own ``/healthz`` and ``/metrics``. The views live with what they serve
-(``tracker.http.redirect``, ``tracker.http.status``, ``relay.api``); what is mounted where is
+lists every route the process serves: the tracking links, the API under ``/v1``, the
+dashboard at ``/`` (docs/dashboard.md), and the process's own ``/healthz`` and
+``/metrics``. The views live with what they serve (``tracker.http.redirect``,
+``tracker.http.status``, ``relay.api``, ``relay.dashboard``); what is mounted where is
 decided here alone."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from aiohttp import web
 from relay.api import message_content, messages, routes, send, stats, webhooks
 from relay.api.common import API_KEY, Api
 from relay.api.mount import api_errors, openapi, ping
+from relay.dashboard import activity, auth, mail, operations, projects
+from relay.dashboard.pages import DASHBOARD_KEY, STATIC_DIR, Dashboard, setup_templates
 from tracker.http import status
 from tracker.http.health import QueueHealth
 from tracker.http.redirect import REDIRECTOR_KEY, Redirector
@@ -28,6 +31,7 @@ def make_app(
     api: Api,
     queue_health: QueueHealth,
     supervisor: Supervisor,
+    dashboard: Dashboard,
 ) -> web.Application:
     """The app, ready to be started; its parts are reached by their typed keys."""
     app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[api_errors])
@@ -37,6 +41,8 @@ def make_app(
     app[status.SUPERVISOR_KEY] = supervisor
     app[REDIRECTOR_KEY] = redirector
     app[API_KEY] = api
+    app[DASHBOARD_KEY] = dashboard
+    setup_templates(app)
     add_routes(app.router, redirector)
     return app
 
@@ -69,3 +75,25 @@ def add_routes(router: web.UrlDispatcher, redirector: Redirector) -> None:
     router.add_get("/v1/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries)
     router.add_get("/v1/webhooks/{webhook_id}/deliveries/{delivery_id}",
                    webhooks.get_delivery)
+    add_dashboard_routes(router)
+
+
+def add_dashboard_routes(router: web.UrlDispatcher) -> None:
+    """The dashboard's pages; each one but the sign-in needs a session."""
+    router.add_get("/", projects.projects)
+    router.add_get("/login", auth.login_page)
+    router.add_post("/login", auth.login)
+    router.add_post("/logout", auth.logout)
+    router.add_get("/projects/{project_id}", projects.project)
+    router.add_get("/projects/{project_id}/routes", projects.routes)
+    router.add_get("/routes/{route_id}", projects.route_settings)
+    router.add_post("/routes/{route_id}", projects.save_route)
+    router.add_get("/projects/{project_id}/activity", activity.activity)
+    router.add_get("/projects/{project_id}/messages", mail.messages)
+    router.add_get("/messages/{message_id}", mail.message)
+    router.add_get("/projects/{project_id}/webhooks", operations.webhooks)
+    router.add_post("/webhooks/{webhook_id}/test", operations.test_webhook)
+    router.add_get("/spool", operations.spool)
+    router.add_get("/spool/{message_id}/{action}", operations.confirm_spool_action)
+    router.add_post("/spool/{message_id}/{action}", operations.spool_action)
+    router.add_static("/static/", STATIC_DIR, append_version=False)

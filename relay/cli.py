@@ -1,4 +1,5 @@
-"""The ``clickrelay`` command line: serve, check-config, and spool inspection."""
+"""The ``clickrelay`` command line: serve, check-config, spool inspection, and
+hash-password for the dashboard's accounts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from relay import logsetup
+from relay.config.dashboard import hash_password
 from relay.config.load import MIN_TOKEN_LENGTH, Config, ConfigError, load_config
+from relay.delivery.spool import SPOOL_ACTIONS, act_on_copy
 from relay.server import serve
 from store.sqlite import SqliteStore
 from store.writer.client import ObservationWriteError
@@ -22,6 +25,8 @@ DEFAULT_CONFIG = "config.example.toml"
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logsetup.configure(args.log_level.upper())
+    if args.command == "hash-password":
+        return _hash_password()
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -57,12 +62,25 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", default=DEFAULT_CONFIG)
+    sub.add_parser("hash-password", help="read a password as one line from standard input "
+                   "and print its argon2 hash for [[dashboard.users]] password_hash")
     spool = sub.add_parser("spool", help="show the spool; retry or drop a queued copy")
     spool.add_argument("--config", default=DEFAULT_CONFIG)
-    spool.add_argument("action", choices=["list", "show", "retry", "drop"], nargs="?",
+    spool.add_argument("action", choices=["list", "show", *SPOOL_ACTIONS], nargs="?",
                        default="list")
     spool.add_argument("message_id", nargs="?")
     return parser
+
+
+def _hash_password() -> int:
+    line = sys.stdin.readline()
+    password = line.removesuffix("\n").removesuffix("\r")
+    if not password:
+        print("clickrelay hash-password: give the password as one line on standard input",
+              file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
 
 
 async def _spool(config: Config, args: argparse.Namespace) -> int:
@@ -73,14 +91,9 @@ async def _spool(config: Config, args: argparse.Namespace) -> int:
         if not args.message_id:
             print(f"clickrelay spool {args.action}: a message id is required", file=sys.stderr)
             return 2
-        now = time.time_ns() // 1000
         if args.action == "show":
             return await _spool_show(store, args.message_id)
-        if args.action == "retry":
-            done = await store.requeue_message(args.message_id, now)
-        else:
-            done = await store.drop_message(args.message_id, now, "dropped by the operator")
-        if not done:
+        if not await act_on_copy(store, args.action, args.message_id):
             print(f"clickrelay: no queued message {args.message_id}", file=sys.stderr)
             return 1
         print(f"{args.action}: {args.message_id}")

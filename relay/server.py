@@ -19,6 +19,7 @@ from relay.api.common import Api
 from relay.app import make_app
 from relay.config.live import LiveConfig, config_items
 from relay.config.load import Config
+from relay.dashboard.pages import Dashboard
 from relay.delivery.upstream import make_upstream
 from relay.delivery.worker import DeliveryWorker
 from relay.maintenance import QueueGauges, RetentionWorker
@@ -104,10 +105,11 @@ async def running(config: Config) -> AsyncIterator[Running]:
                                      store.release_observation_claims)
         throttle = Throttle()  # wrong passwords and tokens, SMTP AUTH and API alike
         supervisor = Supervisor(metrics, lambda: live().health)
+        api = Api(live, store, submitter, wake_webhooks=webhooks.wake, throttle=throttle)
         app = make_app(
             store=store, metrics=metrics, redirector=Redirector(live, recorder, metrics),
-            api=Api(live, store, submitter, wake_webhooks=webhooks.wake, throttle=throttle),
-            queue_health=QueueHealth(lambda: live().health, store), supervisor=supervisor,
+            api=api, queue_health=QueueHealth(lambda: live().health, store),
+            supervisor=supervisor, dashboard=Dashboard(api, store, delivery.wake),
         )
         r = Running(config=live, store=store, metrics=metrics, submitter=submitter,
                     delivery=delivery, app=app, promotion=promotion, webhooks=webhooks,
@@ -197,6 +199,7 @@ def _split(address: str) -> tuple[str, int]:
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
     _warn_insecure(config)
+    await asyncio.to_thread(_warn_example_accounts, config)
     # The user-agent lookups are built on first use (a few hundred ms): do it before the
     # first click arrives rather than on its request path.
     await asyncio.to_thread(preload_user_agents)
@@ -225,6 +228,16 @@ def _warn_insecure(config: Config) -> None:
     if not config.smtp.auth_require_tls:
         log.warning("smtp.auth_require_tls is false: AUTH is accepted on plain connections")
     _warn_dev_secrets(config)
+
+
+def _warn_example_accounts(config: Config) -> None:
+    """Dashboard accounts whose password is still the example's (argon2: tens of ms each)."""
+    names = config.dashboard.example_users()
+    if names:
+        log.warning(
+            "!!! dashboard account(s) %s in %s still use the example password "
+            "(…change-me): set a new one with clickrelay hash-password !!!",
+            ", ".join(names), config.path)
 
 
 def _warn_dev_secrets(config: Config) -> None:

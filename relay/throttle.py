@@ -1,5 +1,5 @@
 """One slow-down for every check of a secret: SMTP AUTH, the API's team and project tokens,
-and any sign-in to come (docs/hostile-input.md).
+and the dashboard's sign-in (docs/hostile-input.md, docs/dashboard.md).
 
 Failures are counted per key, in memory, across every connection: the source network of
 the attempt (``source_network``: an IPv4 /24, an IPv6 /56, since whoever holds one address

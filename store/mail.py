@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -364,8 +365,9 @@ INFO_COLUMNS = (
 )
 
 
-def message_info(row: Row) -> MessageInfo:
-    values = list(tuple(row))
+def message_info(row: Iterable[Any]) -> MessageInfo:
+    """A MessageInfo from a row that starts with INFO_COLUMNS."""
+    values = list(row)[:19]
     values[8] = json.loads(values[8] or "{}")
     values[9] = bool(values[9])
     from_name, rcpt_name, reply_to = values[16:]

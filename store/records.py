@@ -190,3 +190,34 @@ class Observation(NamedTuple):
     promote_after: int
     id: int | None = None  # given by the store
     state: str = "pending"
+
+
+@dataclass(frozen=True)
+class DashboardSession:
+    """A signed-in browser (store/dashboard.py); ``id_hash`` is the SHA-256 of its cookie."""
+
+    id_hash: str
+    user_name: str  # '' when signed in with the team token
+    credential: str  # a digest of what it signed in with (relay/dashboard/auth.py)
+    csrf_token: str = field(repr=False)
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class MessageListRow:
+    """One line of the dashboard's message list."""
+
+    message: MessageInfo
+    human_clicks: int
+
+
+@dataclass(frozen=True)
+class ActivityBucket:
+    """Clicks of one period of the activity chart: ``human`` and ``unique_human`` (messages
+    with a human click), and ``machine`` per classification."""
+
+    start: int
+    human: int
+    unique_human: int
+    machine: dict[str, int]

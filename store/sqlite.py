@@ -7,6 +7,7 @@ from pathlib import Path
 from store.clicks import ClickStore
 from store.config_items import ConfigItemStore
 from store.context import ContextStore
+from store.dashboard import DashboardStore
 from store.db import Database
 from store.events import EventStore
 from store.idempotency import IdempotencyStore
@@ -19,7 +20,7 @@ from store.webhooks import WebhookStore
 
 class SqliteStore(
     MailStore, IdempotencyStore, EventStore, ContextStore, WebhookStore, ClickStore,
-    ReportStore, QueueStore, RetentionStore, ConfigItemStore,
+    ReportStore, QueueStore, RetentionStore, ConfigItemStore, DashboardStore,
 ):
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -205,3 +205,13 @@ async def finished(relay: Running, message_id: str) -> Any:
         return message if message and message.status != "queued" else None
 
     return await wait_until(done)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """The call's report on the test item, for fixtures that act on a failure (the
+    browser tests' screenshot, tests/browser.py)."""
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report

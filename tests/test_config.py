@@ -169,3 +169,43 @@ def test_bad_classification_table_names_the_key(
     path = _write(tmp_path, settings)
     with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}: {re.escape(message)}"):
         load_config(path)
+
+
+def test_dashboard_accounts_are_checked_and_the_example_one_is_known(tmp_path: Path) -> None:
+    from relay.config.dashboard import EXAMPLE_PASSWORD, hash_password
+
+    example = load_config(EXAMPLE).dashboard
+    assert [u.name for u in example.users] == ["admin"] and example.session_hours == 12
+    assert example.example_users() == ["admin"] and "change-me" in EXAMPLE_PASSWORD
+    settings = tomlkit.parse(EXAMPLE.read_text()).unwrap()
+    settings["dashboard"]["users"][0]["password_hash"] = hash_password("another one")
+    assert load_config(_write(tmp_path, settings)).dashboard.example_users() == []
+    settings["dashboard"]["users"][0]["password_hash"] = "plain text"
+    with pytest.raises(ConfigError, match=r"dashboard.users\[0\].password_hash: must be an "
+                                          "argon2 hash"):
+        load_config(_write(tmp_path, settings))
+    settings["dashboard"]["users"] = [{"name": "a", "password_hash": hash_password("x")}] * 2
+    with pytest.raises(ConfigError, match=r"dashboard\.users: duplicate name 'a'"):
+        load_config(_write(tmp_path, settings))
+
+
+def test_hash_password_command_reads_one_line_and_prints_a_hash() -> None:
+    from relay.config.dashboard import verify_password
+
+    done = subprocess.run([sys.executable, "-m", "relay.cli", "hash-password"],
+                          input="pass word with spaces\nignored\n", capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("$argon2id$") and verify_password(line, "pass word with spaces")
+    empty = subprocess.run([sys.executable, "-m", "relay.cli", "hash-password"], input="",
+                           capture_output=True, text=True, cwd=ROOT)
+    assert empty.returncode == 2 and "one line on standard input" in empty.stderr
+
+
+def test_start_warns_while_the_example_account_is_in_use(caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    from relay.server import _warn_example_accounts
+
+    _warn_example_accounts(load_config(EXAMPLE))
+    assert "dashboard account(s) admin" in caplog.text and "example password" in caplog.text

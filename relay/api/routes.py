@@ -35,8 +35,9 @@ from relay.api.shapes import (
     UpdateRouteData,
 )
 from relay.api.stats import route_statistics
+from relay.config.live import file_stamp
 from relay.config.writeback import write_route_settings
-from relay.errors import BadInput, NotFound
+from relay.errors import BadInput, Conflict, NotFound
 from tracker.config import ProjectConfig, RouteConfig
 
 log = logging.getLogger("clickrelay.api")
@@ -94,19 +95,35 @@ def _tracking_changes(track_clicks: bool | None, track_opens: bool | None) -> di
 async def _update(request: web.Request, changes: dict[str, bool]) -> web.Response:
     api = api_of(request)
     route_id = request.match_info["route_id"]
-    project, route = _find(api, route_id)
+    field_prefix = "settings." if request.method == "PUT" else ""
+    project, route = await update_route_tracking(api, route_id, changes, field_prefix)
+    return json_response(RouteMutationResponse(
+        data=route_data(project, route, await item_stamps(api)), message="Route updated."))
+
+
+async def update_route_tracking(
+    api: Api, route_id: str, changes: dict[str, bool], field_prefix: str = "",
+    *, loaded: tuple[int, int, int] | None = None,
+) -> tuple[ProjectConfig, RouteConfig]:
+    """Set a route's tracking switches: checked, written back into the configuration file
+    and put in force at once; the route as it now is. The API's PUT and PATCH and the
+    dashboard's Save all come here. ``loaded``: the file's stamp when the caller read the
+    route (the dashboard's page); a file changed on disk since is refused, not overwritten."""
+    _, route = _find(api, route_id)
     if route.type == "inbound" and changes.get("track_clicks"):
-        where = "settings.track_clicks" if request.method == "PUT" else "track_clicks"
+        where = f"{field_prefix}track_clicks"
         raise BadInput(where, f"{where}: an inbound route never tracks clicks")
     if changes:
         async with api.config_write_lock:
+            if loaded is not None and file_stamp(api.live.path) != loaded:
+                raise Conflict(f"The configuration file {api.live.path.name} changed on disk "
+                               "since the page was loaded; nothing was saved. Reload the "
+                               "page to see it as it is now.")
             config = await asyncio.to_thread(write_route_settings, api.live.path, route_id,
                                              changes)
             api.live.replace(config)
-        log.info("route updated through the api route=%s changes=%s", route_id, changes)
-        project, route = _find(api, route_id)
-    return json_response(RouteMutationResponse(
-        data=route_data(project, route, await item_stamps(api)), message="Route updated."))
+        log.info("route updated route=%s changes=%s", route_id, changes)
+    return _find(api, route_id)
 
 
 def _find(api: Api, route_id: str) -> tuple[ProjectConfig, RouteConfig]:

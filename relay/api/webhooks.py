@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from relay.api.common import (
+    Api,
     ItemStamps,
     api_of,
     cursor_page,
@@ -74,6 +75,14 @@ async def test_webhook(request: web.Request) -> web.Response:
     require_team(request)
     api = api_of(request)
     project, hook = find_webhook(api.live(), request.match_info["webhook_id"])
+    delivery_id = await queue_test_delivery(api, project, hook)
+    return json_response(TestWebhookResponse(message="Test webhook queued.",
+                                             delivery_id=delivery_id))
+
+
+async def queue_test_delivery(api: Api, project: ProjectConfig, hook: WebhookConfig) -> str:
+    """A signed ``webhook.test`` event in the outbox for the dispatcher to send (the API's
+    test and the dashboard's **Send test**); its delivery id."""
     if not hook.enabled:
         raise Conflict(f"Webhook {hook.id!r} is disabled (enabled = false in the configuration).")
     now, delivery_id = now_us(), str(uuid.uuid4())
@@ -85,8 +94,7 @@ async def test_webhook(request: web.Request) -> web.Response:
         NewDelivery(delivery_id, project.id, hook.id, WEBHOOK_TEST, body, now)
     )
     api.wake_webhooks()
-    return json_response(TestWebhookResponse(message="Test webhook queued.",
-                                             delivery_id=delivery_id))
+    return delivery_id
 
 
 async def list_deliveries(request: web.Request) -> web.Response:

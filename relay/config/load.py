@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from relay.config.dashboard import DashboardConfig, parse_dashboard
 from relay.config.networks import parse_networks
 from relay.config.operations import RetentionConfig, parse_health, parse_retention
 from relay.config.table import ConfigError, Table
@@ -104,6 +105,7 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     classification: Rules = DEFAULT_RULES
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
     def project_by_token(self, token: str) -> ProjectConfig | None:
         found = None
@@ -169,6 +171,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         health=parse_health(root.table("health")),
         retention=parse_retention(root.table("retention")),
         classification=_classification(root.table("classification")),
+        dashboard=parse_dashboard(root.table("dashboard")),
     )
     root.done()
     return config
