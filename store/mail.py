@@ -292,8 +292,8 @@ async def _insert(
     await tx.executemany(
         "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, rcpt_to,"
         " subject, tag, metadata, track_clicks, created_at, status, body, next_attempt_at,"
-        " body_id, fills, fills_at, fills_size)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?)",
+        " body_id, fills, fills_at, fills_size, track_opens)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?)",
         [_message_row(m, spans.get(m.id)) for m in messages],
     )
     await tx.executemany(_INSERT_LINK, [
@@ -314,7 +314,7 @@ def _message_row(m: NewMessage, span: tuple[int, int] | None) -> tuple[object, .
     return (m.id, m.submission_id, m.project_id, m.route_id, m.mail_from, m.rcpt_to, m.subject,
             m.tag, json.dumps(m.metadata), int(m.track_clicks), m.created_at,
             None if m.shared else m.body, m.created_at, m.shared.id if m.shared else None,
-            fills, span[0] if span else None, span[1] if span else None)
+            fills, span[0] if span else None, span[1] if span else None, int(m.track_opens))
 
 
 async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) -> None:
@@ -339,7 +339,8 @@ async def _drop_unneeded_body(tx: aiosqlite.Connection, message_id: str) -> list
 
 INFO_COLUMNS = (
     "id, submission_id, project_id, route_id, mail_from, rcpt_to, subject, tag, metadata,"
-    " track_clicks, created_at, status, attempts, next_attempt_at, last_error, finished_at"
+    " track_clicks, created_at, status, attempts, next_attempt_at, last_error, finished_at,"
+    " track_opens"
 )
 
 
@@ -347,4 +348,5 @@ def message_info(row: Row) -> MessageInfo:
     values = list(tuple(row))
     values[8] = json.loads(values[8] or "{}")
     values[9] = bool(values[9])
+    values[16] = bool(values[16])
     return MessageInfo(*values)

@@ -53,6 +53,7 @@ class NewMessage:
     shared: SharedBody | None = None
     fills: tuple[bytes, ...] = field(default=(), repr=False)
     fills_span: tuple[int, int] | None = None  # (offset, size) of the fills in its file
+    track_opens: bool = False  # the copy has an open pixel
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class MessageInfo:
     next_attempt_at: int
     last_error: str | None
     finished_at: int | None
+    track_opens: bool = False
 
 
 @dataclass(frozen=True)

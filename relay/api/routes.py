@@ -93,9 +93,10 @@ async def _update(request: web.Request, changes: dict[str, bool]) -> web.Respons
     api = api_of(request)
     route_id = request.match_info["route_id"]
     project, route = _find(api, route_id)
-    if route.type == "inbound" and changes.get("track_clicks"):
-        where = "settings.track_clicks" if request.method == "PUT" else "track_clicks"
-        raise BadInput(where, f"{where}: an inbound route never tracks clicks")
+    for key in ("track_clicks", "track_opens"):
+        if route.type == "inbound" and changes.get(key):
+            where = f"settings.{key}" if request.method == "PUT" else key
+            raise BadInput(where, f"{where}: an inbound route never tracks {key[6:]}")
     if changes:
         async with api.config_write_lock:
             config = await asyncio.to_thread(write_route_settings, api.live.path, route_id,

@@ -357,8 +357,9 @@ def _route(t: Table) -> RouteConfig:
     )
     if route.type not in ROUTE_TYPES:
         raise t.error("type", f"must be one of {', '.join(ROUTE_TYPES)}, not {route.type!r}")
-    if route.type == "inbound" and route.track_clicks:
-        raise t.error("track_clicks", "an inbound route never tracks clicks")
+    for key, what in (("track_clicks", "clicks"), ("track_opens", "opens")):
+        if route.type == "inbound" and getattr(route, key):
+            raise t.error(key, f"an inbound route never tracks {what}")
     t.done()
     return route
 

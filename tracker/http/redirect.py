@@ -144,8 +144,10 @@ class Redirector:
             claims = context.verifier.verify(token)
             location = context.checked_location(host, claims)
         except ExpiredToken as exc:
+            expired = exc.claims
+            assert isinstance(expired, ClickClaims)  # ``verify`` reads a click token's claims
             try:
-                location = context.checked_location(host, exc.claims)
+                location = context.checked_location(host, expired)
             except InvalidToken as refused:
                 self._refuse(refused)
                 return None, None

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from store.events import EventRecord
+from store.events import OPEN_LINK_INDEX, EventRecord
 from store.records import MessageInfo
 
 MESSAGE_CLICKED = "message.clicked"
 # The link index of a route's hidden honeypot link (docs/classification.md): above every real link's
 # (at most 1000 per message), so that it never shifts them.
 HONEYPOT_LINK_INDEX = 1_000_000
+__all__ = ["HONEYPOT_LINK_INDEX", "OPEN_LINK_INDEX"]  # the open pixel's: store/events.py
 
 
 @dataclass(frozen=True)
