@@ -17,7 +17,7 @@ from multidict import CIMultiDictProxy
 from relay.server import Running
 from tests.conftest import SIGNING_SECRET
 from tracker.config import SigningKey
-from tracker.tokens import ClickClaims, mint_token
+from tracker.tokens import ClickClaims, OpenClaims, mint_open_token, mint_token
 
 K1 = SigningKey("k1", SIGNING_SECRET)
 HOST = "pacme1.t.localhost:8080"
@@ -36,6 +36,11 @@ def token(destination: str = "https://example.com/a", *, message_id: str = "msg-
           index: int = 0, sid: str = "acme1", key: SigningKey = K1,
           expires: int = FUTURE) -> str:
     return mint_token(key, ClickClaims(message_id, index, destination, sid, expires))
+
+
+def open_token(*, message_id: str = "msg-1", sid: str = "acme1", key: SigningKey = K1,
+               expires: int = FUTURE) -> str:
+    return mint_open_token(key, OpenClaims(message_id, sid, expires))
 
 
 async def click(relay: Running, path_or_link: str, *, host: str | None = None,

@@ -93,6 +93,10 @@ class Metrics:
             "clickrelay_clicks", "Requests to tracking links, by outcome"
             " (recorded, expired, refused)", ["outcome"], registry=r,
         )
+        self.opens = Counter(
+            "clickrelay_opens", "Requests for open pixels, by outcome"
+            " (recorded, expired, refused)", ["outcome"], registry=r,
+        )
         self.observations_dropped = Counter(
             "clickrelay_observations_dropped",
             "Clicks redirected before their observation was stored (deadline passed, queue"
