@@ -1,7 +1,7 @@
-"""Click classification (docs/classification.md): a pure function from one stored
-observation and its context (the other hits of the same message, the address's fan-out, the
-send time) to a ``Verdict`` — genuine, privacy proxy, security scanner, link preview or
-generic bot.
+"""Click and open classification (docs/classification.md, docs/opens.md): a pure function
+from one stored observation and its context (the other hits of the same message, the
+address's fan-out, the send and delivery times) to a ``Verdict`` — genuine, privacy proxy,
+security scanner, link preview or generic bot.
 
 No I/O, no clock and no configuration object inside: thresholds and probabilities come
 in as ``tracker.classify.rules.Rules``, and the context is whatever the promotion worker
@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from tracker.classify.agents import HEADLESS, LIBRARY, PREVIEW, PROXY, SCANNER, AgentMatch
+from tracker.classify.agents import (
+    HEADLESS,
+    LIBRARY,
+    PREVIEW,
+    PROXY,
+    SCANNER,
+    AgentMatch,
+)
 from tracker.classify.rules import DEFAULT_RULES, Probabilities, Rules
 from tracker.classify.useragent import AgentFacts, agent_facts, client_info
 
@@ -36,6 +43,13 @@ REASON_CODES = ("privacy_proxy", "image_proxy", "link_protection", "known_bot",
 
 MACHINE_THRESHOLD = 50  # docs/classification.md: machine ⇔ probability ≥ 50
 _US = 1_000_000
+# Apple Mail Privacy Protection's fetchers: this network label (shipped with Apple's
+# 17.0.0.0/8, tracker/clicks/networks.toml) and exactly this agent (docs/opens.md).
+APPLE_MPP = "apple_mpp"
+APPLE_MPP_AGENT = "Mozilla/5.0"
+# A mailbox image proxy's own network: its opens come from there by design.
+_PROXY_HOME: Final[Mapping[str, str]] = MappingProxyType(
+    {"gmail_image_proxy": "google", "gmail_prefetch": "google"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class Hit:
     addr_hash: str
     user_agent: str
     honeypot: bool
+    opened: bool = False  # an open (a request for the copy's pixel), not a click
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,8 @@ class ClickContext:
     message_hits: Sequence[Hit]  # all OTHER observations of the message, before and after
     message_link_count: int  # tracked links of the message, honeypot excluded
     fanout_messages: int  # distinct messages this addr_hash hit in the fan-out window
+    opened: bool = False  # this observation is an open, not a click
+    delivered_at_us: int | None = 0  # when the copy was delivered upstream; None: not yet
 
 
 @dataclass(frozen=True)
@@ -89,13 +106,16 @@ class _Signal:
 
 
 def classify(ctx: ClickContext, rules: Rules = DEFAULT_RULES) -> Verdict:
-    """Classify one click observation in its context."""
+    """Classify one click (or open) observation in its context."""
     facts = agent_facts(ctx.user_agent)
+    agent = list(_open_agent_signals(ctx, facts, rules) if ctx.opened
+                 else _agent_signals(facts, rules))
+    home = next((_PROXY_HOME.get(s.proxy_type or "") for s in agent if ctx.opened), None)
     signals = [
-        *_agent_signals(facts, rules),
+        *agent,
         *_request_signals(ctx, facts, rules),
-        *_network_signals(ctx.network, rules),
-        *_context_signals(ctx, rules),
+        *_network_signals(ctx.network, rules, home),
+        *_context_signals(ctx, facts, rules),
     ]
     return _verdict(signals, rules)
 
@@ -125,6 +145,26 @@ def _agent_signals(facts: AgentFacts, rules: Rules) -> Iterator[_Signal]:
     if _stale(facts, rules):
         yield _Signal(f"stale_browser:{facts.browser}_{facts.browser_major}", ("sandbox",),
                       p.stale_browser)
+
+
+def _open_agent_signals(ctx: ClickContext, facts: AgentFacts, rules: Rules
+                        ) -> Iterator[_Signal]:
+    """Who fetched a pixel. Apple's MPP fetches every image at delivery: no person. A
+    mailbox image proxy fetches it when the person views the mail (Gmail, Yahoo with less
+    certainty), except Gmail's prefetch of a fresh message."""
+    p = rules.probabilities
+    if ctx.network == APPLE_MPP and ctx.user_agent == APPLE_MPP_AGENT:
+        yield _Signal("apple_mpp", ("privacy_proxy", "image_proxy"), p.apple_mpp,
+                      PRIVACY_PROXY, identity=True, proxy_type="apple_mpp")
+        return
+    match = facts.match
+    if match is None or match.kind != PROXY:
+        yield from _agent_signals(facts, rules)
+        return
+    probability = {"gmail_prefetch": p.gmail_prefetch,
+                   "yahoo_image_proxy": p.yahoo_proxy_open}.get(match.name, p.image_proxy_open)
+    yield _Signal(f"image_proxy_agent:{match.name}", ("privacy_proxy", "image_proxy"),
+                  probability, PRIVACY_PROXY, identity=True, proxy_type=match.name)
 
 
 def _match_signal(match: AgentMatch, p: Probabilities) -> _Signal:
@@ -193,8 +233,10 @@ def _sends_fetch_metadata(facts: AgentFacts) -> bool:
 # -- where it came from: the network label --------------------------------------------------------
 
 
-def _network_signals(label: str | None, rules: Rules) -> Iterator[_Signal]:
-    if not label:
+def _network_signals(label: str | None, rules: Rules, home: str | None = None
+                     ) -> Iterator[_Signal]:
+    """``home``: the network of the image proxy that fetched a pixel, expected there."""
+    if not label or label == home:
         return
     prefix, _, rest = label.partition(":")
     kind, name = (prefix, rest) if rest else ("", label)
@@ -212,28 +254,77 @@ def _network_signals(label: str | None, rules: Rules) -> Iterator[_Signal]:
 # -- how it behaved: the message's other hits, fan-out and timing ---------------------------------
 
 
-def _context_signals(ctx: ClickContext, rules: Rules) -> Iterator[_Signal]:
+def _context_signals(ctx: ClickContext, facts: AgentFacts, rules: Rules
+                     ) -> Iterator[_Signal]:
     p = rules.probabilities
     if ctx.honeypot:
         yield _Signal("honeypot_hit", ("link_pattern",), p.honeypot_hit, SECURITY_SCANNER)
     elif _near_honeypot(ctx, rules):
         yield _Signal("near_honeypot", ("link_pattern",), p.near_honeypot, SECURITY_SCANNER)
-    related = [h for h in ctx.message_hits if _related(h, ctx)]
-    points = sorted([(h.at_us, (h.honeypot, h.link_index)) for h in related]
-                    + [(ctx.at_us, (ctx.honeypot, ctx.link_index))])
-    if any(len({key for _, key in w}) >= rules.burst_min_links
-           for w in _windows(points, ctx.at_us, rules.burst_window_s)):
-        yield _Signal("burst", ("timing",), p.burst, SECURITY_SCANNER)
-    if any(len(w) > rules.rapid_max_hits
-           for w in _windows(points, ctx.at_us, rules.rapid_window_s)):
-        yield _Signal("rapid_hits", ("timing",), p.rapid_hits, SECURITY_SCANNER)
-    if _all_links(related, ctx, rules):
-        yield _Signal("all_links", ("link_pattern",), p.all_links, SECURITY_SCANNER)
+    # A person's mail client loads the pixel as the mail opens: a click right after it is
+    # no burst. An open, though, is judged with its client's clicks (a gateway fetches the
+    # pixel and every link within seconds).
+    related = [h for h in ctx.message_hits if _related(h, ctx) and (ctx.opened or not h.opened)]
+    yield from _pattern_signals(ctx, facts, related, rules)
     if ctx.fanout_messages >= rules.fanout_min_messages:
         yield _Signal("fanout", ("security_network",), p.fanout, SECURITY_SCANNER)
-    if 0 <= ctx.at_us - ctx.sent_at_us < rules.early_click_s * _US:
+    if ctx.opened:
+        if ctx.delivered_at_us is None or ctx.at_us < ctx.delivered_at_us:
+            # Nobody can open a copy that has not reached the recipient's mailbox.
+            yield _Signal("open_before_delivery", ("timing",), p.open_before_delivery,
+                          GENERIC_BOT)
+    elif 0 <= ctx.at_us - ctx.sent_at_us < rules.early_click_s * _US:
         # A click seconds after sending is a weak hint only: people do read new mail at once.
         yield _Signal("early_click", ("timing",), p.early_click)
+
+
+def _pattern_signals(ctx: ClickContext, facts: AgentFacts, related: list[Hit],
+                     rules: Rules) -> Iterator[_Signal]:
+    """Bursts, rapid hits and every link hit; weighed against the evidence of a person in
+    a hurry (``_person_evidence``), whose bursts are weak evidence only."""
+    p = rules.probabilities
+    points = sorted([(h.at_us, (h.honeypot, h.link_index)) for h in related]
+                    + [(ctx.at_us, (ctx.honeypot, ctx.link_index))])
+    fired = []
+    if any(len({key for _, key in w}) >= rules.burst_min_links
+           for w in _windows(points, ctx.at_us, rules.burst_window_s)):
+        fired.append(("burst", ("timing",), p.burst))
+    if any(len(w) > rules.rapid_max_hits
+           for w in _windows(points, ctx.at_us, rules.rapid_window_s)):
+        fired.append(("rapid_hits", ("timing",), p.rapid_hits))
+    hurried = bool(fired) and _person_evidence(ctx, facts, related, rules)
+    if _all_links(related, ctx, rules):
+        fired.append(("all_links", ("link_pattern",), p.all_links))
+    for rule, codes, probability in fired:
+        yield (_Signal(rule, codes, p.hurried_reader) if hurried
+               else _Signal(rule, codes, probability, SECURITY_SCANNER))
+    if hurried:
+        yield _Signal("person_in_a_hurry", (), 0)
+
+
+def _person_evidence(ctx: ClickContext, facts: AgentFacts, related: list[Hit],
+                     rules: Rules) -> bool:
+    """A person at their own device: a current browser (for an open, a browser or mail
+    client) that says its language, from no gateway or cloud network, the same client in
+    every hit around, and for a click a navigation the person started (``Sec-Fetch-User:
+    ?1``, mode ``navigate``: sent only on user activation, Fetch Metadata §2.4). Security
+    gateways' bursts have none of this together."""
+    headers = {name.lower(): value for name, value in ctx.headers.items()}
+    if ctx.method.upper() != "GET" or not headers.get("accept-language", "").strip():
+        return False
+    if facts.empty or facts.bare_mozilla or facts.match is not None or _stale(facts, rules):
+        return False
+    if ctx.opened:
+        if client_info(ctx.user_agent).client_type not in ("browser", "email_client"):
+            return False
+    elif (facts.browser is None or headers.get("sec-fetch-user") != "?1"
+          or headers.get("sec-fetch-mode") != "navigate"):
+        return False
+    prefix, _, rest = (ctx.network or "").partition(":")
+    if ctx.network and not (rest and prefix == "proxy") and ctx.network not in rules.proxy_networks:
+        return False
+    return all(h.addr_hash == ctx.addr_hash and h.user_agent == ctx.user_agent
+               for h in related)
 
 
 def _related(hit: Hit, ctx: ClickContext) -> bool:
