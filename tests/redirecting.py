@@ -55,7 +55,8 @@ async def click(relay: Running, path_or_link: str, *, host: str | None = None,
     async with aiohttp.ClientSession() as session, session.request(
         method, url, headers={"Host": host or HOST, **(headers or {})}, allow_redirects=False
     ) as response:
-        return Answer(response.status, response.headers, await response.text())
+        return Answer(response.status, response.headers,
+                      await response.text(errors="replace"))  # an open pixel: a GIF
 
 
 def html_of(content: bytes) -> str:

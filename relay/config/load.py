@@ -39,7 +39,7 @@ DEFAULT_LIMITS = MessageLimits()
 # A project's or the team's token is all that guards sending and the API: shorter ones
 # are warned about (not refused: the example's development tokens are shorter).
 MIN_TOKEN_LENGTH = 32
-WEBHOOK_EVENTS = ("message.clicked",)
+WEBHOOK_EVENTS = ("message.clicked", "message.opened")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,3 @@
 
 -- Whether the copy went out with an open pixel: the denominator of human_open_rate.
 ALTER TABLE messages ADD COLUMN track_opens INTEGER NOT NULL DEFAULT 0;
--- A message's open events and its click events, each in time order (first_open and
--- first_click, reports).
-CREATE INDEX events_message_kind ON events (message_id, link_index < 0, clicked_at);
