@@ -120,12 +120,16 @@ async def test_clicks_and_opens_keep_their_own_first(
 
 
 async def test_an_open_before_delivery_is_machine(
-    settings: dict[str, Any], config_path: Path, sink: Sink, receiver: Receiver, sdk: Clients
+    settings: dict[str, Any], config_path: Path, sink: Sink, receiver: Receiver
 ) -> None:
     configure(settings, receiver)
     sink.fail("MAIL", "451 4.3.0 try again later", times=10**4)  # the copy stays queued
     async with running(write_config(config_path, settings)) as relay:
-        answer = await call(sdk().emails.send, api_email())
+        clients = Clients(relay)
+        try:
+            answer = await call(clients().emails.send, api_email())
+        finally:
+            clients.close()
         message_id = answer["message_id"]
         token = open_token(message_id=message_id, expires=int(time.time()) + 3600)
         await open_pixel(relay, "pacme1.t.localhost:8080", f"/o/{token}", CHROME,
@@ -140,11 +144,53 @@ async def test_an_open_before_delivery_is_machine(
 async def delivered_copy(relay: Running, sink: Sink, raw: bytes
                          ) -> tuple[bytes, str, str, str]:
     """Send one mail; its delivered copy, the pixel's host and path, and its message id."""
+    before = len(sink.received)
     await send(relay.smtp_port, raw)
-    content = (await sink.wait_for(1))[0].content
+    content = (await sink.wait_for(before + 1))[before].content
     match = PIXEL_PATH.search(content)
     assert match is not None
     host, path = match[1].decode(), match[2].decode()
     message_id = TokenVerifier([K1]).verify_open(path[3:]).message_id
     await finished(relay, message_id)
     return content, host, path, message_id
+
+
+async def test_opens_in_message_events_and_stats_with_the_sdks_names(
+    settings: dict[str, Any], config_path: Path, sink: Sink, receiver: Receiver
+) -> None:
+    configure(settings, receiver)
+    settings["projects"][0]["webhooks"] = []
+    async with running(write_config(config_path, settings)) as relay:
+        clients = Clients(relay)
+        try:
+            content, host, path, mpp_only = await delivered_copy(relay, sink, simple_message())
+            await open_pixel(relay, host, path, "Mozilla/5.0", MPP_ADDRESS)
+            await events_of(relay, mpp_only, 1)
+            content, host, path, read = await delivered_copy(relay, sink, simple_message())
+            await open_pixel(relay, host, path, "Mozilla/5.0", MPP_ADDRESS)
+            await open_pixel(relay, host, path, APPLE_MAIL, PERSON_ADDRESS)
+            await events_of(relay, read, 2)
+            content, _, _, clicked = await delivered_copy(relay, sink, simple_message())
+            await click_as_person(relay, links_in(content)[0])  # an implied open
+            await events_of(relay, clicked, 1)
+            day = time.strftime("%Y-%m-%d", time.gmtime())
+            people = await call(clients().stats.retrieve, {"from": day, "to": day})
+            everything = await call(clients().stats.retrieve,
+                                    {"from": day, "to": day, "include_machine": "true"})
+            human_events = await call(lambda: list(clients().messages.iterate_events(read, {})))
+            all_events = await call(lambda: list(clients().messages.iterate_events(
+                read, {"include_machine_events": "true"})))
+        finally:
+            clients.close()
+    totals = people["totals"]
+    assert (totals["opened"], totals["observed_opened"], totals["human_opened"],
+            totals["privacy_opened"], totals["effective_opened"]) == (2, 2, 2, 0, 2)
+    assert totals["machine_opened"] is None and everything["totals"]["machine_opened"] == 2
+    assert totals["open_tracked_delivered"] == 3 and totals["human_open_rate"] == 0.6667
+    assert totals["clicked"] == 1  # the opens are not clicks
+    assert people["daily"][0]["human_opened"] == 2
+    opened = [e for e in human_events if e["event"] == "opened"]
+    assert len(opened) == 1 and opened[0]["metadata"]["first_open"] is True
+    assert opened[0]["metadata"]["bot"]["classification"] == "genuine"
+    machine = [e for e in all_events if e["event"] == "opened"]
+    assert [e["metadata"]["bot"]["proxy_type"] for e in machine] == ["apple_mpp", None]

@@ -15,6 +15,7 @@ from store.reports import (
     DeliveryRow,
     DestinationCounts,
     MessageLinkCounts,
+    OpenFirsts,
     ReportFilter,
     SendingCounts,
 )
@@ -43,7 +44,8 @@ class MessageReportStore(Protocol):
     async def delivery_attempts(self, message_id: str) -> list[DeliveryAttempt]: ...
 
     async def message_click_events(
-        self, message_id: str, *, include_machine: bool, descending: bool, limit: int
+        self, message_id: str, *, include_machine: bool, descending: bool, limit: int,
+        include_opens: bool = False,
     ) -> list[tuple[EventRecord, str]]: ...
 
     async def message_link_counts(self, message_id: str) -> list[MessageLinkCounts]: ...
@@ -62,6 +64,9 @@ class StatsStore(Protocol):
     async def destination_counts(
         self, since: int, until: int, where: ReportFilter, *, limit: int
     ) -> list[DestinationCounts]: ...
+
+    async def open_firsts(self, since: int, until: int, where: ReportFilter
+                          ) -> list[OpenFirsts]: ...
 
 
 # Webhook deliveries.
