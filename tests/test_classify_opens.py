@@ -151,6 +151,14 @@ def test_http_libraries_are_machine(name: str) -> None:
     assert classify(opened(user_agent=agent(name), headers={"accept": "*/*"})).machine
 
 
+def test_an_open_seconds_after_delivery_is_a_weak_hint_only() -> None:
+    soon = classify(opened(at_us=DELIVERED + 5 * SECOND))
+    check(soon, GENUINE, None, False)
+    assert soon.rules == ("early_open",)
+    assert classify(opened(at_us=DELIVERED + 5 * SECOND, network="aws")).machine
+    assert not classify(opened(network="aws")).machine
+
+
 def test_a_head_for_the_pixel_is_machine() -> None:
     assert classify(opened(method="HEAD")).machine
 

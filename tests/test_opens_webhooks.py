@@ -52,7 +52,10 @@ async def open_pixel(relay: Running, host: str, path: str, agent: str, address: 
     answer = await click(relay, path, host=host,
                          headers={"User-Agent": agent, "X-Forwarded-For": address,
                                   "Accept": "image/webp,image/png,image/*;q=0.8",
-                                  "Accept-Language": "en-GB,en;q=0.9"})
+                                  "Accept-Language": "en-GB,en;q=0.9",
+                                  # what a browser sends for an image (MDN Sec-Fetch-Dest)
+                                  "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
+                                  "Sec-Fetch-Dest": "image"})
     assert answer.status == 200
 
 
@@ -95,7 +98,9 @@ async def test_an_mpp_prefetch_then_the_persons_open_reach_the_webhooks(
     assert data["client_type"] == "email_client" and data["device_type"] == "desktop"
     assert data["bot"] == {"detected": False, "probability": person.probability,
                            "classification": "genuine", "proxy_type": None,
-                           "reason_codes": [], "machine": False, "counts_for_metrics": True}
+                           "reason_codes": list(person.reason_codes), "machine": False,
+                           "counts_for_metrics": True}
+    assert set(person.rules) <= {"early_open"}  # opened seconds after delivery in the test
     everything = [verified(r, HOOK_SECRET) for r in receiver.to("everything")]
     assert [p["data"]["bot"]["proxy_type"] for p in everything] == ["apple_mpp", None]
     assert [p["data"]["first_open"] for p in everything] == [True, True]

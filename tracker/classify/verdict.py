@@ -269,13 +269,21 @@ def _context_signals(ctx: ClickContext, facts: AgentFacts, rules: Rules
     if ctx.fanout_messages >= rules.fanout_min_messages:
         yield _Signal("fanout", ("security_network",), p.fanout, SECURITY_SCANNER)
     if ctx.opened:
-        if ctx.delivered_at_us is None or ctx.at_us < ctx.delivered_at_us:
-            # Nobody can open a copy that has not reached the recipient's mailbox.
-            yield _Signal("open_before_delivery", ("timing",), p.open_before_delivery,
-                          GENERIC_BOT)
+        yield from _open_timing(ctx, rules)
     elif 0 <= ctx.at_us - ctx.sent_at_us < rules.early_click_s * _US:
         # A click seconds after sending is a weak hint only: people do read new mail at once.
         yield _Signal("early_click", ("timing",), p.early_click)
+
+
+def _open_timing(ctx: ClickContext, rules: Rules) -> Iterator[_Signal]:
+    p = rules.probabilities
+    delivered = ctx.delivered_at_us
+    if delivered is None or ctx.at_us < delivered:
+        # Nobody can open a copy that has not reached the recipient's mailbox.
+        yield _Signal("open_before_delivery", ("timing",), p.open_before_delivery, GENERIC_BOT)
+    elif delivered and ctx.at_us - delivered < rules.early_click_s * _US:
+        # Seconds after delivery, when gateways and prefetchers fetch: weak, as early_click.
+        yield _Signal("early_open", ("timing",), p.early_click)
 
 
 def _pattern_signals(ctx: ClickContext, facts: AgentFacts, related: list[Hit],
