@@ -180,3 +180,14 @@ def test_parsed_pixel_is_an_img_element() -> None:
     message = EmailMessage()
     message.set_content(insert_pixel("<body>x</body>", SRC), subtype="html")
     assert html_parts(message.as_bytes())[0].count(PIXEL) == 1
+
+
+def test_a_line_the_pixel_would_take_past_998_octets_makes_the_part_quoted_printable() -> None:
+    html = "<html><body><p>" + "x" * 970 + "</p></body></html>"
+    raw = (b"From: a@acme.test\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: 7bit\r\n\r\n" + html.encode() + b"\r\n")
+    result = rewrite_html_parts(raw, lambda part: insert_pixel(part, SRC))
+    assert all(len(line) <= 998 for line in result.raw.split(b"\r\n"))
+    assert b"Content-Transfer-Encoding: quoted-printable" in result.raw
+    [part] = html_parts(result.raw)
+    assert part == html.replace("</body>", PIXEL + "</body>") + "\r\n"
