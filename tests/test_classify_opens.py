@@ -98,6 +98,14 @@ def test_gmail_image_proxy_is_a_human_open_from_googles_network() -> None:
     assert "scanner_network:google" not in verdict.rules
 
 
+def test_gmail_image_proxy_agent_elsewhere_is_less_certain() -> None:
+    home = classify(opened(user_agent=agent("gmail_image_proxy"), network="google"))
+    away = classify(opened(user_agent=agent("gmail_image_proxy"), network=None))
+    assert home.probability < away.probability < 50
+    assert "proxy_off_network:gmail_image_proxy" in away.rules
+    assert classify(opened(user_agent=agent("gmail_image_proxy"), network="aws")).machine
+
+
 def test_gmail_prefetch_is_machine() -> None:
     verdict = classify(opened(user_agent=agent("gmail_prefetch"), network="google",
                               headers={"accept": "*/*"}, at_us=DELIVERED + 3 * SECOND))
@@ -106,7 +114,8 @@ def test_gmail_prefetch_is_machine() -> None:
 
 def test_yahoo_proxy_is_human_with_less_confidence() -> None:
     yahoo = classify(opened(user_agent=agent("yahoo_mail_proxy"), headers={}))
-    gmail = classify(opened(user_agent=agent("gmail_image_proxy"), headers={}))
+    gmail = classify(opened(user_agent=agent("gmail_image_proxy"), headers={},
+                            network="google"))
     check(yahoo, PRIVACY_PROXY, "yahoo_image_proxy", False)
     assert gmail.probability < yahoo.probability < 50
 

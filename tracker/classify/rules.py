@@ -56,6 +56,7 @@ class Probabilities:
     gmail_prefetch: int = 95  # Gmail fetches a fresh message's images before anyone reads it
     image_proxy_open: int = 10  # Gmail's image proxy fetches when the person views the mail
     yahoo_proxy_open: int = 25  # Yahoo's proxy as Gmail's, less documented: less certain
+    proxy_off_network: int = 30  # Gmail's proxy agent from outside Google's network
     open_before_delivery: int = 95  # an open of a copy not yet delivered upstream
 
 

@@ -165,6 +165,10 @@ def _open_agent_signals(ctx: ClickContext, facts: AgentFacts, rules: Rules
                    "yahoo_image_proxy": p.yahoo_proxy_open}.get(match.name, p.image_proxy_open)
     yield _Signal(f"image_proxy_agent:{match.name}", ("privacy_proxy", "image_proxy"),
                   probability, PRIVACY_PROXY, identity=True, proxy_type=match.name)
+    home = _PROXY_HOME.get(match.name)
+    if home is not None and ctx.network != home:
+        # Gmail's fetchers come from Google's own network: the agent alone is easy to wear.
+        yield _Signal(f"proxy_off_network:{match.name}", ("other",), p.proxy_off_network)
 
 
 def _match_signal(match: AgentMatch, p: Probabilities) -> _Signal:
