@@ -115,9 +115,10 @@ class ReportStore:
         return [SendingCounts(*tuple(r)) for r in rows]
 
     async def click_totals(
-        self, since: int, until: int, where: ReportFilter, *, daily: bool
+        self, since: int, until: int, where: ReportFilter, *, daily: bool, opens: bool = False
     ) -> list[ClickTotals]:
-        """Click events with ``since <= clicked_at < until``, per route (and day)."""
+        """Click events (open events, with ``opens``) with ``since <= clicked_at < until``,
+        per route (and day)."""
         day = _DAY.format(col="e.clicked_at") if daily else "NULL"
         cond, params = _conditions(where, "e.project_id", "m.route_id", "m.tag")
         rows = await self.db.fetchall(
@@ -129,8 +130,8 @@ class ReportStore:
             " COUNT(DISTINCT e.message_id)"
             " FILTER (WHERE e.counts_for_metrics = 1 OR e.machine = 1)"
             " FROM events e LEFT JOIN messages m ON m.id = e.message_id"
-            f" WHERE e.clicked_at >= ? AND e.clicked_at < ? AND {_CLICKS}{cond}"
-            " GROUP BY 1, 2 ORDER BY 1, 2",
+            f" WHERE e.clicked_at >= ? AND e.clicked_at < ?"
+            f" AND {_OPENS if opens else _CLICKS}{cond} GROUP BY 1, 2 ORDER BY 1, 2",
             [since, until, *params],
         )
         return [ClickTotals(*tuple(r)) for r in rows]

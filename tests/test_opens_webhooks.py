@@ -193,6 +193,8 @@ async def test_opens_in_message_events_and_stats_with_the_sdks_names(
     assert totals["machine_opened"] is None and everything["totals"]["machine_opened"] == 2
     assert totals["open_tracked_delivered"] == 3 and totals["human_open_rate"] == 0.6667
     assert totals["clicked"] == 1  # the opens are not clicks
+    assert totals["opened_events"] == 1 and totals["machine_opened_events"] is None
+    assert everything["totals"]["machine_opened_events"] == 2
     assert people["daily"][0]["human_opened"] == 2
     opened = [e for e in human_events if e["event"] == "opened"]
     assert len(opened) == 1 and opened[0]["metadata"]["first_open"] is True

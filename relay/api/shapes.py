@@ -227,6 +227,9 @@ class StatsTotals(Shape):
     # and, as the SDK's analytics name them: human_opened / open_tracked_delivered
     open_tracked_delivered: int
     human_open_rate: float | None
+    # every counted open (not once per recipient), and every machine one (include_machine)
+    opened_events: int | None
+    machine_opened_events: int | None
 
 
 class StatsDay(StatsTotals):

@@ -87,6 +87,8 @@ async def daily_report(store: StatsStore, config: Config, where: ReportFilter, f
     clicks = await store.click_totals(since, until, where, daily=True)
     totals = await store.click_totals(since, until, where, daily=False)
     firsts = await store.open_firsts(since, until, where)
+    opened = await store.click_totals(since, until, where, daily=True, opens=True)
+    opened_total = await store.click_totals(since, until, where, daily=False, opens=True)
     types = {r.id: r.type for p in config.projects for r in p.routes}
     by_type = where.project_id is not None
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
@@ -96,16 +98,18 @@ async def daily_report(store: StatsStore, config: Config, where: ReportFilter, f
         start, end = _bounds(day, day)
         counts = _counts([s for s in sending if s.day == key],
                          [c for c in clicks if c.day == key], types, by_type, include_machine,
-                         _opens(firsts, start, end, include_machine))
+                         _opens(firsts, start, end, include_machine,
+                                [o for o in opened if o.day == key]))
         daily.append(StatsDay(date=key, **counts.model_dump()))
-    opens = _opens(firsts, since, until, include_machine)
+    opens = _opens(firsts, since, until, include_machine, opened_total)
     return _counts(sending, totals, types, by_type, include_machine, opens), daily
 
 
-def _opens(firsts: Sequence[OpenFirsts], start: int, end: int, include_machine: bool
-           ) -> dict[str, int | None]:
+def _opens(firsts: Sequence[OpenFirsts], start: int, end: int, include_machine: bool,
+           events: Sequence[ClickTotals]) -> dict[str, int | None]:
     """Copies first opened in ``[start, end)``, per class: a privacy-proxy open is
-    unresolved while no human open (or click) of the copy came before the end."""
+    unresolved while no human open (or click) of the copy came before the end; and the
+    open events of the range (``events``)."""
     def within(at: int | None) -> bool:
         return at is not None and start <= at < end
 
@@ -114,7 +118,9 @@ def _opens(firsts: Sequence[OpenFirsts], start: int, end: int, include_machine: 
                   and (f.human_at is None or f.human_at >= end))
     machine = sum(1 for f in firsts if within(f.machine_at))
     return {"human": human, "privacy": privacy,
-            "machine": machine if include_machine else None}
+            "machine": machine if include_machine else None,
+            "events": sum(e.human for e in events),
+            "machine_events": sum(e.machine for e in events) if include_machine else None}
 
 
 def _counts(sending: Sequence[SendingCounts], clicks: Sequence[ClickTotals],
@@ -148,6 +154,8 @@ def _counts(sending: Sequence[SendingCounts], clicks: Sequence[ClickTotals],
         if include_machine else None,
         open_tracked_delivered=tracked,
         human_open_rate=round(human_opened / tracked, 4) if tracked else None,
+        opened_events=None if observed is None else opens["events"],
+        machine_opened_events=opens["machine_events"],
     )
 
 

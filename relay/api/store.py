@@ -58,7 +58,7 @@ class StatsStore(Protocol):
     ) -> list[SendingCounts]: ...
 
     async def click_totals(
-        self, since: int, until: int, where: ReportFilter, *, daily: bool
+        self, since: int, until: int, where: ReportFilter, *, daily: bool, opens: bool = False
     ) -> list[ClickTotals]: ...
 
     async def destination_counts(
