@@ -51,6 +51,8 @@ def add_routes(router: web.UrlDispatcher, redirector: Redirector) -> None:
     """Every route; ``add_get`` answers HEAD too."""
     # Any path under /c/ reaches the view, so that every refusal is the same 404 page.
     router.add_get("/c/{token:.*}", redirector.click)
+    # And any path under /o/ to the pixel: an image whatever the token (docs/opens.md).
+    router.add_get("/o/{token:.*}", redirector.open_pixel)
     router.add_get("/healthz", status.healthz)
     router.add_get("/metrics", status.metrics_view)
     router.add_get("/v1/ping", ping)

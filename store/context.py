@@ -2,7 +2,7 @@
 for the whole batch instead of several per observation (docs/classification.md): the
 clicked messages and their links, each observation's neighbouring hits on its message,
 the message's honeypot hits, the address's fan-out over recipients, and whether the
-message already had click events before the batch's first click of it.
+message already had click events (and open events) before the batch's first hit of it.
 
 Each read is bounded as the classifier's rules are: at most ``hits_limit`` neighbours per
 observation, ``HONEYPOT_HITS`` honeypot hits per message, and a fan-out counted up to
@@ -45,7 +45,8 @@ class BatchContext:
     links: Mapping[str, tuple[LinkRecord, ...]]
     hits: Mapping[int, tuple[HitRecord, ...]]  # by observation id, in click order
     fanout: Mapping[int, int]  # by observation id
-    earlier: Mapping[str, EarlierClicks]  # by message: events before its first click here
+    # by (message, opens): click (or open) events before the batch's first hit of it
+    earlier: Mapping[tuple[str, bool], EarlierClicks]
 
 
 class ContextStore:
@@ -82,7 +83,8 @@ class ContextStore:
             links=_links(links),
             hits=_hits(observations, near, bait, windows.honeypot_index),
             fanout={r[0]: r[1] for r in fanout},
-            earlier={r[0]: EarlierClicks(bool(r[1]), bool(r[2])) for r in earlier},
+            earlier={(r[0], opens): EarlierClicks(bool(r[1 + 2 * opens]), bool(r[2 + 2 * opens]))
+                     for r in earlier for opens in (False, True)},
         )
 
 
@@ -120,14 +122,17 @@ _FANOUT = (
     f" AND at BETWEEN {_ARG.format(2)} AND {_ARG.format(3)} LIMIT ?))"
     " FROM json_each(?) j"
 )
-# Whether each message has events before its first click of the batch, of any kind and
-# human-countable, the basis of ``first_click``: (message, at, id).
+# Whether each message has click events, then open events (link index -1), before its
+# first hit of the batch, of any kind and human-countable, the basis of ``first_click``
+# and ``first_open``: (message, at, id).
 _BEFORE = (f"message_id = {_ARG.format(0)} AND (clicked_at < {_ARG.format(1)}"
            f" OR (clicked_at = {_ARG.format(1)} AND observation_id < {_ARG.format(2)}))")
+_KIND = (" AND link_index >= 0", " AND link_index < 0")
 _EARLIER = (
-    f"SELECT {_ARG.format(0)}, EXISTS (SELECT 1 FROM events WHERE {_BEFORE}),"
-    f" EXISTS (SELECT 1 FROM events WHERE {_BEFORE} AND counts_for_metrics = 1)"
-    " FROM json_each(?) j"
+    f"SELECT {_ARG.format(0)}, " + ", ".join(
+        f"EXISTS (SELECT 1 FROM events WHERE {_BEFORE}{kind}{human})"
+        for kind in _KIND for human in ("", " AND counts_for_metrics = 1"))
+    + " FROM json_each(?) j"
 )
 
 

@@ -51,7 +51,8 @@ class DashboardStore:
         """A project's copies, newest first, older than ``before`` (created_at, id); with
         ``search``, those whose recipient or subject contains it or whose tag is it."""
         sql = (f"SELECT {INFO_COLUMNS}, (SELECT COUNT(*) FROM events e"
-               " WHERE e.message_id = messages.id AND e.counts_for_metrics = 1)"
+               " WHERE e.message_id = messages.id AND e.counts_for_metrics = 1"
+               " AND e.link_index >= 0)"
                " FROM messages WHERE project_id = ?")
         params: list[object] = [project_id]
         if before is not None:
@@ -116,7 +117,7 @@ class DashboardStore:
                              f" WHERE project_id = ?2 AND {column} = ?{len(params)})")
         bucket = "?3 + (e.clicked_at - ?3) / ?1 * ?1"
         where = ("FROM events e INDEXED BY events_project_activity WHERE e.project_id = ?2"
-                 f" AND e.clicked_at >= ?3 AND e.clicked_at < ?4{cond}")
+                 f" AND e.clicked_at >= ?3 AND e.clicked_at < ?4 AND e.link_index >= 0{cond}")
         human = await self.db.fetchall(
             f"SELECT {bucket}, COUNT(*), COUNT(DISTINCT e.message_id) {where}"
             " AND e.counts_for_metrics = 1 GROUP BY 1", params)

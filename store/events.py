@@ -18,6 +18,10 @@ from store.db import Database, Row
 from store.records import Observation
 from store.webhooks import DELIVERY_INSERT, NewDelivery, delivery_rows
 
+# The link index of an open (a request for a copy's open pixel, docs/opens.md): its
+# observation and its event name no link, and no real link has a negative index.
+OPEN_LINK_INDEX = -1
+
 
 @dataclass(frozen=True)
 class EventRecord:
@@ -42,6 +46,12 @@ class EventRecord:
     client_name: str | None
     user_agent: str | None
     created_at: int
+
+    @property
+    def opened(self) -> bool:
+        """An open event (``clicked_at`` is when it was opened, ``first_click`` says
+        ``first_open``)."""
+        return self.link_index == OPEN_LINK_INDEX
 
 
 @dataclass(frozen=True)

@@ -323,7 +323,7 @@ async def _insert(
         "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, rcpt_to,"
         " subject, tag, metadata, track_clicks, created_at, status, body, next_attempt_at,"
         " body_id, fills, fills_at, fills_size, notice_of, mail_params, from_name, rcpt_name,"
-        " reply_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?)",
+        " reply_to, track_opens) VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?)",
         [_message_row(m, spans.get(m.id)) for m in messages],
     )
     await tx.executemany(_INSERT_LINK, [
@@ -346,7 +346,8 @@ def _message_row(m: NewMessage, span: tuple[int, int] | None) -> tuple[object, .
             None if m.shared else m.body, m.created_at, m.shared.id if m.shared else None,
             fills, span[0] if span else None, span[1] if span else None, m.notice_of,
             " ".join(m.mail_params), m.names.from_name, m.names.rcpt_name,
-            json.dumps(list(m.names.reply_to)) if m.names.reply_to else None)
+            json.dumps(list(m.names.reply_to)) if m.names.reply_to else None,
+            int(m.track_opens))
 
 
 async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) -> None:
@@ -361,15 +362,16 @@ async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) 
 INFO_COLUMNS = (
     "id, submission_id, project_id, route_id, mail_from, rcpt_to, subject, tag, metadata,"
     " track_clicks, created_at, status, attempts, next_attempt_at, last_error, finished_at,"
-    " from_name, rcpt_name, reply_to"
+    " from_name, rcpt_name, reply_to, track_opens"
 )
 
 
 def message_info(row: Iterable[Any]) -> MessageInfo:
     """A MessageInfo from a row that starts with INFO_COLUMNS."""
-    values = list(row)[:19]
+    values = list(row)[:20]
     values[8] = json.loads(values[8] or "{}")
     values[9] = bool(values[9])
-    from_name, rcpt_name, reply_to = values[16:]
-    values[16:] = [MessageNames(from_name, rcpt_name, tuple(json.loads(reply_to or "[]")))]
+    from_name, rcpt_name, reply_to, track_opens = values[16:]
+    values[16:] = [MessageNames(from_name, rcpt_name, tuple(json.loads(reply_to or "[]"))),
+                   bool(track_opens)]
     return MessageInfo(*values)

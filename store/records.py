@@ -65,6 +65,7 @@ class NewMessage:
     notice_of: str | None = None  # a delivery status notification: the copy it reports on
     mail_params: tuple[str, ...] = ()  # the submission's SMTPUTF8 and BODY=8BITMIME
     names: MessageNames = field(default_factory=MessageNames)
+    track_opens: bool = False  # the copy has an open pixel
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class MessageInfo:
     last_error: str | None
     finished_at: int | None
     names: MessageNames = field(default_factory=MessageNames)
+    track_opens: bool = False
 
 
 @dataclass(frozen=True)

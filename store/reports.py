@@ -1,8 +1,10 @@
-"""Reads for the reporting API (docs/api.md): daily sending and click counts, a message's
-click events and per-link counts, a webhook's deliveries with their last attempt.
+"""Reads for the reporting API (docs/api.md): daily sending, click and open counts, a
+message's click and open events and per-link counts, a webhook's deliveries with their last
+attempt.
 
 Days are UTC calendar days (``YYYY-MM-DD``). A human click is one that counts for metrics;
-a machine click is one classified as machine (docs/classification.md)."""
+a machine click is one classified as machine (docs/classification.md). Open events have the
+link index -1 (docs/opens.md)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class SendingCounts:
     sent: int
     delivered: int
     failed: int
+    open_tracked_delivered: int = 0  # delivered copies that carried the open pixel
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,17 @@ class ClickTotals:
     unique_human: int  # messages with at least one human click
     unique_machine: int
     unique_any: int  # messages with a human or a machine click
+
+
+@dataclass(frozen=True)
+class OpenFirsts:
+    """When one copy was first opened in each class (µs, None: not so far), counted once
+    per recipient at that time (docs/opens.md, "Reports")."""
+
+    route_id: str | None
+    human_at: int | None  # a genuine open, or a click people made (an implied open)
+    privacy_at: int | None  # a counted privacy-proxy open (Gmail's image proxy, …)
+    machine_at: int | None  # a machine open (Apple's MPP, Gmail's prefetch, gateways)
 
 
 @dataclass(frozen=True)
@@ -112,7 +126,8 @@ class ReportStore:
         cond, params = _conditions(where, "project_id", "route_id", "tag")
         rows = await self.db.fetchall(
             f"SELECT {day}, route_id, COUNT(*), COUNT(*) FILTER (WHERE status = 'delivered'),"
-            " COUNT(*) FILTER (WHERE status = 'failed') FROM messages"
+            " COUNT(*) FILTER (WHERE status = 'failed'),"
+            " COUNT(*) FILTER (WHERE status = 'delivered' AND track_opens = 1) FROM messages"
             f" WHERE created_at >= ? AND created_at < ? AND notice_of IS NULL{cond}"
             " GROUP BY 1, 2 ORDER BY 1, 2",
             [since, until, *params],
@@ -120,9 +135,10 @@ class ReportStore:
         return [SendingCounts(*tuple(r)) for r in rows]
 
     async def click_totals(
-        self, since: int, until: int, where: ReportFilter, *, daily: bool
+        self, since: int, until: int, where: ReportFilter, *, daily: bool, opens: bool = False
     ) -> list[ClickTotals]:
-        """Click events with ``since <= clicked_at < until``, per route (and day)."""
+        """Click events (open events, with ``opens``) with ``since <= clicked_at < until``,
+        per route (and day)."""
         day = _DAY.format(col="e.clicked_at") if daily else "NULL"
         cond, params = _conditions(where, "e.project_id", "m.route_id", "m.tag")
         rows = await self.db.fetchall(
@@ -134,10 +150,33 @@ class ReportStore:
             " COUNT(DISTINCT e.message_id)"
             " FILTER (WHERE e.counts_for_metrics = 1 OR e.machine = 1)"
             " FROM events e LEFT JOIN messages m ON m.id = e.message_id"
-            f" WHERE e.clicked_at >= ? AND e.clicked_at < ?{cond} GROUP BY 1, 2 ORDER BY 1, 2",
+            f" WHERE e.clicked_at >= ? AND e.clicked_at < ?"
+            f" AND {_OPENS if opens else _CLICKS}{cond} GROUP BY 1, 2 ORDER BY 1, 2",
             [since, until, *params],
         )
         return [ClickTotals(*tuple(r)) for r in rows]
+
+    async def open_firsts(self, since: int, until: int, where: ReportFilter
+                          ) -> list[OpenFirsts]:
+        """The copies with the open pixel that were opened (or clicked by a person) with
+        ``since <= at < until``, and when each was first opened in each class, whenever
+        that was."""
+        cond, params = _conditions(where, "e.project_id", "m.route_id", "m.tag")
+        rows = await self.db.fetchall(
+            "SELECT m.route_id,"
+            f" MIN(e.clicked_at) FILTER (WHERE e.counts_for_metrics = 1 AND ({_CLICKS}"
+            "  OR e.classification = 'genuine')),"
+            f" MIN(e.clicked_at) FILTER (WHERE {_OPENS} AND e.counts_for_metrics = 1"
+            "  AND e.classification != 'genuine'),"
+            f" MIN(e.clicked_at) FILTER (WHERE {_OPENS} AND e.machine = 1)"
+            " FROM events e LEFT JOIN messages m ON m.id = e.message_id"
+            " WHERE e.message_id IN (SELECT message_id FROM events WHERE clicked_at >= ?"
+            "  AND clicked_at < ? AND (link_index < 0 OR counts_for_metrics = 1))"
+            # A click implies an open only of a copy that could be seen opening.
+            f" AND COALESCE(m.track_opens, 1) = 1{cond} GROUP BY e.message_id",
+            [since, until, *params],
+        )
+        return [OpenFirsts(*tuple(r)) for r in rows]
 
     async def destination_counts(
         self, since: int, until: int, where: ReportFilter, *, limit: int
@@ -151,19 +190,21 @@ class ReportStore:
             " COUNT(DISTINCT e.message_id) FILTER (WHERE e.counts_for_metrics = 1),"
             " COUNT(DISTINCT e.message_id) FILTER (WHERE e.machine = 1)"
             " FROM events e LEFT JOIN messages m ON m.id = e.message_id"
-            f" WHERE e.clicked_at >= ? AND e.clicked_at < ?{cond}"
+            f" WHERE e.clicked_at >= ? AND e.clicked_at < ? AND {_CLICKS}{cond}"
             " GROUP BY e.destination ORDER BY 2 DESC, 3 DESC, e.destination LIMIT ?",
             [since, until, *params, limit],
         )
         return [DestinationCounts(*tuple(r)) for r in rows]
 
     async def message_click_events(
-        self, message_id: str, *, include_machine: bool, descending: bool, limit: int
+        self, message_id: str, *, include_machine: bool, descending: bool, limit: int,
+        include_opens: bool = False,
     ) -> list[tuple[EventRecord, str]]:
-        """A message's click events with their link's anchor text, in click order (or the
-        reverse), machine clicks only when asked."""
+        """A message's click events (and open events, ``include_opens``) with their link's
+        anchor text, in time order (or the reverse), machine ones only when asked."""
         order = "DESC" if descending else "ASC"
         machine = "" if include_machine else " AND e.machine = 0"
+        machine += "" if include_opens else f" AND {_CLICKS}"
         columns = ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
         rows = await self.db.fetchall(
             f"SELECT {columns}, COALESCE(l.anchor_text, '') FROM events e"
@@ -269,6 +310,8 @@ def _conditions(where: ReportFilter, project: str, route: str, tag: str
     return sql, params
 
 
+_CLICKS = "e.link_index >= 0"  # click events, not open events
+_OPENS = "e.link_index < 0"
 _FLAGS = ("machine", "counts_for_metrics", "first_click")
 _LISTS = ("reason_codes", "rules")
 

@@ -17,7 +17,7 @@ from multidict import CIMultiDictProxy
 from relay.server import Running
 from tests.conftest import SIGNING_SECRET
 from tracker.config import SigningKey
-from tracker.tokens import ClickClaims, mint_token
+from tracker.tokens import ClickClaims, OpenClaims, mint_open_token, mint_token
 
 K1 = SigningKey("k1", SIGNING_SECRET)
 HOST = "pacme1.t.localhost:8080"
@@ -38,6 +38,11 @@ def token(destination: str = "https://example.com/a", *, message_id: str = "msg-
     return mint_token(key, ClickClaims(message_id, index, destination, sid, expires))
 
 
+def open_token(*, message_id: str = "msg-1", sid: str = "acme1", key: SigningKey = K1,
+               expires: int = FUTURE) -> str:
+    return mint_open_token(key, OpenClaims(message_id, sid, expires))
+
+
 async def click(relay: Running, path_or_link: str, *, host: str | None = None,
                 method: str = "GET", headers: dict[str, str] | None = None) -> Answer:
     """Request a tracking link from the relay's HTTP port with the link's own Host."""
@@ -50,7 +55,8 @@ async def click(relay: Running, path_or_link: str, *, host: str | None = None,
     async with aiohttp.ClientSession() as session, session.request(
         method, url, headers={"Host": host or HOST, **(headers or {})}, allow_redirects=False
     ) as response:
-        return Answer(response.status, response.headers, await response.text())
+        return Answer(response.status, response.headers,
+                      await response.text(errors="replace"))  # an open pixel: a GIF
 
 
 def html_of(content: bytes) -> str:

@@ -110,24 +110,29 @@ async def test_patch_as_the_click_tracking_document_shows(
 async def test_patch_adds_a_key_the_route_did_not_have(
     relay: Running, config_path: Path
 ) -> None:
-    status, body = await patch(relay, "acme-inbound", {"track_opens": True})
+    status, body = await patch(relay, "acme-news", {"track_opens": True})
     assert status == 200 and body["data"]["settings"]["track_opens"] is True
-    assert 'type = "inbound"\ntrack_opens = true\n' in (await read_text(config_path))
+    assert 'track_clicks = false\ntrack_opens = true\n' in (await read_text(config_path))
     on_disk = await asyncio.to_thread(load_config, config_path)
-    assert on_disk.find_route("acme-inbound")[1].track_opens  # type: ignore[index]
+    assert on_disk.find_route("acme-news")[1].track_opens  # type: ignore[index]
 
 
-async def test_an_inbound_route_never_tracks_clicks(
-    relay: Running, sdk: Clients, config_path: Path
+@pytest.mark.parametrize("key", ["track_clicks", "track_opens"])
+async def test_an_inbound_route_never_tracks(
+    relay: Running, sdk: Clients, config_path: Path, key: str
 ) -> None:
     before = (await read_text(config_path))
     with pytest.raises(ValidationError) as caught:
-        await call(sdk().routes.update, "acme-inbound", {"settings": {"track_clicks": True}})
+        await call(sdk().routes.update, "acme-inbound", {"settings": {key: True}})
     assert caught.value.errors == {
-        "settings.track_clicks": ["settings.track_clicks: an inbound route never tracks clicks"]}
-    status, body = await patch(relay, "acme-inbound", {"track_clicks": True})
-    assert status == 422 and list(body["errors"]) == ["track_clicks"]
+        f"settings.{key}": [f"settings.{key}: an inbound route never tracks {key[6:]}"]}
+    status, body = await patch(relay, "acme-inbound", {key: True})
+    assert status == 422 and list(body["errors"]) == [key]
     assert (await read_text(config_path)) == before
+    status, body = await patch(relay, "acme-inbound", {key: False})
+    assert status == 200 and body["data"]["settings"][key] is False
+    assert (await read_text(config_path)) == before.replace(
+        'type = "inbound"\n', f'type = "inbound"\n{key} = false\n')
 
 
 @pytest.mark.parametrize(("body", "field"), [

@@ -115,8 +115,11 @@ def test_patch_says_what_it_takes() -> None:
 def test_an_answer_is_written_with_the_sdks_names() -> None:
     counts = StatsTotals(sent=1, delivered=1, hard_bounced=0, spam_complaints=0, opened=None,
                          clicked=0, inbound=StatsInbound(received=0), transactional=None,
-                         broadcast=None, effective_opened=None, machine_opened=None,
-                         machine_clicked=None, unique_clicked=0, machine_unique_clicked=None)
+                         broadcast=None, observed_opened=None, human_opened=None,
+                         privacy_opened=None, effective_opened=None, machine_opened=None,
+                         machine_clicked=None, unique_clicked=0, machine_unique_clicked=None,
+                         open_tracked_delivered=0, human_open_rate=None, opened_events=None,
+                         machine_opened_events=None)
     stats = StatsData(from_="2026-01-01", to="2026-01-01", totals=counts, daily=[], links=[])
     assert set(stats.model_dump(by_alias=True)) == {"from", "to", "totals", "daily", "links"}
 

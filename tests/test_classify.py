@@ -273,19 +273,69 @@ def test_early_but_normal_human_click_is_genuine() -> None:
     assert verdict.reason_codes == ("timing",) and verdict.rules == ("early_click",)
 
 
+# Chrome's headers without a user activation: a navigation a script or automation started.
+UNACTIVATED = {k: v for k, v in BROWSER.items() if k != "sec-fetch-user"}
+
+
 def test_more_than_two_hits_within_a_second_are_rapid() -> None:
     at = SENT + HOUR
     two = (Hit(at - 300_000, 0, "person", CHROME, False),)
-    assert classify(click(message_hits=two)).rules == ()
+    assert classify(click(message_hits=two, headers=UNACTIVATED)).rules == ()
     three = (*two, Hit(at - 600_000, 0, "person", CHROME, False))
-    verdict = classify(click(message_hits=three))
+    verdict = classify(click(message_hits=three, headers=UNACTIVATED))
     assert verdict.rules == ("rapid_hits",) and verdict.classification == SECURITY_SCANNER
+
+
+def hurried(links: int = 4, at: int = SENT + HOUR, **changes: Any) -> list[Verdict]:
+    """A reader opening ``links`` links (every one of the message) in new tabs within two
+    seconds, from a home connection with desktop Chrome's user-activated navigations."""
+    hits = [Hit(at + i * 600_000, i, "home", CHROME, False) for i in range(links)]
+    return [classify(click(at_us=h.at_us, link_index=h.link_index, addr_hash="home",
+                           message_link_count=links, **changes,
+                           message_hits=tuple(o for o in hits if o is not h)))
+            for h in hits]
+
+
+def test_a_reader_opening_four_links_in_new_tabs_within_two_seconds_is_genuine() -> None:
+    for verdict in hurried():
+        assert verdict.classification == GENUINE and verdict.counts_for_metrics
+        assert {"burst", "person_in_a_hurry"} <= set(verdict.rules) and verdict.probability < 50
+    # Seconds after sending too (early_click): still a person.
+    assert not any(v.machine for v in hurried(at=SENT + 5 * SECOND))
+
+
+@pytest.mark.parametrize("changes", [
+    {"headers": UNACTIVATED},  # no user activation
+    {"headers": {k: v for k, v in BROWSER.items() if k != "accept-language"}},
+    {"network": "microsoft_eop"},
+    {"network": "aws"},
+    {"user_agent": OLD_CHROME},
+    {"method": "HEAD"},
+])
+def test_the_same_burst_without_the_evidence_of_a_person_stays_machine(
+    changes: dict[str, Any]
+) -> None:
+    at = SENT + HOUR
+    agent = changes.get("user_agent", CHROME)
+    hits = tuple(Hit(at + i * 600_000, i, "home", agent, False) for i in range(1, 4))
+    verdict = classify(click(at_us=at, addr_hash="home", message_link_count=4,
+                             message_hits=hits, **changes))
+    assert verdict.machine and "person_in_a_hurry" not in verdict.rules
+
+
+def test_a_burst_from_two_clients_is_no_hurried_reader() -> None:
+    at = SENT + HOUR
+    hits = (Hit(at + 300_000, 1, "home", CHROME, False),
+            Hit(at + 600_000, 2, "elsewhere", CHROME, False))  # same agent, other address
+    verdict = classify(click(at_us=at, addr_hash="home", message_hits=hits))
+    assert verdict.machine and verdict.classification == SECURITY_SCANNER
 
 
 def test_three_links_in_three_seconds_is_a_burst_two_is_not() -> None:
     at = SENT + HOUR
     hits = (Hit(at - 1_500_000, 1, "person", CHROME, False),
             Hit(at - 2_900_000, 2, "person", CHROME, False))
+    assert classify(click(message_hits=hits, headers=UNACTIVATED)).machine
     assert "burst" in classify(click(message_hits=hits)).rules
     assert "burst" not in classify(click(message_hits=hits[:1])).rules
     spread = (Hit(at - 1_500_000, 1, "person", CHROME, False),

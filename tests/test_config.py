@@ -61,6 +61,8 @@ def _write(tmp_path: Path, settings: dict[str, Any]) -> Path:
          "tracking.signing_keys[0].secret: must be at least 32"),
         (lambda s: s["projects"][0]["routes"][2].update(track_clicks=True),
          "projects[0].routes[2].track_clicks: an inbound route never tracks"),
+        (lambda s: s["projects"][0]["routes"][2].update(track_opens=True),
+         "projects[0].routes[2].track_opens: an inbound route never tracks opens"),
         (lambda s: s["projects"][0]["routes"][1].update(slug="outgoing"),
          "projects[0].routes: duplicate slug 'outgoing'"),
         (lambda s: s["projects"][1].update(sid="acme1"), "projects: duplicate sid"),

@@ -20,9 +20,10 @@ from relay.rewrite.copies import PartHole, Template, TokenHole
 from relay.rewrite.honeypot import insert_honeypot
 from relay.rewrite.links import Link, rewrite_links
 from relay.rewrite.minting import LinkSettings, copy_body, mint, track_message
+from relay.rewrite.pixel import insert_pixel
 from tracker.config import SigningKey
-from tracker.tokens import ClickClaims, TokenMinter, mint_token
-from tracker.webhooks.events import HONEYPOT_LINK_INDEX
+from tracker.tokens import ClickClaims, OpenClaims, TokenMinter, mint_open_token, mint_token
+from tracker.webhooks.events import HONEYPOT_LINK_INDEX, OPEN_LINK_INDEX
 
 CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
 SETTINGS = LinkSettings(
@@ -40,6 +41,14 @@ def rewritten_alone(link_settings: LinkSettings, raw: bytes, message_id: str) ->
         return f"{link_settings.base}/c/{mint(link_settings, message_id, link)}"
 
     def rewrite(html: str) -> str:
+        if link_settings.track_clicks:
+            html = rewrite_part(html)
+        if link_settings.track_opens:
+            token = mint(link_settings, message_id, Link(OPEN_LINK_INDEX, "", ""))
+            html = insert_pixel(html, f"{link_settings.base}/o/{token}")
+        return html
+
+    def rewrite_part(html: str) -> str:
         nonlocal count
         result = rewrite_links(html, url, tracking_hosts=link_settings.hosts,
                                first_index=count, max_links=1000 - count)
@@ -69,13 +78,20 @@ def assert_copies_as_alone(raw: bytes, link_settings: LinkSettings = SETTINGS) -
 def test_the_token_minter_mints_pyjwts_tokens(claims: ClickClaims) -> None:
     for key in (SETTINGS.key, SigningKey("k-ü \"x", "another-secret-0123456789abcdef0123")):
         assert TokenMinter(key).mint(claims) == mint_token(key, claims)
+        opened = OpenClaims(claims.message_id, claims.project_sid, claims.expires)
+        assert TokenMinter(key).mint_open(opened) == mint_open_token(key, opened)
+
+
+# (clicks, honeypot, opens)
+TRACKING = [(True, False, False), (True, True, False), (True, True, True), (False, False, True)]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (CORPUS / "eml").glob("*.eml")))
-@pytest.mark.parametrize("honeypot", [False, True])
-def test_corpus_message(name: str, honeypot: bool) -> None:
+@pytest.mark.parametrize(("clicks", "honeypot", "opens"), TRACKING)
+def test_corpus_message(name: str, clicks: bool, honeypot: bool, opens: bool) -> None:
     raw = (CORPUS / "eml" / name).read_bytes()
-    link_settings = LinkSettings(**{**SETTINGS.__dict__, "honeypot": honeypot})
+    link_settings = LinkSettings(**{**SETTINGS.__dict__, "honeypot": honeypot,
+                                    "track_clicks": clicks, "track_opens": opens})
     assert_copies_as_alone(raw, link_settings)
 
 
@@ -108,13 +124,16 @@ ENCODINGS = [(c, t) for c in sorted(TEXT) for t in TRANSFERS if c != "utf-16" or
 @pytest.mark.parametrize(("charset", "transfer"), ENCODINGS)
 def test_html_in_every_encoding(charset: str, transfer: str) -> None:
     html = NEWSLETTER.replace("<body", f"<body><p>{TEXT[charset]}</p", 1)
+    with_opens = LinkSettings(**{**SETTINGS.__dict__, "track_opens": True})
     for eol in (b"\r\n", b"\n"):
-        template = assert_copies_as_alone(html_message(html, charset, transfer, eol))
-        if charset in ("utf-16", "utf-7"):  # the plain path: the part again for each copy
-            assert [type(h) for h in template.holes] == [PartHole]
-        else:
-            assert len(template.holes) == 25
-            assert not any(isinstance(h, PartHole) for h in template.holes)
+        for link_settings, tokens in ((SETTINGS, 25), (with_opens, 26)):
+            template = assert_copies_as_alone(html_message(html, charset, transfer, eol),
+                                              link_settings)
+            if charset in ("utf-16", "utf-7"):  # the plain path: the part again per copy
+                assert [type(h) for h in template.holes] == [PartHole]
+            else:
+                assert len(template.holes) == tokens
+                assert not any(isinstance(h, PartHole) for h in template.holes)
 
 
 def test_the_fast_path_cuts_the_part_at_each_token() -> None:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from relay.server import Running, running
 from tests.conftest import base_settings, wait_until, write_config
-from tests.redirecting import HOST, token
+from tests.redirecting import HOST, open_token, token
 from tests.sink import Sink
 
 EXPIRED = int(time.time()) - 60
@@ -33,6 +33,11 @@ TARGETS = [
     f"/c/{token('https://a b.bücher.example/', message_id='m-diff')}",  # refused host
     f"/c/{token(message_id='m-diff')}?utm=1",
     f"/c/{token(message_id='m-diff')[:-3]}",
+    f"/o/{open_token(message_id='m-diff')}",
+    f"/o/{open_token(message_id='m-diff', expires=EXPIRED)}",
+    f"/o/{open_token(message_id='m-diff', sid='other1')}",
+    f"/o/{token(message_id='m-diff')}", "/o/not-a-token", "/o/", "/o/%41",
+    f"/c/{open_token(message_id='m-diff')}",
     "/c/not-a-token", "/c/", "/c/a/b", "/c/%41", "/healthz", "/v1/ping", "/nowhere", "*",
     f"http://{HOST}/c/{token(message_id='m-diff')}",
 ]

@@ -72,6 +72,10 @@ class Metrics:
             "clickrelay_clicks_classified", "Clicks promoted to events, by classification",
             ["classification"], registry=r,
         )
+        self.opens_classified = Counter(
+            "clickrelay_opens_classified", "Opens promoted to events, by classification",
+            ["classification"], registry=r,
+        )
         self.promotion_lag = Histogram(
             "clickrelay_promotion_lag_seconds", "Time from a click to its event",
             buckets=(0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 900), registry=r,
@@ -96,6 +100,10 @@ class Metrics:
         )
         self.clicks = Counter(
             "clickrelay_clicks", "Requests to tracking links, by outcome"
+            " (recorded, expired, refused)", ["outcome"], registry=r,
+        )
+        self.opens = Counter(
+            "clickrelay_opens", "Requests for open pixels, by outcome"
             " (recorded, expired, refused)", ["outcome"], registry=r,
         )
         self.observations_dropped = Counter(

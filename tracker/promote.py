@@ -1,4 +1,5 @@
-"""Promotion: observations become classified click events (docs/classification.md).
+"""Promotion: observations become classified click and open events
+(docs/classification.md, docs/opens.md).
 
 An observation waits ``settle_seconds`` (its ``promote_after``) so that the hits around it
 can be seen; then this worker claims it, reads its context (the message's other hits,
@@ -12,7 +13,9 @@ The worker loop (tracker/workers.py) claims, sleeps and gives claims back; to it
 claim's batch is one item, and one batch is promoted at a time.
 
 A hit on a route's hidden honeypot link is no click on a link of the message: it has no
-event of its own, and is context that makes the clicks near it machine clicks.
+event of its own, and is context that makes the clicks near it machine clicks. An open
+(link index ``OPEN_LINK_INDEX``) becomes an open event and ``message.opened`` webhooks;
+``first_open`` follows the message's opens as ``first_click`` its clicks.
 
 What a batch did (its classifications, its lags, its webhook deliveries) goes out as one
 ``PromotionReport``: in the server's process it is counted in the metrics and wakes the
@@ -45,9 +48,13 @@ from tracker.metrics import Metrics
 from tracker.webhooks.events import (
     HONEYPOT_LINK_INDEX,
     MESSAGE_CLICKED,
+    MESSAGE_OPENED,
+    OPEN_LINK_INDEX,
     ClickEvent,
+    OpenEvent,
     click_event,
     deliveries_for,
+    open_event,
 )
 from tracker.workers import WorkerLoop
 
@@ -92,16 +99,18 @@ class PromoteStore(Protocol):
 class PromotionReport:
     """What one promoted batch did, for the metrics and the webhook dispatcher."""
 
-    classified: Counter[str] = field(default_factory=Counter)  # events by classification
+    classified: Counter[str] = field(default_factory=Counter)  # click events by classification
     lags: list[float] = field(default_factory=list)  # seconds from each click to its event
     honeypot_hits: int = 0
     failures: int = 0  # observations whose promotion failed (tried again later)
     deliveries: int = 0  # webhook deliveries written
+    opened: Counter[str] = field(default_factory=Counter)  # open events by classification
 
     def to_json(self) -> bytes:
         return json.dumps({"classified": self.classified, "lags": self.lags,
                            "honeypot_hits": self.honeypot_hits, "failures": self.failures,
-                           "deliveries": self.deliveries}, separators=(",", ":")).encode()
+                           "deliveries": self.deliveries, "opened": self.opened},
+                          separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> PromotionReport:
@@ -110,7 +119,8 @@ class PromotionReport:
             raw: Any = json.loads(data)
             report = cls(Counter({str(k): int(v) for k, v in raw["classified"].items()}),
                          [float(lag) for lag in raw["lags"]], int(raw["honeypot_hits"]),
-                         int(raw["failures"]), int(raw["deliveries"]))
+                         int(raw["failures"]), int(raw["deliveries"]),
+                         Counter({str(k): int(v) for k, v in raw["opened"].items()}))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a promotion report: {exc!r}") from None
         return report
@@ -125,6 +135,8 @@ def metrics_report(metrics: Metrics, on_deliveries: Callable[[], None] = lambda:
     def apply(report: PromotionReport) -> None:
         for classification, count in report.classified.items():
             metrics.clicks_classified.labels(classification).inc(count)
+        for classification, count in report.opened.items():
+            metrics.opens_classified.labels(classification).inc(count)
         for lag in report.lags:
             metrics.promotion_lag.observe(lag)
         if report.honeypot_hits:
@@ -160,7 +172,7 @@ class _Batch:
 
     context: BatchContext
     facts: dict[str, Facts] = field(default_factory=dict)
-    earlier: dict[str, EarlierClicks] = field(default_factory=dict)
+    earlier: dict[tuple[str, bool], EarlierClicks] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
     promoted: list[Promoted] = field(default_factory=list)
     report: PromotionReport = field(default_factory=PromotionReport)
@@ -177,9 +189,10 @@ def windows(rules: Rules) -> Windows:
     )
 
 
-def wanted_by(hook: WebhookConfig, machine: bool) -> bool:
-    """Machine clicks go only to webhooks that asked for them (docs/webhooks.md)."""
-    return (hook.enabled and MESSAGE_CLICKED in hook.events
+def wanted_by(hook: WebhookConfig, machine: bool, event_type: str = MESSAGE_CLICKED) -> bool:
+    """Machine clicks and opens go only to webhooks that asked for them
+    (docs/webhooks.md)."""
+    return (hook.enabled and event_type in hook.events
             and (not machine or hook.include_machine_events))
 
 
@@ -276,11 +289,11 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
                         "project_sid=%s", oid, obs.project_sid)
             return Promoted(oid)
         verdict = classify(self._context(obs, oid, facts, batch.context), rules)
-        earlier = (batch.earlier.get(obs.message_id)
-                   or batch.context.earlier.get(obs.message_id, EarlierClicks(False, False)))
+        kind = (obs.message_id, obs.link_index == OPEN_LINK_INDEX)
+        earlier = (batch.earlier.get(kind)
+                   or batch.context.earlier.get(kind, EarlierClicks(False, False)))
         first = not (earlier.human if verdict.counts_for_metrics else earlier.any)
-        batch.earlier[obs.message_id] = EarlierClicks(
-            True, earlier.human or verdict.counts_for_metrics)
+        batch.earlier[kind] = EarlierClicks(True, earlier.human or verdict.counts_for_metrics)
         return self._event(obs, oid, facts, facts.project_id, verdict, first)
 
     def _account(self, written: Sequence[Promoted], report: PromotionReport) -> None:
@@ -289,12 +302,13 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
             if p.event is None:
                 continue
             e = p.event
-            report.classified[e.classification] += 1
+            (report.opened if e.opened else report.classified)[e.classification] += 1
             report.lags.append(max(0, now - e.clicked_at) / _US)
             report.deliveries += len(p.deliveries)
-            log.info("click message_id=%s link=%d classification=%s probability=%d first=%s "
-                     "webhooks=%d", e.message_id, e.link_index, e.classification,
-                     e.probability, e.first_click, len(p.deliveries))
+            log.info("%s message_id=%s link=%d classification=%s probability=%d first=%s "
+                     "webhooks=%d", "open" if e.opened else "click", e.message_id,
+                     e.link_index, e.classification, e.probability, e.first_click,
+                     len(p.deliveries))
         self._report(report)
 
     def _facts(self, observation: Observation, context: BatchContext) -> Facts:
@@ -309,6 +323,7 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
         self, obs: Observation, oid: int, facts: Facts, context: BatchContext
     ) -> ClickContext:
         hits = context.hits.get(oid, ())
+        message = facts.message
         return ClickContext(
             method=obs.method,
             user_agent=obs.user_agent,
@@ -316,13 +331,15 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
             network=obs.network,
             addr_hash=obs.addr_hash,
             at_us=obs.at,
-            sent_at_us=facts.message.created_at if facts.message else 0,
+            sent_at_us=message.created_at if message else 0,
             link_index=obs.link_index,
             honeypot=False,
-            message_hits=[Hit(h.at, h.link_index, h.addr_hash, h.user_agent, h.honeypot)
-                          for h in hits],
+            message_hits=[Hit(h.at, h.link_index, h.addr_hash, h.user_agent, h.honeypot,
+                              h.link_index == OPEN_LINK_INDEX) for h in hits],
             message_link_count=sum(1 for lk in facts.links.values() if not lk.honeypot),
             fanout_messages=context.fanout.get(oid, 0),
+            opened=obs.link_index == OPEN_LINK_INDEX,
+            delivered_at_us=_delivered_at(message),
         )
 
     def _event(
@@ -342,14 +359,27 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
             device_type=info.device_type, client_type=info.client_type,
             client_name=info.client_name, user_agent=obs.user_agent or None, created_at=now,
         )
-        link = facts.links.get(obs.link_index)
-        data = click_event(event, facts.message, link.anchor_text if link else None)
+        data: ClickEvent | OpenEvent
+        if event.opened:
+            data = open_event(event, facts.message)
+        else:
+            link = facts.links.get(obs.link_index)
+            data = click_event(event, facts.message, link.anchor_text if link else None)
         return Promoted(oid, event, tuple(self._deliveries(event, data, facts, now)))
 
     def _deliveries(
-        self, event: EventRecord, data: ClickEvent, facts: Facts, now: int
+        self, event: EventRecord, data: ClickEvent | OpenEvent, facts: Facts, now: int
     ) -> list[NewDelivery]:
         hooks = facts.project.webhooks if facts.project else ()
-        return deliveries_for([h for h in hooks if wanted_by(h, event.machine)],
-                              MESSAGE_CLICKED, data, event.project_id, now, event.id)
+        kind = MESSAGE_OPENED if event.opened else MESSAGE_CLICKED
+        return deliveries_for([h for h in hooks if wanted_by(h, event.machine, kind)],
+                              kind, data, event.project_id, now, event.id)
+
+
+def _delivered_at(message: MessageInfo | None) -> int | None:
+    """When the copy was delivered upstream: None while it was not; 0 when nothing is
+    known of it any more (its data purged), which no open precedes."""
+    if message is None:
+        return 0
+    return message.finished_at if message.status == "delivered" else None
 

@@ -1,6 +1,9 @@
-"""Click tokens: HS256 JWTs naming a message, a link and its destination (docs/redirect.md).
+"""Tracking tokens: HS256 JWTs naming a message and a link and its destination (a click's,
+docs/redirect.md) or a message's open pixel (``"k": "o"``, docs/opens.md).
 
-Claim names are one letter to keep links short. The first configured key signs; every
+Claim names are one letter to keep links short. A click token has no ``k``; an open token
+has no link: neither verifies as the other (an open token at ``/c/`` is a 404, a click
+token at ``/o/`` gets the image and no record). The first configured key signs; every
 configured key verifies, so keys rotate without breaking links already sent.
 
 Minting goes through pyjwt. Verification runs on every click and is the JWS check itself
@@ -53,6 +56,17 @@ class ClickClaims(NamedTuple):
     expires: int  # Unix seconds
 
 
+class OpenClaims(NamedTuple):
+    """What an open pixel's token says: the message, its project, the expiry."""
+
+    message_id: str
+    project_sid: str
+    expires: int  # Unix seconds
+
+
+OPEN_KIND = "o"  # the ``k`` claim of an open token
+
+
 class InvalidToken(Exception):
     """Not a token we signed: answer 404, never redirect."""
 
@@ -60,7 +74,7 @@ class InvalidToken(Exception):
 class ExpiredToken(Exception):
     """Signed by us but past its expiry: redirect, record nothing."""
 
-    def __init__(self, claims: ClickClaims) -> None:
+    def __init__(self, claims: ClickClaims | OpenClaims) -> None:
         super().__init__("token expired")
         self.claims = claims
 
@@ -82,6 +96,15 @@ def mint_token(key: SigningKey, claims: ClickClaims) -> str:
         "s": claims.project_sid,
         "exp": claims.expires,
     }
+    return _encode(key, payload)
+
+
+def mint_open_token(key: SigningKey, claims: OpenClaims) -> str:
+    return _encode(key, {"m": claims.message_id, "k": OPEN_KIND, "s": claims.project_sid,
+                         "exp": claims.expires})
+
+
+def _encode(key: SigningKey, payload: dict[str, Any]) -> str:
     return jwt.encode(
         payload, key.secret.encode("utf-8"), algorithm=ALGORITHM, headers={"kid": key.id}
     )
@@ -98,8 +121,16 @@ class TokenMinter:
         self._mac = hmac.new(key.secret.encode("utf-8"), None, "sha256")
 
     def mint(self, claims: ClickClaims) -> str:
-        payload = {"m": claims.message_id, "i": claims.link_index, "u": claims.destination,
-                   "s": claims.project_sid, "exp": claims.expires}
+        return self._signed({"m": claims.message_id, "i": claims.link_index,
+                             "u": claims.destination, "s": claims.project_sid,
+                             "exp": claims.expires})
+
+    def mint_open(self, claims: OpenClaims) -> str:
+        """``mint_open_token``'s token, byte for byte."""
+        return self._signed({"m": claims.message_id, "k": OPEN_KIND, "s": claims.project_sid,
+                             "exp": claims.expires})
+
+    def _signed(self, payload: dict[str, Any]) -> str:
         signing_input = self._prefix + _segment(
             json.dumps(payload, separators=(",", ":")).encode("utf-8"))
         mac = self._mac.copy()
@@ -128,6 +159,20 @@ class TokenVerifier:
         self._ours = {_header_segment(k): self._macs[k.id] for k in keys}
 
     def verify(self, token: str, now: float | None = None) -> ClickClaims:
+        claims = _claims(self._payload(token))
+        if claims.expires <= (time.time() if now is None else now):
+            raise ExpiredToken(claims)
+        return claims
+
+    def verify_open(self, token: str, now: float | None = None) -> OpenClaims:
+        """The claims of an open pixel's token, as ``verify`` those of a click's."""
+        claims = _open_claims(self._payload(token))
+        if claims.expires <= (time.time() if now is None else now):
+            raise ExpiredToken(claims)
+        return claims
+
+    def _payload(self, token: str) -> dict[str, Any]:
+        """The payload of a token whose signature one of the keys made."""
         if not token or len(token) > MAX_TOKEN_LENGTH or not _SHAPE.fullmatch(token):
             raise InvalidToken("missing, oversize or not three base64url segments")
         signing_input, _, signature_segment = token.rpartition(".")
@@ -142,10 +187,7 @@ class TokenVerifier:
         signature = _decode_segment(signature_segment, "signature")
         if not hmac.compare_digest(expected.digest(), signature):
             raise InvalidToken("signature mismatch")
-        claims = _claims(_json_object(payload_segment, "payload"))
-        if claims.expires <= (time.time() if now is None else now):
-            raise ExpiredToken(claims)
-        return claims
+        return _json_object(payload_segment, "payload")
 
     def _mac_for(self, header_segment: str) -> hmac.HMAC:
         header = _json_object(header_segment, "header")
@@ -192,6 +234,8 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
 
 
 def _claims(payload: dict[str, Any]) -> ClickClaims:
+    if "k" in payload:
+        raise InvalidToken("not a click token")
     message_id, index, url = payload.get("m"), payload.get("i"), payload.get("u")
     sid, exp = payload.get("s"), payload.get("exp")
     # Exact types: JSON true is not a link index (bool is a subclass of int).
@@ -204,3 +248,12 @@ def _claims(payload: dict[str, Any]) -> ClickClaims:
     ):
         raise InvalidToken("claims missing or of the wrong type")
     return ClickClaims(message_id, index, url, sid, exp)
+
+
+def _open_claims(payload: dict[str, Any]) -> OpenClaims:
+    message_id, sid, exp = payload.get("m"), payload.get("s"), payload.get("exp")
+    if payload.get("k") != OPEN_KIND or "i" in payload or "u" in payload:
+        raise InvalidToken("not an open token")
+    if not (type(message_id) is str and type(sid) is str and type(exp) is int):
+        raise InvalidToken("claims missing or of the wrong type")
+    return OpenClaims(message_id, sid, exp)

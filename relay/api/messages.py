@@ -1,7 +1,7 @@
 """Messages through the API (docs/api.md): ``GET /v1/messages`` (a page of the SDK's
 MessageListData), ``GET /v1/messages/{id}`` (its MessageData),
-its events (``/events``: queued, each delivery attempt, and its clicks; machine clicks
-only with ``include_machine_events``) and its links with their clicks (``/links``).
+its events (``/events``: queued, each delivery attempt, its clicks and opens; machine clicks
+and opens only with ``include_machine_events``) and its links with their clicks (``/links``).
 
 Each recipient's copy is a message of its own, with its own id: the one the send answered
 with, or the ``message_id`` of a webhook."""
@@ -68,10 +68,11 @@ async def message_events(request: web.Request) -> web.Response:
     # lifecycle events are merged in.
     clicks = await store.message_click_events(
         message.id, include_machine=include_machine, descending=sort == "-timestamp",
-        limit=page.offset + page.size + 1,
+        limit=page.offset + page.size + 1, include_opens=True,
     )
     events = _lifecycle(message, await store.delivery_attempts(message.id))
-    events += [(e.clicked_at, _click(message, e, anchor)) for e, anchor in clicks]
+    events += [(e.clicked_at, _open(message, e) if e.opened else _click(message, e, anchor))
+               for e, anchor in clicks]
     if sort.endswith("event"):
         events.sort(key=lambda e: e[0])
         events.sort(key=lambda e: e[1].event, reverse=sort.startswith("-"))
@@ -197,21 +198,31 @@ def _lifecycle(m: MessageInfo, attempts: Sequence[DeliveryAttempt]
 
 
 def _click(m: MessageInfo, e: EventRecord, anchor_text: str) -> MessageEventData:
+    metadata = {
+        "destination_url": e.destination, "link_index": e.link_index,
+        "anchor_text": anchor_text, "first_click": e.first_click, **_engagement(e),
+    }
+    return _event(m, "clicked", e.clicked_at, metadata)
+
+
+def _open(m: MessageInfo, e: EventRecord) -> MessageEventData:
+    return _event(m, "opened", e.clicked_at, {"first_open": e.first_click, **_engagement(e)})
+
+
+def _engagement(e: EventRecord) -> dict[str, Any]:
+    """What a click's and an open's event say alike: the client and the verdict."""
     bot = {
         "detected": e.machine, "probability": e.probability, "classification": e.classification,
         "proxy_type": e.proxy_type, "reason_codes": list(e.reason_codes), "machine": e.machine,
         "counts_for_metrics": e.counts_for_metrics,
     }
-    metadata = {
-        "destination_url": e.destination, "link_index": e.link_index,
-        "anchor_text": anchor_text, "first_click": e.first_click,
+    return {
         "device_type": e.device_type, "client_type": e.client_type,
         "client_name": e.client_name, "user_agent": e.user_agent,
         "classification": e.classification, "counts_for_metrics": e.counts_for_metrics,
         "reason_codes": list(e.reason_codes), "rules": list(e.rules),
         "rules_version": e.rules_version, "bot": bot,
     }
-    return _event(m, "clicked", e.clicked_at, metadata)
 
 
 def _event(m: MessageInfo, name: str, at: int, metadata: dict[str, Any] | None

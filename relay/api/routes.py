@@ -110,9 +110,10 @@ async def update_route_tracking(
     dashboard's Save all come here. ``loaded``: the file's stamp when the caller read the
     route (the dashboard's page); a file changed on disk since is refused, not overwritten."""
     _, route = _find(api, route_id)
-    if route.type == "inbound" and changes.get("track_clicks"):
-        where = f"{field_prefix}track_clicks"
-        raise BadInput(where, f"{where}: an inbound route never tracks clicks")
+    for key in ("track_clicks", "track_opens"):
+        if route.type == "inbound" and changes.get(key):
+            where = f"{field_prefix}{key}"
+            raise BadInput(where, f"{where}: an inbound route never tracks {key[6:]}")
     if changes:
         async with api.config_write_lock:
             if loaded is not None and file_stamp(api.live.path) != loaded:

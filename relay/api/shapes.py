@@ -107,6 +107,9 @@ class RouteStatisticData(Shape):
     hard_bounce_count: int
     spam_complaint_count: int
     inbound_received_count: int
+    observed_opened_count: int | None
+    human_opened_count: int | None
+    privacy_opened_count: int | None
     effective_opened_count: int | None
     machine_opened_count: int | None
     machine_clicked_count: int | None
@@ -212,17 +215,27 @@ class StatsTotals(Shape):
     delivered: int
     hard_bounced: int
     spam_complaints: int
-    opened: int | None  # opens are not tracked: null
+    # Opens, unique per recipient (docs/opens.md); null where no copy had the pixel
+    opened: int | None  # observed_opened
     clicked: int
     inbound: StatsInbound
     transactional: StatsTypeData | None  # with project_id
     broadcast: StatsTypeData | None
+    observed_opened: int | None  # human opens plus unresolved privacy-proxy opens
+    human_opened: int | None  # genuine opens, and clicks people made (implied opens)
+    privacy_opened: int | None  # counted privacy-proxy opens (Gmail's image proxy)
     effective_opened: int | None
-    machine_opened: int | None
+    machine_opened: int | None  # with include_machine: Apple's MPP, gateways, …
     machine_clicked: int | None  # with include_machine
     # clickrelay's additions: messages clicked at least once
     unique_clicked: int
     machine_unique_clicked: int | None
+    # and, as the SDK's analytics name them: human_opened / open_tracked_delivered
+    open_tracked_delivered: int
+    human_open_rate: float | None
+    # every counted open (not once per recipient), and every machine one (include_machine)
+    opened_events: int | None
+    machine_opened_events: int | None
 
 
 class StatsDay(StatsTotals):

@@ -1,10 +1,11 @@
-"""``GET /v1/stats``: sending and click counts per UTC day, in the SDK's StatsData shape
-(docs/api.md), and the same per route for ``RouteData.statistics``.
+"""``GET /v1/stats``: sending, click and open counts per UTC day, in the SDK's StatsData
+shape (docs/api.md), and the same per route for ``RouteData.statistics``.
 
 Clicks are the human ones (those that count for metrics) unless ``include_machine`` is
 set: then ``clicked`` also counts machine clicks and ``machine_clicked`` splits them out.
 ``unique_clicked`` (messages clicked at least once) and ``links`` (per destination URL)
-are clickrelay's additions to the shape; ``opened`` is null since opens are not tracked."""
+are clickrelay's additions to the shape. Opens are counted once per recipient, in the day
+of the first open of each class, as the SDK documents (docs/opens.md, "Reports")."""
 
 from __future__ import annotations
 
@@ -27,7 +28,13 @@ from relay.api.shapes import (
 from relay.api.store import StatsStore
 from relay.config.load import Config
 from relay.errors import BadInput, NotFound
-from store.reports import ClickTotals, DestinationCounts, ReportFilter, SendingCounts
+from store.reports import (
+    ClickTotals,
+    DestinationCounts,
+    OpenFirsts,
+    ReportFilter,
+    SendingCounts,
+)
 
 MAX_DAYS = 90
 ROUTE_STATISTICS_DAYS = 30
@@ -61,9 +68,12 @@ async def route_statistics(store: StatsStore, config: Config, project_id: str, r
     return [
         RouteStatisticData(
             date=day.date, sent_count=day.sent, delivered_count=day.delivered,
-            opened_count=0, clicked_count=day.clicked, hard_bounce_count=day.hard_bounced,
-            spam_complaint_count=0, inbound_received_count=0, effective_opened_count=None,
-            machine_opened_count=None, machine_clicked_count=day.machine_clicked,
+            opened_count=day.opened or 0, clicked_count=day.clicked,
+            hard_bounce_count=day.hard_bounced, spam_complaint_count=0,
+            inbound_received_count=0, observed_opened_count=day.observed_opened,
+            human_opened_count=day.human_opened, privacy_opened_count=day.privacy_opened,
+            effective_opened_count=day.effective_opened,
+            machine_opened_count=day.machine_opened, machine_clicked_count=day.machine_clicked,
         )
         for day in daily
     ]
@@ -76,38 +86,76 @@ async def daily_report(store: StatsStore, config: Config, where: ReportFilter, f
     sending = await store.sending_counts(since, until, where, daily=True)
     clicks = await store.click_totals(since, until, where, daily=True)
     totals = await store.click_totals(since, until, where, daily=False)
+    firsts = await store.open_firsts(since, until, where)
+    opened = await store.click_totals(since, until, where, daily=True, opens=True)
+    opened_total = await store.click_totals(since, until, where, daily=False, opens=True)
     types = {r.id: r.type for p in config.projects for r in p.routes}
     by_type = where.project_id is not None
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     daily = []
     for day in days:
         key = day.isoformat()
+        start, end = _bounds(day, day)
         counts = _counts([s for s in sending if s.day == key],
-                         [c for c in clicks if c.day == key], types, by_type, include_machine)
+                         [c for c in clicks if c.day == key], types, by_type, include_machine,
+                         _opens(firsts, start, end, include_machine,
+                                [o for o in opened if o.day == key]))
         daily.append(StatsDay(date=key, **counts.model_dump()))
-    return _counts(sending, totals, types, by_type, include_machine), daily
+    opens = _opens(firsts, since, until, include_machine, opened_total)
+    return _counts(sending, totals, types, by_type, include_machine, opens), daily
+
+
+def _opens(firsts: Sequence[OpenFirsts], start: int, end: int, include_machine: bool,
+           events: Sequence[ClickTotals]) -> dict[str, int | None]:
+    """Copies first opened in ``[start, end)``, per class: a privacy-proxy open is
+    unresolved while no human open (or click) of the copy came before the end; and the
+    open events of the range (``events``)."""
+    def within(at: int | None) -> bool:
+        return at is not None and start <= at < end
+
+    human = sum(1 for f in firsts if within(f.human_at))
+    privacy = sum(1 for f in firsts if within(f.privacy_at)
+                  and (f.human_at is None or f.human_at >= end))
+    machine = sum(1 for f in firsts if within(f.machine_at))
+    return {"human": human, "privacy": privacy,
+            "machine": machine if include_machine else None,
+            "events": sum(e.human for e in events),
+            "machine_events": sum(e.machine for e in events) if include_machine else None}
 
 
 def _counts(sending: Sequence[SendingCounts], clicks: Sequence[ClickTotals],
-            types: dict[str, str], by_type: bool, include_machine: bool) -> StatsTotals:
+            types: dict[str, str], by_type: bool, include_machine: bool,
+            opens: dict[str, int | None]) -> StatsTotals:
     human, machine = sum(c.human for c in clicks), sum(c.machine for c in clicks)
+    tracked = sum(s.open_tracked_delivered for s in sending)
+    human_opened, privacy_opened = opens["human"] or 0, opens["privacy"] or 0
+    # Null where opens were not tracked at all, as the SDK's shape has it.
+    observed = human_opened + privacy_opened if tracked or human_opened or privacy_opened \
+        else None
     return StatsTotals(
         sent=sum(s.sent for s in sending),
         delivered=sum(s.delivered for s in sending),
         hard_bounced=sum(s.failed for s in sending),
         spam_complaints=0,
-        opened=None,
+        opened=observed,
         clicked=human + machine if include_machine else human,
         inbound=StatsInbound(received=0),
         transactional=_by_type(sending, types, "transactional") if by_type else None,
         broadcast=_by_type(sending, types, "broadcast") if by_type else None,
-        effective_opened=None,
-        machine_opened=None,
+        observed_opened=observed,
+        human_opened=None if observed is None else human_opened,
+        privacy_opened=None if observed is None else privacy_opened,
+        effective_opened=observed,
+        machine_opened=opens["machine"],
         machine_clicked=machine if include_machine else None,
         unique_clicked=sum((c.unique_any if include_machine else c.unique_human)
                            for c in clicks),
         machine_unique_clicked=sum(c.unique_machine for c in clicks)
         if include_machine else None,
+        open_tracked_delivered=tracked,
+        human_open_rate=round(human_opened / tracked, 4) if tracked else None,
+        opened_events=None if observed is None else opens["events"],
+        machine_opened_events=opens["machine_events"],
     )
 
 

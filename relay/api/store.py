@@ -21,6 +21,7 @@ from store.reports import (
     DeliveryRow,
     DestinationCounts,
     MessageLinkCounts,
+    OpenFirsts,
     ReportFilter,
     SendingCounts,
 )
@@ -55,7 +56,8 @@ class MessageReportStore(Protocol):
     async def delivery_attempts(self, message_id: str) -> list[DeliveryAttempt]: ...
 
     async def message_click_events(
-        self, message_id: str, *, include_machine: bool, descending: bool, limit: int
+        self, message_id: str, *, include_machine: bool, descending: bool, limit: int,
+        include_opens: bool = False,
     ) -> list[tuple[EventRecord, str]]: ...
 
     async def message_link_counts(self, message_id: str) -> list[MessageLinkCounts]: ...
@@ -68,12 +70,15 @@ class StatsStore(Protocol):
     ) -> list[SendingCounts]: ...
 
     async def click_totals(
-        self, since: int, until: int, where: ReportFilter, *, daily: bool
+        self, since: int, until: int, where: ReportFilter, *, daily: bool, opens: bool = False
     ) -> list[ClickTotals]: ...
 
     async def destination_counts(
         self, since: int, until: int, where: ReportFilter, *, limit: int
     ) -> list[DestinationCounts]: ...
+
+    async def open_firsts(self, since: int, until: int, where: ReportFilter
+                          ) -> list[OpenFirsts]: ...
 
 
 # Webhook deliveries.

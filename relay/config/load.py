@@ -42,7 +42,7 @@ DEFAULT_LIMITS = MessageLimits()
 # are warned about (not refused: the example's development tokens are shorter).
 MIN_TOKEN_LENGTH = 32
 MIN_LINE_LENGTH = 1001  # what aiosmtpd allows: a line of 998 octets, its CRLF, a dot
-WEBHOOK_EVENTS = ("message.clicked", *DELIVERY_EVENTS)
+WEBHOOK_EVENTS = ("message.clicked", "message.opened", *DELIVERY_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -384,8 +384,9 @@ def _route(t: Table) -> RouteConfig:
     )
     if route.type not in ROUTE_TYPES:
         raise t.error("type", f"must be one of {', '.join(ROUTE_TYPES)}, not {route.type!r}")
-    if route.type == "inbound" and route.track_clicks:
-        raise t.error("track_clicks", "an inbound route never tracks clicks")
+    for key, what in (("track_clicks", "clicks"), ("track_opens", "opens")):
+        if route.type == "inbound" and getattr(route, key):
+            raise t.error(key, f"an inbound route never tracks {what}")
     t.done()
     return route
 

@@ -12,7 +12,7 @@ which ``<body`` in the text is the tag: every candidate gets a numbered marker a
 in a copy only lexbor reads, and lexbor's body element carries the marker of the first
 one it took as the body start tag (a later stray ``<body>`` only adds attributes the
 element does not have yet, HTML Standard §13.2.6.4.7), so a ``<body`` inside a comment,
-a script or an attribute value is never chosen.
+a script or an attribute value is never chosen (relay/rewrite/markers.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import html
 import re
 
-from selectolax.lexbor import LexborHTMLParser
+from relay.rewrite.markers import MAX_CANDIDATES, marked_tree, marker_number
 
 _MARKER = "data-clickrelay-hp"
 _WS = "\t\n\f\r "
@@ -34,7 +34,6 @@ _TAG_REST = re.compile(
 # Markup that means the text is a whole document, not a fragment of a body.
 _DOCUMENT_MARKUP = re.compile(r"<(?:!doctype|html|head|body)(?=[\t\n\f\r />])",
                               re.ASCII | re.IGNORECASE)
-MAX_CANDIDATES = 16
 
 HIDDEN_STYLE = (
     "display:none;mso-hide:all;max-height:0;max-width:0;overflow:hidden;"
@@ -78,16 +77,9 @@ def body_content_offset(document: str) -> int | None:
 
 
 def _body_tag_taken_by_lexbor(document: str, tags: list[tuple[int, int]]) -> int | None:
-    pieces, pos = [], 0
-    for number, (start, _) in enumerate(tags):
-        name_end = start + len("<body")
-        # Unquoted and space-delimited: inside another attribute's quoted value (where
-        # lexbor sees no tag) the marker must not end that value in the copy.
-        pieces += [document[pos:name_end], f" {_MARKER}={number} "]
-        pos = name_end
-    pieces.append(document[pos:])
-    body = LexborHTMLParser("".join(pieces)).body
-    value = body.attributes.get(_MARKER) if body is not None else None
-    if value is None or not value.isdigit() or int(value) >= len(tags):
-        return None
-    return int(value)
+    # Unquoted and space-delimited: inside another attribute's quoted value (where lexbor
+    # sees no tag) the marker must not end that value in the copy.
+    marks = [(start + len("<body"), f" {_MARKER}={number} ")
+             for number, (start, _) in enumerate(tags)]
+    body = marked_tree(document, marks).body
+    return marker_number(body.attributes.get(_MARKER) if body is not None else None, len(tags))

@@ -1,6 +1,7 @@
-"""Tracking a mail's links: every text/html part's links rewritten, once for all the
-recipients, to tracking links whose tokens each copy fills in (docs/mail.md,
-relay/rewrite/copies.py). Fails open: a part that cannot be rewritten goes out as it came, and
+"""Tracking a mail's links and opens: every text/html part's links rewritten, and its open
+pixel put in (relay/rewrite/pixel.py), once for all the recipients, in one pass, with
+tokens that each copy fills in (docs/mail.md, docs/opens.md, relay/rewrite/copies.py).
+Fails open: a part that cannot be rewritten goes out as it came, and
 the caller logs the reason. Runs in a worker process (relay/submission/intake.py): everything it
 needs comes in a ``LinkSettings``, and nothing here logs or reads the configuration."""
 
@@ -15,10 +16,11 @@ from relay.message.mime import PartOutcome, walk_html_parts
 from relay.rewrite.copies import Placeholders, Slot, Template, make_template
 from relay.rewrite.honeypot import insert_honeypot
 from relay.rewrite.links import Link, TooManyLinks, rewrite_links
+from relay.rewrite.pixel import insert_pixel
 from store.records import LinkRecord
 from tracker.config import SigningKey
-from tracker.tokens import ClickClaims, TokenMinter, mint_token
-from tracker.webhooks.events import HONEYPOT_LINK_INDEX
+from tracker.tokens import ClickClaims, OpenClaims, TokenMinter, mint_open_token, mint_token
+from tracker.webhooks.events import HONEYPOT_LINK_INDEX, OPEN_LINK_INDEX
 
 MAX_LINKS_PER_MESSAGE = 1000
 SECONDS_PER_DAY = 86_400
@@ -39,6 +41,8 @@ class LinkSettings:
     limits: MessageLimits
     # Destinations never tracked in this mail: its List-Unsubscribe URLs (set per mail).
     untracked: frozenset[str] = frozenset()
+    track_clicks: bool = True
+    track_opens: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,9 @@ def track_message(settings: LinkSettings, raw: bytes, *, fast: bool = True) -> T
     limits = settings.limits
     placeholders = Placeholders(lambda link: len(mint(settings, _SAMPLE_MESSAGE_ID, link)))
     links: list[LinkRecord] = []
-    honeypot = Link(HONEYPOT_LINK_INDEX, f"{settings.base}/", "") if settings.honeypot else None
+    honeypot = (Link(HONEYPOT_LINK_INDEX, f"{settings.base}/", "")
+                if settings.honeypot and settings.track_clicks else None)
+    pixel = Link(OPEN_LINK_INDEX, "", "") if settings.track_opens else None
     baited: list[bool] = []
     tags = scanned = 0  # over all the HTML parts, against the limits
 
@@ -62,10 +68,18 @@ def track_message(settings: LinkSettings, raw: bytes, *, fast: bool = True) -> T
         return f"{settings.base}/c/{placeholders(link)}"
 
     def rewrite(html: str) -> str:
-        nonlocal tags, scanned
+        nonlocal tags
         tags += html.count("<")
         if tags > limits.max_html_tags:
             raise over_limit("HTML tags", limits.max_html_tags, "max_html_tags")
+        if settings.track_clicks:
+            html = rewrite_part_links(html)
+        if pixel is not None:  # after the links: the pixel is never a tracked link
+            html = insert_pixel(html, f"{settings.base}/o/{placeholders(pixel)}")
+        return html
+
+    def rewrite_part_links(html: str) -> str:
+        nonlocal scanned
         try:
             result = rewrite_links(
                 html,
@@ -108,10 +122,7 @@ def copy_tokens(
             continue
         key = (slot.link.index, slot.link.destination)
         if key not in minted:
-            link = slot.link
-            minted[key] = (mint(settings, message_id, link) if minter is None else minter.mint(
-                ClickClaims(message_id, link.index, link.destination, settings.sid,
-                            settings.expires)))
+            minted[key] = mint(settings, message_id, slot.link, minter)
         token = minted[key]
         if len(token) != len(slot.placeholder):
             raise ValueError(f"token of {len(token)} characters for a placeholder of "
@@ -120,10 +131,16 @@ def copy_tokens(
     return tokens
 
 
-def mint(settings: LinkSettings, message_id: str, link: Link) -> str:
+def mint(settings: LinkSettings, message_id: str, link: Link,
+         minter: TokenMinter | None = None) -> str:
+    """A copy's token for a link, or for its open pixel (``OPEN_LINK_INDEX``)."""
+    if link.index == OPEN_LINK_INDEX:
+        opened = OpenClaims(message_id, settings.sid, settings.expires)
+        return (mint_open_token(settings.key, opened) if minter is None
+                else minter.mint_open(opened))
     claims = ClickClaims(message_id, link.index, link.destination, settings.sid,
                          settings.expires)
-    return mint_token(settings.key, claims)
+    return mint_token(settings.key, claims) if minter is None else minter.mint(claims)
 
 
 def copy_body(settings: LinkSettings, tracked: TrackedMessage, message_id: str) -> bytes:

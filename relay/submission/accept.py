@@ -207,7 +207,7 @@ def new_messages(submission: Submission, prepared: Prepared) -> list[NewMessage]
             tag=controls.tag, metadata=controls.metadata, track_clicks=prepared.tracking,
             created_at=submission.created_at, body=b"", links=prepared.links,
             shared=shared, fills=copy.fills, fills_span=copy.fills_span, names=copy.names,
-            mail_params=submission.mail_params,
+            mail_params=submission.mail_params, track_opens=prepared.opens,
         )
         for copy in prepared.copies
     ]

@@ -74,7 +74,8 @@ class Prepared:
 
     submission_id: str
     route: RouteConfig
-    tracking: bool
+    tracking: bool  # clicks
+    opens: bool
     controls: Controls
     subject: str | None
     body_hash: str | None  # for the Idempotency-Key claim, when the mail has one
@@ -95,7 +96,7 @@ def prepare(submission: Submission) -> Prepared:
     controls = read_controls(fields)
     subject = read_subject(fields)
     route = choose_route(submission.project, controls.route_slug)
-    tracking = decide_tracking(route, controls)
+    tracking, opens = decide_tracking(route, controls)
     body_hash = None
     if controls.idempotency_key is not None:
         body_hash = fingerprint(submission.mail_from, submission.rcpt_tos, fields,
@@ -105,20 +106,22 @@ def prepare(submission: Submission) -> Prepared:
     ids = [str(uuid.uuid4()) for _ in submission.rcpt_tos]
     links: tuple[LinkRecord, ...] = ()
     parts: tuple[PartOutcome, ...] = ()
-    if not tracking:
+    if not (tracking or opens):
         template = Template.plain(forwarded)
         fills: list[tuple[bytes, ...]] = [() for _ in ids]
     else:
         settings = replace(submission.links, honeypot=route.bot_honeypot,
                            untracked=list_unsubscribe_urls(get_values(fields,
-                                                                      "List-Unsubscribe")))
+                                                                      "List-Unsubscribe")),
+                           track_clicks=tracking, track_opens=opens)
         tracked = track_message(settings, forwarded)
         template, links, parts = tracked.template, tracked.links, tracked.parts
         minter = TokenMinter(settings.key)
         fills = [template.fills(copy_tokens(settings, tracked, i, minter)) for i in ids]
     body, copies = shared_body(submission, template, ids, fills)
     copies = name_copies(copies, fields)
-    return Prepared(submission.submission_id, route, tracking, controls, subject, body_hash,
+    return Prepared(submission.submission_id, route, tracking, opens, controls, subject,
+                    body_hash,
                     body, copies, links, parts)
 
 
@@ -189,10 +192,11 @@ def choose_route(
     return route
 
 
-def decide_tracking(route: RouteConfig, controls: Controls) -> bool:
-    """The per-email override beats the route; inbound routes never track."""
+def decide_tracking(route: RouteConfig, controls: Controls) -> tuple[bool, bool]:
+    """Whether clicks and opens are tracked: the per-email override beats the route;
+    inbound routes never track."""
     if route.type == "inbound":
-        return False
-    if controls.track_clicks is not None:
-        return controls.track_clicks
-    return route.track_clicks
+        return False, False
+    clicks, opens = controls.track_clicks, controls.track_opens
+    return (route.track_clicks if clicks is None else clicks,
+            route.track_opens if opens is None else opens)

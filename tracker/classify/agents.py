@@ -100,7 +100,7 @@ CURATED_AGENTS: Final[tuple[CuratedAgent, ...]] = (
     # Gmail's prefetch of a fresh message, a frozen Chrome 42/Edge 12 agent:
     # bird.com/blog/gmail-prefetching-images (SparkPost).
     CuratedAgent(r"Chrome/42\.0\.2311\.135 Safari/537\.36 Edge/12\.246 Mozilla/5\.0", PROXY,
-                 "gmail_image_proxy", "Gmail Image Proxy"),
+                 "gmail_prefetch", "Gmail Image Proxy"),
     # help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html
     CuratedAgent(r"YahooMailProxy", PROXY, "yahoo_image_proxy", "Yahoo Mail Proxy"),
     # -- HTTP libraries and tools -------------------------------------------------------------

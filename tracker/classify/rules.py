@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-RULES_VERSION = "2026.11-1"
+RULES_VERSION = "2026.12-1"
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,16 @@ class Probabilities:
     early_click: int = 20  # seconds after sending: weak on its own, by design
     honeypot_hit: int = 99  # the hidden link, which no person can see
     near_honeypot: int = 95  # close in time to a honeypot hit on the same message
+    # A burst, rapid hits or every link hit, by a person in a hurry: a current browser's
+    # user-activated navigations with its language, from a home network, one client.
+    hurried_reader: int = 10
+    # Opens (docs/opens.md)
+    apple_mpp: int = 95  # Apple's MPP fetches every image at delivery, read or not
+    gmail_prefetch: int = 95  # Gmail fetches a fresh message's images before anyone reads it
+    image_proxy_open: int = 10  # Gmail's image proxy fetches when the person views the mail
+    yahoo_proxy_open: int = 25  # Yahoo's proxy as Gmail's, less documented: less certain
+    proxy_off_network: int = 30  # Gmail's proxy agent from outside Google's network
+    open_before_delivery: int = 95  # an open of a copy not yet delivered upstream
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""Click classification (docs/classification.md): a pure function from one stored
-observation and its context (the other hits of the same message, the address's fan-out, the
-send time) to a ``Verdict`` — genuine, privacy proxy, security scanner, link preview or
-generic bot.
+"""Click and open classification (docs/classification.md, docs/opens.md): a pure function
+from one stored observation and its context (the other hits of the same message, the
+address's fan-out, the send and delivery times) to a ``Verdict`` — genuine, privacy proxy,
+security scanner, link preview or generic bot.
 
 No I/O, no clock and no configuration object inside: thresholds and probabilities come
 in as ``tracker.classify.rules.Rules``, and the context is whatever the promotion worker
@@ -12,57 +12,48 @@ who made the request — the classification it points to.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from tracker.classify.agents import HEADLESS, LIBRARY, PREVIEW, PROXY, SCANNER, AgentMatch
+from tracker.classify.agents import (
+    HEADLESS,
+    LIBRARY,
+    PREVIEW,
+    PROXY,
+    SCANNER,
+    AgentMatch,
+)
+from tracker.classify.behaviour import context_signals
 from tracker.classify.rules import DEFAULT_RULES, Probabilities, Rules
+from tracker.classify.signals import (
+    CLASSIFICATIONS,
+    GENERIC_BOT,
+    GENUINE,
+    LINK_PREVIEW,
+    MACHINE_THRESHOLD,
+    PRIVACY_PROXY,
+    REASON_CODES,
+    SECURITY_SCANNER,
+    ClickContext,
+    Hit,
+    Signal,
+    stale_browser,
+)
 from tracker.classify.useragent import AgentFacts, agent_facts, client_info
 
-GENUINE = "genuine"
-PRIVACY_PROXY = "privacy_proxy"
-SECURITY_SCANNER = "security_scanner"
-LINK_PREVIEW = "link_preview"
-GENERIC_BOT = "generic_bot"
-CLASSIFICATIONS = (GENUINE, PRIVACY_PROXY, SECURITY_SCANNER, LINK_PREVIEW, GENERIC_BOT)
+# The classifier's inputs and vocabulary, for its callers (tracker.classify.signals).
+__all__ = ["CLASSIFICATIONS", "GENERIC_BOT", "GENUINE", "LINK_PREVIEW", "PRIVACY_PROXY",
+           "REASON_CODES", "SECURITY_SCANNER", "ClickContext", "Hit", "Verdict", "classify"]
 
-# Lettermint's broad categories, in the order verdicts list them.
-REASON_CODES = ("privacy_proxy", "image_proxy", "link_protection", "known_bot",
-                "security_network", "timing", "link_pattern", "request_shape", "sandbox",
-                "other")
-
-MACHINE_THRESHOLD = 50  # docs/classification.md: machine ⇔ probability ≥ 50
-_US = 1_000_000
-
-
-@dataclass(frozen=True)
-class Hit:
-    """Another observation of the same message (context)."""
-
-    at_us: int  # UTC microseconds since epoch
-    link_index: int
-    addr_hash: str
-    user_agent: str
-    honeypot: bool
-
-
-@dataclass(frozen=True)
-class ClickContext:
-    method: str  # "GET" | "HEAD"
-    user_agent: str
-    headers: Mapping[str, str]  # lower-case names: accept, accept-language, sec-fetch-*, …
-    network: str | None  # network label of the client address, or None
-    addr_hash: str
-    at_us: int
-    sent_at_us: int  # when the message was accepted
-    link_index: int
-    honeypot: bool  # this hit is on the hidden honeypot link
-    message_hits: Sequence[Hit]  # all OTHER observations of the message, before and after
-    message_link_count: int  # tracked links of the message, honeypot excluded
-    fanout_messages: int  # distinct messages this addr_hash hit in the fan-out window
+# Apple Mail Privacy Protection's fetchers: this network label (shipped with Apple's
+# 17.0.0.0/8, tracker/clicks/networks.toml) and exactly this agent (docs/opens.md).
+APPLE_MPP = "apple_mpp"
+APPLE_MPP_AGENT = "Mozilla/5.0"
+# A mailbox image proxy's own network: its opens come from there by design.
+_PROXY_HOME: Final[Mapping[str, str]] = MappingProxyType(
+    {"gmail_image_proxy": "google", "gmail_prefetch": "google"})
 
 
 @dataclass(frozen=True)
@@ -78,24 +69,17 @@ class Verdict:
     rules_version: str
 
 
-@dataclass(frozen=True)
-class _Signal:
-    rule: str
-    categories: tuple[str, ...]
-    probability: int
-    kind: str | None = None  # the classification this signal points to, if any
-    identity: bool = False  # the agent string names the client (more specific than a network)
-    proxy_type: str | None = None
-
-
 def classify(ctx: ClickContext, rules: Rules = DEFAULT_RULES) -> Verdict:
-    """Classify one click observation in its context."""
+    """Classify one click (or open) observation in its context."""
     facts = agent_facts(ctx.user_agent)
+    agent = list(_open_agent_signals(ctx, facts, rules) if ctx.opened
+                 else _agent_signals(facts, rules))
+    home = next((_PROXY_HOME.get(s.proxy_type or "") for s in agent if ctx.opened), None)
     signals = [
-        *_agent_signals(facts, rules),
+        *agent,
         *_request_signals(ctx, facts, rules),
-        *_network_signals(ctx.network, rules),
-        *_context_signals(ctx, rules),
+        *_network_signals(ctx.network, rules, home),
+        *context_signals(ctx, facts, rules),
     ]
     return _verdict(signals, rules)
 
@@ -113,60 +97,71 @@ _AGENT_KINDS: Final[Mapping[str, tuple[str, tuple[str, ...], str]]] = MappingPro
 _CRAWLER = ("crawler_agent", ("known_bot",), GENERIC_BOT)
 
 
-def _agent_signals(facts: AgentFacts, rules: Rules) -> Iterator[_Signal]:
+def _agent_signals(facts: AgentFacts, rules: Rules) -> Iterator[Signal]:
     p = rules.probabilities
     if facts.empty:
-        yield _Signal("empty_user_agent", ("request_shape",), p.empty_user_agent, GENERIC_BOT)
+        yield Signal("empty_user_agent", ("request_shape",), p.empty_user_agent, GENERIC_BOT)
     elif facts.bare_mozilla:
-        yield _Signal("bare_mozilla_agent", ("request_shape",), p.bare_mozilla_agent,
+        yield Signal("bare_mozilla_agent", ("request_shape",), p.bare_mozilla_agent,
                       GENERIC_BOT)
     if facts.match is not None:
         yield _match_signal(facts.match, p)
-    if _stale(facts, rules):
-        yield _Signal(f"stale_browser:{facts.browser}_{facts.browser_major}", ("sandbox",),
+    if stale_browser(facts, rules):
+        yield Signal(f"stale_browser:{facts.browser}_{facts.browser_major}", ("sandbox",),
                       p.stale_browser)
 
 
-def _match_signal(match: AgentMatch, p: Probabilities) -> _Signal:
+def _open_agent_signals(ctx: ClickContext, facts: AgentFacts, rules: Rules
+                        ) -> Iterator[Signal]:
+    """Who fetched a pixel. Apple's MPP fetches every image at delivery: no person. A
+    mailbox image proxy fetches it when the person views the mail (Gmail, Yahoo with less
+    certainty), except Gmail's prefetch of a fresh message."""
+    p = rules.probabilities
+    if ctx.network == APPLE_MPP and ctx.user_agent == APPLE_MPP_AGENT:
+        yield Signal("apple_mpp", ("privacy_proxy", "image_proxy"), p.apple_mpp,
+                      PRIVACY_PROXY, identity=True, proxy_type="apple_mpp")
+        return
+    match = facts.match
+    if match is None or match.kind != PROXY:
+        yield from _agent_signals(facts, rules)
+        return
+    probability = {"gmail_prefetch": p.gmail_prefetch,
+                   "yahoo_image_proxy": p.yahoo_proxy_open}.get(match.name, p.image_proxy_open)
+    yield Signal(f"image_proxy_agent:{match.name}", ("privacy_proxy", "image_proxy"),
+                  probability, PRIVACY_PROXY, identity=True, proxy_type=match.name)
+    home = _PROXY_HOME.get(match.name)
+    if home is not None and ctx.network != home:
+        # Gmail's fetchers come from Google's own network: the agent alone is easy to wear.
+        yield Signal(f"proxy_off_network:{match.name}", ("other",), p.proxy_off_network)
+
+
+def _match_signal(match: AgentMatch, p: Probabilities) -> Signal:
     field, codes, kind = _AGENT_KINDS.get(match.kind, _CRAWLER)
     if match.source != "curated" and match.kind != PROXY:
         # crawler-user-agents entries are crawlers of all sorts, not link protection as such
         codes = ("known_bot",)
     proxy_type = match.name if match.kind == PROXY else None
-    return _Signal(f"{field}:{match.name}", codes, getattr(p, field), kind, identity=True,
+    return Signal(f"{field}:{match.name}", codes, getattr(p, field), kind, identity=True,
                    proxy_type=proxy_type)
-
-
-def _stale(facts: AgentFacts, rules: Rules) -> bool:
-    """A browser far older than supported ones; only telling when the agent is otherwise
-    unknown (an image proxy's frozen agent string says nothing about sandboxes)."""
-    major = facts.browser_major
-    if facts.match is not None:
-        return False
-    if facts.browser == "msie":
-        return True  # retired in 2022; sandboxes and old scanners still send it
-    if facts.browser == "chrome" and major is not None:
-        return major < rules.stale_chrome_major
-    return facts.browser == "firefox" and major is not None and major < rules.stale_firefox_major
 
 
 # -- how it asked: method and headers -------------------------------------------------------------
 
 
-def _request_signals(ctx: ClickContext, facts: AgentFacts, rules: Rules) -> Iterator[_Signal]:
+def _request_signals(ctx: ClickContext, facts: AgentFacts, rules: Rules) -> Iterator[Signal]:
     p = rules.probabilities
     headers = {name.lower(): value for name, value in ctx.headers.items()}
     if ctx.method.upper() == "HEAD":
         # People navigate with GET; link checkers and gateways probe with HEAD.
-        yield _Signal("head_request", ("request_shape",), p.head_request, SECURITY_SCANNER)
+        yield Signal("head_request", ("request_shape",), p.head_request, SECURITY_SCANNER)
     purpose = f"{headers.get('purpose', '')} {headers.get('sec-purpose', '')}".lower()
     if "prefetch" in purpose:
-        yield _Signal("prefetch_request", ("request_shape",), p.prefetch_request, LINK_PREVIEW)
+        yield Signal("prefetch_request", ("request_shape",), p.prefetch_request, LINK_PREVIEW)
     yield from _missing_browser_headers(ctx.user_agent, headers, facts, p)
 
 
 def _missing_browser_headers(user_agent: str, headers: Mapping[str, str], facts: AgentFacts,
-                             p: Probabilities) -> Iterator[_Signal]:
+                             p: Probabilities) -> Iterator[Signal]:
     """An agent that claims to be a browser but lacks the headers that browser always sends:
     Accept-Language, and Sec-Fetch-* from Chrome 80 / Firefox 90 on (MDN browser-compat data)
     — the shape of a script or sandbox wearing a browser's agent string."""
@@ -179,9 +174,9 @@ def _missing_browser_headers(user_agent: str, headers: Mapping[str, str], facts:
     if not (no_language or no_fetch) or client_info(user_agent).client_type != "browser":
         return
     if no_language:
-        yield _Signal("missing_accept_language", ("request_shape",), p.missing_accept_language)
+        yield Signal("missing_accept_language", ("request_shape",), p.missing_accept_language)
     if no_fetch:
-        yield _Signal("missing_fetch_metadata", ("request_shape",), p.missing_fetch_metadata)
+        yield Signal("missing_fetch_metadata", ("request_shape",), p.missing_fetch_metadata)
 
 
 def _sends_fetch_metadata(facts: AgentFacts) -> bool:
@@ -193,102 +188,28 @@ def _sends_fetch_metadata(facts: AgentFacts) -> bool:
 # -- where it came from: the network label --------------------------------------------------------
 
 
-def _network_signals(label: str | None, rules: Rules) -> Iterator[_Signal]:
-    if not label:
+def _network_signals(label: str | None, rules: Rules, home: str | None = None
+                     ) -> Iterator[Signal]:
+    """``home``: the network of the image proxy that fetched a pixel, expected there."""
+    if not label or label == home:
         return
     prefix, _, rest = label.partition(":")
     kind, name = (prefix, rest) if rest else ("", label)
     p = rules.probabilities
     if kind == "scanner" or label in rules.scanner_networks:
-        yield _Signal(f"scanner_network:{name}", ("security_network",), p.scanner_network,
+        yield Signal(f"scanner_network:{name}", ("security_network",), p.scanner_network,
                       SECURITY_SCANNER)
     elif kind == "cloud" or label in rules.cloud_networks:
-        yield _Signal(f"cloud_network:{name}", ("other",), p.cloud_network, GENERIC_BOT)
+        yield Signal(f"cloud_network:{name}", ("other",), p.cloud_network, GENERIC_BOT)
     elif kind == "proxy" or label in rules.proxy_networks:
-        yield _Signal(f"proxy_network:{name}", ("privacy_proxy",), p.proxy_network,
+        yield Signal(f"proxy_network:{name}", ("privacy_proxy",), p.proxy_network,
                       PRIVACY_PROXY, proxy_type=name)
-
-
-# -- how it behaved: the message's other hits, fan-out and timing ---------------------------------
-
-
-def _context_signals(ctx: ClickContext, rules: Rules) -> Iterator[_Signal]:
-    p = rules.probabilities
-    if ctx.honeypot:
-        yield _Signal("honeypot_hit", ("link_pattern",), p.honeypot_hit, SECURITY_SCANNER)
-    elif _near_honeypot(ctx, rules):
-        yield _Signal("near_honeypot", ("link_pattern",), p.near_honeypot, SECURITY_SCANNER)
-    related = [h for h in ctx.message_hits if _related(h, ctx)]
-    points = sorted([(h.at_us, (h.honeypot, h.link_index)) for h in related]
-                    + [(ctx.at_us, (ctx.honeypot, ctx.link_index))])
-    if any(len({key for _, key in w}) >= rules.burst_min_links
-           for w in _windows(points, ctx.at_us, rules.burst_window_s)):
-        yield _Signal("burst", ("timing",), p.burst, SECURITY_SCANNER)
-    if any(len(w) > rules.rapid_max_hits
-           for w in _windows(points, ctx.at_us, rules.rapid_window_s)):
-        yield _Signal("rapid_hits", ("timing",), p.rapid_hits, SECURITY_SCANNER)
-    if _all_links(related, ctx, rules):
-        yield _Signal("all_links", ("link_pattern",), p.all_links, SECURITY_SCANNER)
-    if ctx.fanout_messages >= rules.fanout_min_messages:
-        yield _Signal("fanout", ("security_network",), p.fanout, SECURITY_SCANNER)
-    if 0 <= ctx.at_us - ctx.sent_at_us < rules.early_click_s * _US:
-        # A click seconds after sending is a weak hint only: people do read new mail at once.
-        yield _Signal("early_click", ("timing",), p.early_click)
-
-
-def _related(hit: Hit, ctx: ClickContext) -> bool:
-    """Whether another hit is the same client as this one, for bursts and link patterns.
-
-    A scanner fleet shares one agent string across addresses; one address may be shared by a
-    scanner and a person (NAT, Outlook's own link check before the browser opens), so hits of
-    the same address count only when both agents are identified bots or both are not. A
-    person's browser after a burst is thus not blamed for the scanner's hits."""
-    if hit.user_agent == ctx.user_agent:
-        return True
-    return hit.addr_hash == ctx.addr_hash and _known_bot(hit.user_agent) == _known_bot(
-        ctx.user_agent)
-
-
-def _known_bot(user_agent: str) -> bool:
-    facts = agent_facts(user_agent)
-    return facts.empty or facts.bare_mozilla or facts.match is not None
-
-
-def _windows(points: list[tuple[int, tuple[bool, int]]], at_us: int,
-             width_s: float) -> Iterator[list[tuple[int, tuple[bool, int]]]]:
-    """Each window [start, start + width] that starts at a point and contains ``at_us``."""
-    width = int(width_s * _US)
-    times = [t for t, _ in points]
-    for i in range(bisect_left(times, at_us - width), bisect_right(times, at_us)):
-        yield points[i:bisect_right(times, times[i] + width)]
-
-
-def _all_links(related: Iterable[Hit], ctx: ClickContext, rules: Rules) -> bool:
-    """Every tracked link hit from this address. Unlike bursts, this spans up to a minute,
-    so an agent string shared with a scanner elsewhere (reduced Chrome agents are alike) does
-    not make a later person's click part of the scanner's sweep."""
-    count = ctx.message_link_count
-    if count < rules.all_links_min_links:
-        return False
-    width = rules.all_links_window_s * _US
-    links = {h.link_index for h in related if h.addr_hash == ctx.addr_hash
-             and not h.honeypot and abs(h.at_us - ctx.at_us) <= width}
-    if not ctx.honeypot:
-        links.add(ctx.link_index)
-    return links.issuperset(range(count))
-
-
-def _near_honeypot(ctx: ClickContext, rules: Rules) -> bool:
-    width = rules.honeypot_window_s * _US
-    return any(h.honeypot and (abs(h.at_us - ctx.at_us) <= width or (
-        h.addr_hash == ctx.addr_hash and h.user_agent == ctx.user_agent))
-        for h in ctx.message_hits)
 
 
 # -- the verdict ----------------------------------------------------------------------------------
 
 
-def _verdict(signals: list[_Signal], rules: Rules) -> Verdict:
+def _verdict(signals: list[Signal], rules: Rules) -> Verdict:
     human = 1.0
     for signal in signals:
         human *= 1 - signal.probability / 100
@@ -309,7 +230,7 @@ def _verdict(signals: list[_Signal], rules: Rules) -> Verdict:
     )
 
 
-def _classification(signals: list[_Signal], machine: bool, proxy_type: str | None) -> str:
+def _classification(signals: list[Signal], machine: bool, proxy_type: str | None) -> str:
     """Below the threshold a click is a person's, through a privacy proxy or not. Above it, a
     known agent string names the client (a network hosts several services: Google's serves
     both its image proxy and its link scanning); else the strongest network or behaviour

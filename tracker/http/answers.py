@@ -1,7 +1,7 @@
 """The click front's answers as bytes (``tracker.http.front``): the ``302`` to a click's
-destination, the ``404`` page, the ``408`` for a head that came too slowly, each with the
-headers aiohttp's view sends and a ``Date`` made once a second; and the answer a
-connection owes a click until its observation is committed."""
+destination, the open pixel's image, the ``404`` page, the ``408`` for a head that came too
+slowly, each with the headers aiohttp's view sends and a ``Date`` made once a second; and
+the answer a connection owes a click until its observation is committed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp.http import SERVER_SOFTWARE
 
-from tracker.http.redirect import NO_STORE_HEADERS, NOT_FOUND_PAGE
+from tracker.http.redirect import NO_STORE_HEADERS, NOT_FOUND_PAGE, PIXEL_GIF, PIXEL_HEADERS
 
 if TYPE_CHECKING:
     from tracker.http.front import ClickProtocol
@@ -26,6 +26,11 @@ _NOT_FOUND = (
     b"HTTP/1.1 404 Not Found\r\n" + _NO_STORE
     + b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\nDate: "
     % len(_NOT_FOUND_BODY)
+)
+_PIXEL = (
+    b"HTTP/1.1 200 OK\r\n"
+    + "".join(f"{name}: {value}\r\n" for name, value in PIXEL_HEADERS.items()).encode()
+    + b"Content-Type: image/gif\r\nContent-Length: %d\r\nDate: " % len(PIXEL_GIF)
 )
 _END = b"\r\nServer: " + _SERVER + b"\r\n\r\n"
 _REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
@@ -46,6 +51,10 @@ class Answers:
         head = _NOT_FOUND + self.date() + _END
         return head if head_only else head + _NOT_FOUND_BODY
 
+    def pixel(self, head_only: bool) -> bytes:
+        head = _PIXEL + self.date() + _END
+        return head if head_only else head + PIXEL_GIF
+
     def request_timeout(self) -> bytes:
         return _REQUEST_TIMEOUT + self.date() + _END
 
@@ -62,12 +71,14 @@ class OwedAnswer:
     committed, or given up). It is the click's waiter in the recorder (``Waiter``): no
     future, and one turn of the loop per connection, not per click, to write it out."""
 
-    __slots__ = ("connection", "data", "ready")
+    __slots__ = ("connection", "data", "opened", "ready")
 
-    def __init__(self, data: bytes, ready: bool, connection: ClickProtocol) -> None:
+    def __init__(self, data: bytes, ready: bool, connection: ClickProtocol,
+                 opened: bool = False) -> None:
         self.data = data
         self.ready = ready
         self.connection = connection
+        self.opened = opened  # an open pixel's answer, not a click's
 
     def done(self) -> bool:
         return self.ready
@@ -78,4 +89,4 @@ class OwedAnswer:
     def set_result(self, committed: bool, /) -> None:
         # Inside the recorder's commit: only marks the answer ready (see ``committed``).
         self.ready = True
-        self.connection.committed()
+        self.connection.committed(self.opened)

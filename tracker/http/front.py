@@ -1,33 +1,33 @@
-"""The HTTP listener's front (docs/redirect.md): plain clicks are answered here, everything else
-by aiohttp.
+"""The HTTP listener's front (docs/redirect.md): plain clicks are answered here, everything
+else by aiohttp.
 
-A click is the request clickrelay answers most often and must answer fast, and
-aiohttp's per-request machinery (a request object, a handler task, the router and its
-middleware chain, a response object and its writer) costs more than the click itself.
-So the listener's protocol looks at the start of each request. A ``GET`` or ``HEAD`` of
-``/c/{token}`` in HTTP/1.1, keep-alive, with a Host and no body, is parsed with aiohttp's
-own parser, decided by the same ``Redirector.decide`` as the aiohttp view and answered
-once the recorder has committed its observation: no task, no request or response object
-(the answers' bytes are made in ``tracker.http.answers``).
+A click is the request clickrelay answers most often and must answer fast, and aiohttp's
+per-request machinery (a request object, a handler task, the router and its middleware
+chain, a response object and its writer) costs more than the click itself. So the listener's
+protocol looks at the start of each request. A ``GET`` or ``HEAD`` of ``/c/{token}`` (or of
+an open pixel, ``/o/{token}``, docs/opens.md) in HTTP/1.1, keep-alive, with a Host and no
+body, is parsed with aiohttp's own parser, decided by the same ``Redirector.decide`` as the
+aiohttp view and answered once the recorder has committed its observation: no task, no
+request or response object (the answers' bytes are made in ``tracker.http.answers``).
 
 Anything else (another path or method, HTTP/1.0, a body or ``Expect``, ``Connection:
-close``, an upgrade, a query string or escapes in the path, a head that does not parse
-or is too long) and the connection is handed, from that request on, to aiohttp's own
-protocol, which answers it exactly as if it had had the connection from the start.
+close``, an upgrade, a query string or escapes in the path, a head that does not parse or is
+too long) and the connection is handed, from that request on, to aiohttp's own protocol,
+which answers it exactly as if it had had the connection from the start.
 
 Answers go out in request order (pipelined requests), the connection is read no further
-while too many answers are owed, while the client does not read, or while a hand-over
-waits for the owed answers.
+while too many answers are owed, while the client does not read, or while a hand-over waits
+for the owed answers.
 
-The recorder's commit only marks a click's answer ready: writing it, handing the
-connection over or closing it runs in a turn of the loop of its own, so that one
-client's broken socket never reaches the task that commits everyone's clicks
-(docs/hostile-input.md). A connection that is lost, or closing, is never written to or handed over.
+The recorder's commit only marks a click's answer ready: writing it, handing the connection
+over or closing it runs in a turn of the loop of its own, so that one client's broken socket
+never reaches the task that commits everyone's clicks (docs/hostile-input.md). A connection
+that is lost, or closing, is never written to or handed over.
 
-Timers, as aiohttp's: a connection is closed when no request came for the keep-alive
-time since it was opened or last answered (bytes of an unfinished head do not count),
-and a request head that is not whole within ``[http] request_head_timeout_seconds`` gets
-``408`` and the connection is closed (docs/hostile-input.md)."""
+Timers, as aiohttp's: a connection is closed when no request came for the keep-alive time
+since it was opened or last answered (bytes of an unfinished head do not count), and a
+request head that is not whole within ``[http] request_head_timeout_seconds`` gets ``408``
+and the connection is closed (docs/hostile-input.md)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from aiohttp.http import HttpRequestParser, HttpVersion11
 from tracker.http.answers import Answers, OwedAnswer
 from tracker.http.redirect import Redirector
 
-CLICK_STARTS = (b"GET /c/", b"HEAD /c/")
+CLICK_STARTS = (b"GET /c/", b"HEAD /c/", b"GET /o/", b"HEAD /o/")
 # aiohttp's limits are 8190 bytes for the request line and for each header: a head
 # longer than this is handed over for aiohttp to refuse or accept by its own rules.
 MAX_HEAD = 16 * 1024
@@ -49,7 +49,7 @@ MAX_OWED = 32  # answers owed on one connection before it is read no further
 KEEPALIVE_TIMEOUT = 75.0  # seconds; aiohttp's, for connections handed over, is set to this
 # A path aiohttp's router would give the view as exactly ``path[3:]`` (nothing to
 # unescape, no query or fragment): anything else goes the long way.
-_CLICK_PATH = re.compile(r"/c/[A-Za-z0-9_.\-]*")
+_CLICK_PATH = re.compile(r"/[co]/[A-Za-z0-9_.\-]*")
 _NOT_CLICKS = ("Content-Length", "Transfer-Encoding", "Expect")
 
 
@@ -198,28 +198,32 @@ class ClickProtocol(asyncio.Protocol):
             return False
         front = self.front
         redirector = front.redirector
-        location, observation = redirector.decide(message.path[3:], host, self.peer,
-                                                  message.method, headers)
         head_only = message.method == "HEAD"
-        if location is None:
-            answer = front.answers.not_found(head_only)
+        opened = message.path[1] == "o"
+        if opened:
+            observation = redirector.decide_open(message.path[3:], host, self.peer,
+                                                 message.method, headers)
+            answer = front.answers.pixel(head_only)
         else:
-            answer = front.answers.found(location, head_only)
-        owed = OwedAnswer(answer, observation is None, self)
+            location, observation = redirector.decide(message.path[3:], host, self.peer,
+                                                      message.method, headers)
+            answer = (front.answers.not_found(head_only) if location is None
+                      else front.answers.found(location, head_only))
+        owed = OwedAnswer(answer, observation is None, self, opened)
         if observation is not None and not redirector.recorder.queue(observation, owed):
-            owed.ready = True  # not queued (counted as lost): redirected all the same
-            redirector.recorded.inc()
+            owed.ready = True  # not queued (counted as lost): answered all the same
+            redirector.count_recorded(opened)
         if self.owed or not owed.ready:
             self.owed.append(owed)
         else:
             self._write(answer)
         return True
 
-    def committed(self) -> None:
-        """An owed click's observation is committed (or given up). Called inside the
-        recorder's commit: the connection's work is left to a turn of its own, one per
-        connection however many of its clicks the batch held."""
-        self.front.redirector.recorded.inc()
+    def committed(self, opened: bool) -> None:
+        """An owed click's (or open's) observation is committed (or given up). Called
+        inside the recorder's commit: the connection's work is left to a turn of its own,
+        one per connection however many of its clicks the batch held."""
+        self.front.redirector.count_recorded(opened)
         if not self.answering:
             self.answering = True
             self.loop.call_soon(self._answer_owed)

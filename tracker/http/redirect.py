@@ -1,9 +1,13 @@
-"""The redirect: ``GET``/``HEAD /c/{token}`` (docs/redirect.md).
+"""The redirect: ``GET``/``HEAD /c/{token}`` (docs/redirect.md), and the open pixel:
+``GET``/``HEAD /o/{token}`` (docs/opens.md).
 
 verify the token → check the host serves its project → store the observation (durable,
 group-committed, within a deadline) → ``302 Location: destination``. A token signed by us
 but expired still redirects and records nothing; anything else is a small 404 page,
-never a redirect to a URL we did not sign."""
+never a redirect to a URL we did not sign.
+
+An open goes the same way, and is always answered with the transparent image, whatever
+its token: a recipient never sees a broken image. Only a valid token's open is recorded."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from tracker.config import ConfigSource, TrackerView
 from tracker.http.location import NotRedirectable, ascii_location
 from tracker.metrics import Metrics
 from tracker.tokens import ClickClaims, ExpiredToken, InvalidToken, TokenVerifier
+from tracker.webhooks.events import OPEN_LINK_INDEX
 
 log = logging.getLogger("clickrelay.redirect")
 
@@ -52,6 +57,12 @@ NOT_FOUND_PAGE = """<!doctype html>
 NO_STORE_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
     {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
 _REDIRECT_HEADERS = CIMultiDictProxy(CIMultiDict(NO_STORE_HEADERS))  # copied for each answer
+# The open pixel's answer: a transparent 1×1 GIF (43 bytes: white and black, index 0
+# transparent), never kept by a cache between the recipient and us (docs/opens.md).
+PIXEL_GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00"
+             b"\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+PIXEL_HEADERS: Final[Mapping[str, str]] = MappingProxyType(
+    {"Cache-Control": "no-store, private", "X-Robots-Tag": "noindex"})
 
 
 class Recorder(Protocol):
@@ -96,8 +107,9 @@ class ClickContext:
 
     def observe(self, peer: str | None, method: str, headers: CIMultiDictProxy[str],
                 claims: ClickClaims, now_us: int) -> Observation:
-        """The observation of one click: its claims, the request's shape, and the address
-        reduced to a network label and a keyed hash."""
+        """The observation of one click (or open: ``OPEN_LINK_INDEX``, no destination):
+        its claims, the request's shape, and the address reduced to a network label and
+        a keyed hash."""
         forwarded = headers.getall("X-Forwarded-For", None)
         network, addr_hash = self.reduce_address(
             peer, () if forwarded is None else tuple(forwarded)
@@ -120,6 +132,8 @@ class Redirector:
         self.recorded = metrics.clicks.labels("recorded")
         self.expired = metrics.clicks.labels("expired")
         self.refused = metrics.clicks.labels("refused")
+        self.opens = {outcome: metrics.opens.labels(outcome)
+                      for outcome in ("recorded", "expired", "refused")}
         self._context: ClickContext | None = None
 
     def context(self) -> ClickContext:
@@ -144,8 +158,10 @@ class Redirector:
             claims = context.verifier.verify(token)
             location = context.checked_location(host, claims)
         except ExpiredToken as exc:
+            expired = exc.claims
+            assert isinstance(expired, ClickClaims)  # ``verify`` reads a click token's claims
             try:
-                location = context.checked_location(host, exc.claims)
+                location = context.checked_location(host, expired)
             except InvalidToken as refused:
                 self._refuse(refused)
                 return None, None
@@ -155,6 +171,38 @@ class Redirector:
             self._refuse(exc)
             return None, None
         return location, context.observe(peer, method, headers, claims, time.time_ns() // 1000)
+
+    def count_recorded(self, opened: bool) -> None:
+        (self.opens["recorded"] if opened else self.recorded).inc()
+
+    def decide_open(self, token: str, host: str, peer: str | None, method: str,
+                    headers: CIMultiDictProxy[str]) -> Observation | None:
+        """The observation of an open to store before the image goes out; None when
+        nothing is recorded (the token expired, is not ours, or is for another host)."""
+        context = self.context()
+        try:
+            claims = context.verifier.verify_open(token)
+            if not context.serves(host, claims.project_sid):
+                raise InvalidToken("token presented on another project's host")
+        except ExpiredToken:
+            self.opens["expired"].inc()
+            return None
+        except InvalidToken as exc:
+            self.opens["refused"].inc()
+            log.debug("open pixel refused: %s", exc)
+            return None
+        opened = ClickClaims(claims.message_id, OPEN_LINK_INDEX, "", claims.project_sid,
+                             claims.expires)
+        return context.observe(peer, method, headers, opened, time.time_ns() // 1000)
+
+    async def open_pixel(self, request: web.Request) -> web.Response:
+        """The aiohttp view of ``/o/{token}`` (the front answers plain opens itself)."""
+        observation = self.decide_open(request.match_info["token"], request.host,
+                                       request.remote, request.method, request.headers)
+        if observation is not None:
+            await self.recorder.record(observation)
+            self.count_recorded(True)
+        return web.Response(body=PIXEL_GIF, content_type="image/gif", headers=PIXEL_HEADERS)
 
     async def click(self, request: web.Request) -> web.Response:
         """The aiohttp view (the listener's front answers plain clicks itself, the same

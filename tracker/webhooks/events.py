@@ -1,9 +1,9 @@
-"""Click events and the webhook envelope, as data, turned into JSON in one place.
+"""Click and open events and the webhook envelope, as data, turned into JSON in one place.
 
 ``ClickEvent`` is the ``data`` of a ``message.clicked`` webhook, field for field as in
-Lettermint's click tracking document; ``Envelope`` wraps any event (docs/webhooks.md). The body
-is written once, when the delivery is put in the outbox, so that every attempt sends the
-same bytes.
+Lettermint's click tracking document, ``OpenEvent`` that of ``message.opened``; ``Envelope``
+wraps any event (docs/webhooks.md). The body is written once, when the delivery is put in
+the outbox, so that every attempt sends the same bytes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from store.events import EventRecord
+from store.events import OPEN_LINK_INDEX, EventRecord
 from store.records import MessageInfo
 from store.webhooks import NewDelivery
 from tracker.config import WebhookConfig
@@ -28,9 +28,11 @@ MESSAGE_SOFT_BOUNCED = "message.soft_bounced"
 MESSAGE_HARD_BOUNCED = "message.hard_bounced"
 MESSAGE_FAILED = "message.failed"
 DELIVERY_EVENTS = (MESSAGE_DELIVERED, MESSAGE_SOFT_BOUNCED, MESSAGE_HARD_BOUNCED, MESSAGE_FAILED)
+MESSAGE_OPENED = "message.opened"
 # The link index of a route's hidden honeypot link (docs/classification.md): above every real link's
 # (at most 1000 per message), so that it never shifts them.
 HONEYPOT_LINK_INDEX = 1_000_000
+__all__ = ["HONEYPOT_LINK_INDEX", "OPEN_LINK_INDEX"]  # the open pixel's: store/events.py
 
 
 @dataclass(frozen=True)
@@ -94,15 +96,33 @@ class DeliveryEvent:
 
 
 @dataclass(frozen=True)
+class OpenEvent:
+    """The ``data`` of ``message.opened`` (docs/opens.md), in Lettermint's field order."""
+
+    message_id: str
+    subject: str | None
+    metadata: Mapping[str, str]
+    tag: str | None
+    recipient: str | None
+    opened_at: str  # ISO-8601 UTC with milliseconds and Z
+    first_open: bool
+    device_type: str | None
+    client_type: str | None
+    client_name: str | None
+    user_agent: str | None
+    bot: Bot
+
+
+@dataclass(frozen=True)
 class Envelope:
     id: str  # the delivery id: the same on every attempt
     event: str
     timestamp: str  # ISO-8601 UTC with milliseconds and Z
-    data: ClickEvent | DeliveryEvent | Mapping[str, Any] = field(repr=False)
+    data: ClickEvent | DeliveryEvent | OpenEvent | Mapping[str, Any] = field(repr=False)
 
 
 def deliveries_for(
-    hooks: Iterable[WebhookConfig], event: str, data: ClickEvent | DeliveryEvent,
+    hooks: Iterable[WebhookConfig], event: str, data: ClickEvent | DeliveryEvent | OpenEvent,
     project_id: str, now: int, event_id: str | None = None,
 ) -> list[NewDelivery]:
     """One outbox entry per webhook, each with its own envelope id; the body written now,
@@ -134,16 +154,38 @@ def click_event(event: EventRecord, message: MessageInfo | None,
         client_type=event.client_type,
         client_name=event.client_name,
         user_agent=event.user_agent,
-        bot=Bot(
-            # docs/classification.md: detected and machine are probability ≥ 50
-            detected=event.machine,
-            probability=event.probability,
-            classification=event.classification,
-            proxy_type=event.proxy_type,
-            reason_codes=event.reason_codes,
-            machine=event.machine,
-            counts_for_metrics=event.counts_for_metrics,
-        ),
+        bot=bot(event),
+    )
+
+
+def open_event(event: EventRecord, message: MessageInfo | None) -> OpenEvent:
+    """The ``message.opened`` data of a stored open event."""
+    return OpenEvent(
+        message_id=event.message_id,
+        subject=message.subject if message else None,
+        metadata=dict(message.metadata) if message else {},
+        tag=message.tag if message else None,
+        recipient=message.rcpt_to if message else None,
+        opened_at=iso_timestamp(event.clicked_at),
+        first_open=event.first_click,
+        device_type=event.device_type,
+        client_type=event.client_type,
+        client_name=event.client_name,
+        user_agent=event.user_agent,
+        bot=bot(event),
+    )
+
+
+def bot(event: EventRecord) -> Bot:
+    return Bot(
+        # docs/classification.md: detected and machine are probability ≥ 50
+        detected=event.machine,
+        probability=event.probability,
+        classification=event.classification,
+        proxy_type=event.proxy_type,
+        reason_codes=event.reason_codes,
+        machine=event.machine,
+        counts_for_metrics=event.counts_for_metrics,
     )
 
 
