@@ -32,7 +32,8 @@ from store.webhooks import NewDelivery
 from tracker.classify.rules import DEFAULT_RULES
 from tracker.config import ProjectConfig, WebhookConfig, WebhookDeliveryConfig
 from tracker.metrics import Metrics
-from tracker.promote import PromotionWorker, metrics_report
+from tracker.promote import PromotionWorker
+from tracker.promotion_report import metrics_report
 from tracker.webhooks.dispatch import WebhookDispatcher
 
 S = 1_000_000

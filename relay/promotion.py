@@ -31,7 +31,8 @@ from relay.config.live import LiveConfig
 from relay.config.load import load_config
 from store.sqlite import SqliteStore
 from tracker.metrics import Metrics
-from tracker.promote import PromotionReport, PromotionWorker, Report
+from tracker.promote import PromotionWorker
+from tracker.promotion_report import PromotionReport, Report
 
 log = logging.getLogger("clickrelay.promote")
 

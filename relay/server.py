@@ -37,7 +37,7 @@ from tracker.http.health import QueueHealth
 from tracker.http.logs import server_log
 from tracker.http.redirect import REDIRECTOR_KEY, Redirector
 from tracker.metrics import Metrics
-from tracker.promote import metrics_report
+from tracker.promotion_report import metrics_report
 from tracker.supervisor import Run, Supervisor
 from tracker.webhooks.dispatch import WebhookDispatcher
 

@@ -24,7 +24,8 @@ from tests.sink import Sink
 from tracker.classify.rules import DEFAULT_RULES
 from tracker.config import ProjectConfig, WebhookConfig
 from tracker.metrics import Metrics
-from tracker.promote import PromotionWorker, metrics_report
+from tracker.promote import PromotionWorker
+from tracker.promotion_report import metrics_report
 from tracker.webhooks.events import HONEYPOT_LINK_INDEX
 
 S = 1_000_000  # microseconds
