@@ -26,13 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.loadgen import Round, load_generator
 from bench.redirect import (
     HOST,
     SECRET,
-    Round,
     click_requests,
     free_port,
-    load_generator,
     start_clickrelay,
     wait_listening,
 )
