@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from store.db import Database, Row
 from store.events import EarlierClicks, HitRecord
-from store.mail import INFO_COLUMNS, message_info
+from store.message_info import INFO_COLUMNS, message_info
 from store.records import LinkRecord, MessageInfo, Observation
 
 HONEYPOT_HITS = 100  # a message's honeypot hits read as context, at most

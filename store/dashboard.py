@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from store.db import Database
-from store.mail import INFO_COLUMNS, message_info
+from store.message_info import INFO_COLUMNS, message_info
 from store.records import ActivityBucket, DashboardSession, MessageInfo, MessageListRow
 
 SPOOL_STATES = ("queued", "failed")

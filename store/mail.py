@@ -7,7 +7,6 @@ import contextlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
@@ -24,12 +23,12 @@ from store.bodies import (
     unpack_lengths,
 )
 from store.db import Database, Row
+from store.message_info import INFO_COLUMNS, message_info
 from store.records import (
     AnsweredKey,
     DeliveryAttempt,
     LinkRecord,
     MessageInfo,
-    MessageNames,
     NewMessage,
     SharedBody,
     SpooledMessage,
@@ -357,21 +356,3 @@ async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) 
             " WHERE project_id = ? AND scope = ? AND key = ? AND status = 'in_flight'",
             (answered.response, answered.project_id, answered.scope, answered.key),
         )
-
-
-INFO_COLUMNS = (
-    "id, submission_id, project_id, route_id, mail_from, rcpt_to, subject, tag, metadata,"
-    " track_clicks, created_at, status, attempts, next_attempt_at, last_error, finished_at,"
-    " from_name, rcpt_name, reply_to, track_opens"
-)
-
-
-def message_info(row: Iterable[Any]) -> MessageInfo:
-    """A MessageInfo from a row that starts with INFO_COLUMNS."""
-    values = list(row)[:20]
-    values[8] = json.loads(values[8] or "{}")
-    values[9] = bool(values[9])
-    from_name, rcpt_name, reply_to, track_opens = values[16:]
-    values[16:] = [MessageNames(from_name, rcpt_name, tuple(json.loads(reply_to or "[]"))),
-                   bool(track_opens)]
-    return MessageInfo(*values)

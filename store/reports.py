@@ -16,7 +16,8 @@ from typing import Final
 
 from store.db import Database, Row
 from store.events import EVENT_COLUMNS, EventRecord
-from store.mail import INFO_COLUMNS, MESSAGE_LINKS, message_info
+from store.mail import MESSAGE_LINKS
+from store.message_info import INFO_COLUMNS, message_info
 from store.records import MessageInfo, MessageListFilter
 
 _DAY = "date({col} / 1000000, 'unixepoch')"
