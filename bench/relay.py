@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import aiosmtplib
@@ -111,11 +112,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_clickrelay(tmp: Path, smtp_port: int, sink_port: int) -> subprocess.Popen[bytes]:
+def start_clickrelay(tmp: Path, smtp_port: int, sink_port: int,
+                     http_port: int) -> subprocess.Popen[bytes]:
     settings = {
         "smtp": {"listen": f"127.0.0.1:{smtp_port}", "max_recipients": 50},
         "upstream": {"url": f"smtp://127.0.0.1:{sink_port}", "concurrency": 8},
-        "http": {"listen": f"127.0.0.1:{free_port()}"},
+        "http": {"listen": f"127.0.0.1:{http_port}"},
         "tracking": {"base_url": "http://t.localhost:8080",
                      "signing_keys": [{"id": "k1",
                                        "secret": "bench-signing-key-0123456789abcdef"}]},
@@ -184,8 +186,8 @@ async def main() -> None:
     sink = await loop.create_server(lambda: SMTP(counter, decode_data=False), "127.0.0.1", 0)
     sink_port = sink.sockets[0].getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
-        relay_port, bare_port = free_port(), free_port()
-        procs = [start_clickrelay(Path(tmp), relay_port, sink_port),
+        relay_port, bare_port, http_port = free_port(), free_port(), free_port()
+        procs = [start_clickrelay(Path(tmp), relay_port, sink_port, http_port),
                  start_bare(bare_port, sink_port)]
         try:
             await wait_listening(relay_port)
@@ -193,9 +195,14 @@ async def main() -> None:
             total = args.messages - args.messages % args.clients
             await run_round(relay_port, counter, message, args.clients * 2, args.clients, True)
             rates: dict[str, list[float]] = {"clickrelay": [], "bare": []}
+            commits = accepted = 0.0
             for _ in range(args.rounds):
+                before = await asyncio.to_thread(store_counts, http_port)
                 rates["clickrelay"].append(await run_round(
                     relay_port, counter, message, total, args.clients, True, args.recipients))
+                after = await asyncio.to_thread(store_counts, http_port)
+                commits += after[0] - before[0]
+                accepted += after[1] - before[1]
                 rates["bare"].append(await run_round(
                     bare_port, counter, message, total, args.clients, False, args.recipients))
         finally:
@@ -210,6 +217,18 @@ async def main() -> None:
         rounds = ", ".join(f"{r:.1f}" for r in rates[name.split()[0]])
         print(f"{name}: {rate:.1f} copies/s  (rounds: {rounds})")
     print(f"ratio clickrelay/bare: {ours / bare:.2f}")
+    print(f"clickrelay store commits (each an fsync) per accepted copy, spool and delivery "
+          f"records together: {commits / accepted:.2f} ({commits:.0f} for {accepted:.0f})")
+
+
+def store_counts(http_port: int) -> tuple[float, float]:
+    """clickrelay's committed store transactions and accepted copies so far (/metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as answer:
+        samples = dict(line.split(" ", 1) for line in answer.read().decode().splitlines()
+                       if line.startswith(("clickrelay_store_commits_total",
+                                           "clickrelay_mail_accepted_total")))
+    return (float(samples["clickrelay_store_commits_total"]),
+            float(samples["clickrelay_mail_accepted_total"]))
 
 
 if __name__ == "__main__":

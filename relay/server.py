@@ -79,6 +79,7 @@ async def running(config: Config) -> AsyncIterator[Running]:
         metrics = Metrics()
         store = await SqliteStore.open(config.store.path)
         stack.push_async_callback(store.close)
+        metrics.count_commits(lambda: store.db.commits)
         live = LiveConfig(config, metrics, on_loaded=lambda new: store.note_config_items(
             config_items(new), now_us()))
         await store.note_config_items(config_items(config), now_us())

@@ -11,6 +11,7 @@ writes apart."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -27,12 +28,18 @@ Row = aiosqlite.Row
 T = TypeVar("T")
 
 
+GROUP_LIMIT = 64  # writes that share one commit, at most
+
+
 class Database:
     def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
         self.path = path
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
+        self._grouped: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._grouping: asyncio.Task[None] | None = None
+        self.commits = 0  # write transactions that changed rows (each an fsync), for the metrics
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -55,6 +62,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction, committed (and on disk) when the block ends without error."""
         async with self._write_lock:
+            changes = self._writer.total_changes
             try:
                 # Inside the try: a task cancelled while BEGIN waits on aiosqlite's thread
                 # still has it run there, and the rollback, queued behind it, undoes it.
@@ -64,13 +72,16 @@ class Database:
                 await self._writer.rollback()
                 raise
             await self._writer.commit()
+            self._count(changes)
 
     async def write_statement(self, sql: str, params: Iterable[Any] = ()) -> None:
         """Run one statement as a transaction of its own (SQLite commits a lone statement
         atomically), on disk when this returns: one trip to the writer's thread instead of
         three, for hot paths that write one multi-row INSERT."""
         async with self._write_lock:
+            changes = self._writer.total_changes
             await self._writer.execute(sql, tuple(params))
+            self._count(changes)
 
     async def write_in_one_trip(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """A write transaction run whole on the writer's thread: BEGIN, ``work``, COMMIT
@@ -79,7 +90,60 @@ class Database:
         with other tasks between the steps of a transaction: for hot paths that write
         while clicks are being committed."""
         async with self._write_lock:
-            return await _in_thread(self._writer, _in_transaction, work)
+            changes = self._writer.total_changes
+            result = await _in_thread(self._writer, _in_transaction, work)
+            self._count(changes)
+            return result
+
+    async def write_grouped(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """A write that shares its transaction, and so its commit and its fsync, with the
+        writes asked for while the one before was being committed (group commit, as the
+        clicks have: many concurrent submissions or delivery records, one fsync). Each
+        write runs in a savepoint of its own: one that raises is undone alone and its error
+        is raised here, and the others are committed. On disk when this returns.
+
+        A write whose caller was cancelled before its group began is left out; once its
+        group has begun it is committed or not with the group, as with ``transaction``."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._grouped.append((work, future))
+        if self._grouping is None or self._grouping.done():
+            self._grouping = asyncio.create_task(self._commit_groups())
+        return await future
+
+    async def _commit_groups(self) -> None:
+        while self._grouped:
+            group = [(w, f) for w, f in self._grouped[:GROUP_LIMIT] if not f.cancelled()]
+            del self._grouped[:GROUP_LIMIT]
+            if not group:
+                continue
+            try:
+                async with self._write_lock:
+                    changes = self._writer.total_changes
+                    works = [w for w, _ in group]
+                    outcomes = await _in_thread(self._writer, _in_transaction,
+                                                functools.partial(_each_in_savepoint, works=works))
+                    self._count(changes)
+            except BaseException as exc:  # the group's transaction failed as a whole
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception)
+                                             else RuntimeError("the write was interrupted"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _count(self, changes_before: int) -> None:
+        """Count a committed transaction that wrote something (one that changed no row
+        writes nothing to the log and syncs nothing)."""
+        if self._writer.total_changes != changes_before:
+            self.commits += 1
 
     async def read_in_one_trip(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Several reads on the reader's thread in one trip (one consistent snapshot)."""
@@ -116,6 +180,23 @@ def _in_transaction(raw: sqlite3.Connection, work: Callable[[sqlite3.Connection]
         raise
     raw.execute("COMMIT")
     return result
+
+
+def _each_in_savepoint(
+    raw: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]
+) -> list[tuple[bool, Any]]:
+    """Each write in a savepoint of the transaction: (True, its result), or (False, the
+    exception that undid it)."""
+    outcomes: list[tuple[bool, Any]] = []
+    for work in works:
+        raw.execute("SAVEPOINT grouped")
+        try:
+            outcomes.append((True, work(raw)))
+        except Exception as exc:
+            raw.execute("ROLLBACK TO grouped")
+            outcomes.append((False, exc))
+        raw.execute("RELEASE grouped")
+    return outcomes
 
 
 def _in_read(raw: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:

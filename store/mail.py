@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-import aiosqlite
 
 from store.bodies import (
     INLINE_BODY_BYTES,
@@ -66,9 +65,13 @@ class MailStore:
                                                        [m.fills for m in copies])
                 spans.update(zip((m.id for m in copies), written, strict=True))
                 shared[body.id] = SharedBody(body.id, (), body.piece_lengths())
-            async with self.db.transaction() as tx:
-                await _insert(tx, messages, shared.values(), spans)
-                await _complete_key(tx, answered_key)
+            bodies = list(shared.values())
+
+            def spool(raw: sqlite3.Connection) -> None:
+                _insert(raw, messages, bodies, spans)
+                _complete_key(raw, answered_key)
+
+            await self.db.write_grouped(spool)
         except BaseException:
             in_files = [body.id for body in shared.values() if body.in_file]
             with contextlib.suppress(Exception):  # the first failure is the one to tell
@@ -204,30 +207,35 @@ class MailStore:
         copy (its content stays, for the API, until retention purges it); a temporary failure
         requeues it for ``next_attempt_at``. In the same transaction: the ``notice`` of a
         permanent failure spooled (a delivery status notification), and the attempt's webhook
-        ``deliveries`` put in the outbox."""
-        async with self.db.transaction() as tx:
-            await tx.executemany(DELIVERY_INSERT, delivery_rows(deliveries))
+        ``deliveries`` put in the outbox. The records of attempts that end together share a
+        commit (``write_grouped``)."""
+        rows = delivery_rows(deliveries)
+
+        def record(raw: sqlite3.Connection) -> None:
+            raw.executemany(DELIVERY_INSERT, rows)
             if notice is not None:
-                await _insert(tx, [notice], (), {})
-            await tx.execute(
+                _insert(raw, [notice], (), {})
+            raw.execute(
                 "INSERT INTO delivery_attempts (message_id, attempt, at, outcome, code, detail,"
                 " duration_ms) SELECT id, attempts + 1, ?, ?, ?, ?, ? FROM messages WHERE id = ?",
                 (at, outcome, code, detail, duration_ms, message_id),
             )
             if outcome == TEMPORARY and next_attempt_at is not None:
-                await tx.execute(
+                raw.execute(
                     "UPDATE messages SET attempts = attempts + 1, next_attempt_at = ?,"
                     " last_error = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ?",
                     (next_attempt_at, detail, message_id),
                 )
                 return
             status = "delivered" if outcome == DELIVERED else "failed"
-            await tx.execute(
+            raw.execute(
                 "UPDATE messages SET attempts = attempts + 1, status = ?,"
                 " last_error = ?, finished_at = ?, claimed_by = NULL,"
                 " claimed_until = NULL WHERE id = ?",
                 (status, None if outcome == DELIVERED else detail, at, message_id),
             )
+
+        await self.db.write_grouped(record)
 
     async def requeue_message(self, message_id: str, now: int) -> bool:
         """Make a queued copy due now (the operator's ``retry``)."""
@@ -309,28 +317,28 @@ MESSAGE_LINKS = (
 BODY_UNNEEDED = "NOT EXISTS (SELECT 1 FROM messages WHERE messages.body_id = bodies.id)"
 
 
-async def _insert(
-    tx: aiosqlite.Connection, messages: Sequence[NewMessage], shared: Iterable[SharedBody],
+def _insert(
+    raw: sqlite3.Connection, messages: Sequence[NewMessage], shared: Iterable[SharedBody],
     spans: dict[str, tuple[int, int]],
 ) -> None:
-    await tx.executemany(
+    raw.executemany(
         "INSERT INTO bodies (id, pieces, data) VALUES (?,?,?)",
         [(b.id, pack_lengths(b.piece_lengths()), None if b.in_file else b"".join(b.pieces))
          for b in shared],
     )
-    await tx.executemany(
+    raw.executemany(
         "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, rcpt_to,"
         " subject, tag, metadata, track_clicks, created_at, status, body, next_attempt_at,"
         " body_id, fills, fills_at, fills_size, notice_of, mail_params, from_name, rcpt_name,"
         " reply_to, track_opens) VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?)",
         [_message_row(m, spans.get(m.id)) for m in messages],
     )
-    await tx.executemany(_INSERT_LINK, [
+    raw.executemany(_INSERT_LINK, [
         (m.id, link.index, link.destination, link.anchor_text, int(link.honeypot))
         for m in messages if m.shared is None for link in m.links
     ])
     first = {m.submission_id: m for m in reversed(messages) if m.shared is not None}
-    await tx.executemany(
+    raw.executemany(
         "INSERT INTO submission_links (submission_id, link_index, destination, anchor_text,"
         " honeypot) VALUES (?,?,?,?,?)",
         [(m.submission_id, link.index, link.destination, link.anchor_text, int(link.honeypot))
@@ -349,9 +357,9 @@ def _message_row(m: NewMessage, span: tuple[int, int] | None) -> tuple[object, .
             int(m.track_opens))
 
 
-async def _complete_key(tx: aiosqlite.Connection, answered: AnsweredKey | None) -> None:
+def _complete_key(raw: sqlite3.Connection, answered: AnsweredKey | None) -> None:
     if answered is not None:
-        await tx.execute(
+        raw.execute(
             "UPDATE idempotency_keys SET status = 'done', response = ?"
             " WHERE project_id = ? AND scope = ? AND key = ? AND status = 'in_flight'",
             (answered.response, answered.project_id, answered.scope, answered.key),

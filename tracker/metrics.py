@@ -3,7 +3,11 @@ state: several instances may run in one process, as the tests do)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 class Metrics:
@@ -152,3 +156,22 @@ class Metrics:
             "clickrelay_retention_purged", "Rows deleted by the retention purge, by table",
             ["table"], registry=r,
         )
+
+    def count_commits(self, commits: Callable[[], int]) -> None:
+        """Export the store's count of committed write transactions (each one fsync of
+        the write-ahead log; the clicks' writer process commits apart from these)."""
+        self.registry.register(_Commits(commits))
+
+
+class _Commits(Collector):
+    def __init__(self, commits: Callable[[], int]) -> None:
+        self._commits = commits
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "clickrelay_store_commits",
+            "Write transactions committed by the server's store connection (spool, delivery"
+            " records, promotion, webhooks; not the clicks' writer process)",
+            value=self._commits(),
+        )
+
