@@ -15,11 +15,12 @@ import pytest
 
 from relay.dashboard import mail
 from relay.server import Running, running
-from tests.clicking import click_as_person, events_of, send_tracked
+from tests.clicking import PERSON_ADDRESS, click_as_person, events_of, send_tracked
 from tests.conftest import finished, send, simple_message, wait_until, write_config
 from tests.dashboard_helpers import Visitor, with_dashboard
 from tests.receiver import Receiver
 from tests.sink import Sink
+from tests.test_opens_webhooks import APPLE_MAIL, MPP_ADDRESS, delivered_copy, open_pixel
 
 RESULT = re.compile(r'<a href="/messages/([0-9a-f-]+)">')
 
@@ -170,3 +171,25 @@ async def test_refresh_every_30_s_reloads_the_page_without_script(visitor: Visit
     assert '<label for="live">Refresh every 30 s</label>' in page
     status, _, page = await visitor.get("/projects/acme/activity", params={"live": "1"})
     assert '<meta http-equiv="refresh" content="30">' in page
+
+
+async def test_a_message_page_shows_its_opens_apart_from_its_clicks(
+    relay: Running, visitor: Visitor, sink: Sink
+) -> None:
+    """An Apple Mail Privacy Protection fetch of the pixel is hidden until machine activity
+    is asked for; the person's own open is shown, counted, as the first open."""
+    raw = simple_message(headers="X-LM-Override-Track-Opens: true\r\n")
+    _, host, path, message_id = await delivered_copy(relay, sink, raw)
+    await open_pixel(relay, host, path, "Mozilla/5.0", MPP_ADDRESS)
+    await events_of(relay, message_id, 1)
+    await open_pixel(relay, host, path, APPLE_MAIL, PERSON_ADDRESS)
+    await events_of(relay, message_id, 2)
+    status, _, page = await visitor.get(f"/messages/{message_id}")
+    assert status == 200
+    opens = page.split("<h2>Opens</h2>", 1)[1]
+    assert "Counted as a human open." in opens and "first_open" in opens
+    assert "apple_mpp" not in opens
+    assert "No human click yet." in page.split("<h2>Opens</h2>", 1)[0]
+    status, _, page = await visitor.get(f"/messages/{message_id}?machine=1")
+    opens = page.split("<h2>Opens</h2>", 1)[1]
+    assert "apple_mpp" in opens and "a machine open, not counted" in opens

@@ -87,29 +87,34 @@ async def message(request: web.Request) -> web.StreamResponse:
     if found is None:
         return error_page(request, 404, "Not found", f"There is no message {message_id!r}.")
     include_machine = request.query.get(MACHINE_PARAM) in ("1", "on")
-    clicks = await dashboard.store.message_click_events(
-        found.id, include_machine=include_machine, descending=False, limit=MAX_TIMELINE)
+    events = await dashboard.store.message_click_events(
+        found.id, include_machine=include_machine, descending=False, limit=MAX_TIMELINE,
+        include_opens=True)
+    clicks = [(e, anchor, explain(e)) for e, anchor in events if not e.opened]
     return render(request, "message.html", {
         "message": found, "include_machine": include_machine,
         "live": request.query.get(LIVE_PARAM) == "1",
         "project": dashboard.config().project_by_id(found.project_id),
         "attempts": await dashboard.store.delivery_attempts(found.id),
         "links": await dashboard.store.message_link_counts(found.id),
-        "clicks": [(event, anchor, explain(event)) for event, anchor in clicks],
-        "timeline_cut": len(clicks) >= MAX_TIMELINE,
+        "clicks": clicks,
+        "opens": [(e, explain(e)) for e, _ in events if e.opened],
+        "timeline_cut": len(events) >= MAX_TIMELINE,
     })
 
 
 def explain(event: EventRecord) -> str:
-    """Why a click was classed as it was, in words."""
+    """Why a click (or an open) was classed as it was, in words."""
+    noun = "open" if event.opened else "click"
     words = CLASSIFICATION_WORDS.get(event.classification, event.classification)
     reasons = [REASON_WORDS.get(code, code) for code in event.reason_codes]
     if reasons:
         words += " Signals: " + "; ".join(reasons) + "."
     if event.machine:
-        words += f" Likelihood of automation {event.probability}%: a machine click, not counted."
+        words += (f" Likelihood of automation {event.probability}%: a machine {noun}, not "
+                  "counted.")
     elif event.counts_for_metrics:
-        words += " Counted as a human click."
+        words += f" Counted as a human {noun}."
     return words
 
 
