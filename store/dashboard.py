@@ -6,9 +6,11 @@ docs/performance.md."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from store.db import Database
+from store.events import OPEN_LINK_INDEX
 from store.message_info import INFO_COLUMNS, message_info
 from store.records import ActivityBucket, DashboardSession, MessageInfo, MessageListRow
 
@@ -79,10 +81,12 @@ class DashboardStore:
         (retention may be purging it) is always counted afresh."""
         key = (project_id, route_id or "", tag or "", bucket_us)
         rows = await self.db.fetchall(
-            "SELECT start, human, unique_human, machine FROM dashboard_activity"
+            "SELECT start, human, unique_human, machine, human_opens, unique_human_opens"
+            " FROM dashboard_activity"
             " WHERE project_id = ? AND route_id = ? AND tag = ? AND bucket_us = ?"
             " AND start >= ? AND start < ? AND start >= ?", (*key, since, until, kept_since))
-        kept = {r[0]: ActivityBucket(r[0], r[1], r[2], json.loads(r[3])) for r in rows}
+        kept = {r[0]: ActivityBucket(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5])
+                for r in rows}
         starts = range(since, until, bucket_us)
         missing = [s for s in starts if s not in kept]
         if not missing:
@@ -117,18 +121,27 @@ class DashboardStore:
                              f" WHERE project_id = ?2 AND {column} = ?{len(params)})")
         bucket = "?3 + (e.clicked_at - ?3) / ?1 * ?1"
         where = ("FROM events e INDEXED BY events_project_activity WHERE e.project_id = ?2"
-                 f" AND e.clicked_at >= ?3 AND e.clicked_at < ?4 AND e.link_index >= 0{cond}")
+                 f" AND e.clicked_at >= ?3 AND e.clicked_at < ?4{cond}")
         human = await self.db.fetchall(
             f"SELECT {bucket}, COUNT(*), COUNT(DISTINCT e.message_id) {where}"
-            " AND e.counts_for_metrics = 1 GROUP BY 1", params)
+            f" AND e.counts_for_metrics = 1 AND e.link_index != {OPEN_LINK_INDEX} GROUP BY 1",
+            params)
         machine = await self.db.fetchall(
             f"SELECT {bucket}, e.classification, COUNT(*) {where} AND e.machine = 1"
-            " GROUP BY 1, 2", params)
+            f" AND e.link_index != {OPEN_LINK_INDEX} GROUP BY 1, 2", params)
+        opens = await self.db.fetchall(
+            f"SELECT {bucket}, COUNT(*), COUNT(DISTINCT e.message_id) {where}"
+            f" AND e.counts_for_metrics = 1 AND e.link_index = {OPEN_LINK_INDEX} GROUP BY 1",
+            params)
         buckets = {start: ActivityBucket(start, clicks, unique, {})
                    for start, clicks, unique in human}
         for start, classification, clicks in machine:
             found = buckets.setdefault(start, ActivityBucket(start, 0, 0, {}))
             found.machine[classification] = clicks
+        for start, count, unique in opens:
+            found = buckets.setdefault(start, ActivityBucket(start, 0, 0, {}))
+            buckets[start] = dataclasses.replace(found, human_opens=count,
+                                                 unique_human_opens=unique)
         return buckets
 
     async def _keep_activity(self, key: tuple[str, str, str, int],
@@ -137,9 +150,10 @@ class DashboardStore:
             await tx.execute("DELETE FROM dashboard_activity WHERE start < ?", (kept_since,))
             await tx.executemany(
                 "INSERT OR REPLACE INTO dashboard_activity (project_id, route_id, tag,"
-                " bucket_us, start, human, unique_human, machine) VALUES (?,?,?,?,?,?,?,?)",
-                [(*key, b.start, b.human, b.unique_human, json.dumps(b.machine))
-                 for b in settled])
+                " bucket_us, start, human, unique_human, machine, human_opens,"
+                " unique_human_opens) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(*key, b.start, b.human, b.unique_human, json.dumps(b.machine),
+                  b.human_opens, b.unique_human_opens) for b in settled])
 
     async def earliest_pending_click(self) -> int | None:
         """When the oldest observation not yet promoted to an event was made."""
@@ -159,4 +173,4 @@ class DashboardStore:
 
 
 def _counted(bucket: ActivityBucket) -> bool:
-    return bool(bucket.human or bucket.unique_human or bucket.machine)
+    return bool(bucket.human or bucket.unique_human or bucket.machine or bucket.human_opens)

@@ -223,3 +223,5 @@ class ActivityBucket:
     human: int
     unique_human: int
     machine: dict[str, int]
+    human_opens: int = 0  # opens people made, and the messages they opened
+    unique_human_opens: int = 0

@@ -103,12 +103,13 @@ async def test_activity_per_route_and_tag_with_machine_clicks_when_asked(
         assert found
         return re.sub(r"<[^>]+>", "", found.group(1))
 
-    assert await totals() == "Human clicks 1 · unique human clicks 1"
+    none = " · human opens 0"
+    assert await totals() == "Human clicks 1 · unique human clicks 1" + none
     assert "machine clicks 1" in await totals(machine="1", period="24h")
     assert await totals(route="acme-outgoing", tag="spring") == (
-        "Human clicks 1 · unique human clicks 1")
-    assert await totals(route="acme-news") == "Human clicks 0 · unique human clicks 0"
-    assert await totals(tag="autumn") == "Human clicks 0 · unique human clicks 0"
+        "Human clicks 1 · unique human clicks 1" + none)
+    assert await totals(route="acme-news") == "Human clicks 0 · unique human clicks 0" + none
+    assert await totals(tag="autumn") == "Human clicks 0 · unique human clicks 0" + none
 
 
 async def test_send_test_queues_a_webhook_test_delivery(
@@ -173,7 +174,7 @@ async def test_refresh_every_30_s_reloads_the_page_without_script(visitor: Visit
     assert '<meta http-equiv="refresh" content="30">' in page
 
 
-async def test_a_message_page_shows_its_opens_apart_from_its_clicks(
+async def test_opens_are_shown_apart_from_clicks_on_the_message_page_and_the_chart(
     relay: Running, visitor: Visitor, sink: Sink
 ) -> None:
     """An Apple Mail Privacy Protection fetch of the pixel is hidden until machine activity
@@ -193,3 +194,7 @@ async def test_a_message_page_shows_its_opens_apart_from_its_clicks(
     status, _, page = await visitor.get(f"/messages/{message_id}?machine=1")
     opens = page.split("<h2>Opens</h2>", 1)[1]
     assert "apple_mpp" in opens and "a machine open, not counted" in opens
+    status, _, page = await visitor.get("/projects/acme/activity?period=24h")
+    assert status == 200
+    assert "Human clicks <strong>0</strong>" in page  # an open is no click
+    assert "human opens <strong>1</strong>" in page  # the person's; not Apple's fetch

@@ -1,5 +1,6 @@
 """A project's click activity for a period, as a chart and a table (docs/dashboard.md):
-human clicks and unique human clicks (messages clicked by a person) per hour or day; with
+human clicks and unique human clicks (messages clicked by a person), and the opens people
+made (docs/opens.md), per hour or day; with
 **Include machine activity** (off by default, as in the reporting API), machine clicks by
 classification stacked beside them. Narrowed to one route or one tag; with "Refresh every
 30 s" the page reloads itself (a meta refresh: no script)."""
@@ -82,7 +83,8 @@ async def activity(request: web.Request) -> web.StreamResponse:
         "machine_classes": MACHINE_CLASSES, "chart": _chart(rows, include_machine),
         "totals": {"human": sum(r.human for r in rows),
                    "unique_human": sum(r.unique_human for r in rows),
-                   "machine": sum(sum(r.machine.values()) for r in rows)},
+                   "machine": sum(sum(r.machine.values()) for r in rows),
+                   "human_opens": sum(r.human_opens for r in rows)},
     })
 
 
@@ -99,7 +101,9 @@ def _chart(rows: list[ActivityBucket], include_machine: bool) -> dict[str, Any]:
     machine series are stacked (each the sum of those before it and itself)."""
     series = [{"label": "Human clicks", "values": [r.human for r in rows], "kind": "human"},
               {"label": "Unique human clicks", "values": [r.unique_human for r in rows],
-               "kind": "unique"}]
+               "kind": "unique"},
+              {"label": "Human opens", "values": [r.human_opens for r in rows],
+               "kind": "opens"}]
     if include_machine:
         running = [0] * len(rows)
         for name in MACHINE_CLASSES:

@@ -17,10 +17,11 @@ CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
 
 -- A project's messages, newest first, paged by (created_at, id).
 CREATE INDEX messages_project_created_id ON messages (project_id, created_at, id);
--- A project's clicks over time: everything the activity chart counts, without reading
--- the events' rows.
+-- A project's clicks and opens (link_index -1) over time: everything the activity chart
+-- counts, without reading the events' rows.
 CREATE INDEX events_project_activity
-    ON events (project_id, clicked_at, counts_for_metrics, machine, classification, message_id);
+    ON events (project_id, clicked_at, counts_for_metrics, machine, classification, message_id,
+               link_index);
 
 -- The activity chart's periods that can no longer change (ended, nothing pending before their
 -- end), counted once: a 90-day chart then reads 90 rows instead of every click of 90 days.
@@ -34,5 +35,7 @@ CREATE TABLE dashboard_activity (
     human        INTEGER NOT NULL,
     unique_human INTEGER NOT NULL,
     machine      TEXT NOT NULL,                 -- JSON object: classification -> clicks
+    human_opens        INTEGER NOT NULL,
+    unique_human_opens INTEGER NOT NULL,
     PRIMARY KEY (project_id, route_id, tag, bucket_us, start)
 ) WITHOUT ROWID;

@@ -15,7 +15,7 @@ function localTimes() {
 }
 
 const COLOURS = {
-  human: "#1f5fbf", unique: "#1c7c3a", security_scanner: "#b3261e",
+  human: "#1f5fbf", unique: "#1c7c3a", opens: "#a0338a", security_scanner: "#b3261e",
   link_preview: "#8a5a00", generic_bot: "#6b4fa0", privacy_proxy: "#0f7c86",
 };
 
@@ -27,7 +27,7 @@ function activityChart() {
   const series = [{}];
   const values = [chart.x];
   for (const s of chart.series) {
-    const machine = s.kind !== "human" && s.kind !== "unique";
+    const machine = !["human", "unique", "opens"].includes(s.kind);
     const colour = COLOURS[s.kind] || "#555";
     series.push({ label: s.label, stroke: colour, width: machine ? 1 : 2,
                   fill: machine ? colour + "33" : undefined });
@@ -35,7 +35,7 @@ function activityChart() {
   }
   const width = () => Math.max(280, holder.clientWidth);
   const plot = new uPlot({ width: width(), height: 280, series,
-                           axes: [{}, { label: "clicks" }], scales: { y: { range: [0, null] } } },
+                           axes: [{}, { label: "clicks and opens" }], scales: { y: { range: [0, null] } } },
                          values, holder);
   window.addEventListener("resize", () => plot.setSize({ width: width(), height: 280 }));
 }
