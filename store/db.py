@@ -150,12 +150,30 @@ class Database:
         return await _in_thread(self._reader, _in_read, work)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self._reader.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        """A read run whole in one trip to the reader's thread. Executing and fetching in
+        two trips let other reads run on the connection in between, inside the read
+        transaction the unfinished statement held open: they saw the database as it was
+        when that statement began (a session just signed in, a click just committed, not
+        yet there) while a long read, such as the activity chart's, was being fetched."""
+        values = tuple(params)
+        rows: list[Row] = await _in_thread(self._reader, _just,
+                                           lambda raw: raw.execute(sql, values).fetchall())
+        return rows
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self._reader.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        """The first row of a read, in one trip (see ``fetchall``); the statement is
+        finished (reset) before the trip ends."""
+        values = tuple(params)
+
+        def first(raw: sqlite3.Connection) -> Row | None:
+            cursor = raw.execute(sql, values)
+            try:
+                row: Row | None = cursor.fetchone()
+                return row
+            finally:
+                cursor.close()
+
+        return await _in_thread(self._reader, _just, first)
 
 
 async def _in_thread(
@@ -197,6 +215,10 @@ def _each_in_savepoint(
             outcomes.append((False, exc))
         raw.execute("RELEASE grouped")
     return outcomes
+
+
+def _just(raw: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    return work(raw)
 
 
 def _in_read(raw: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
