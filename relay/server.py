@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from relay.api.common import Api
 from relay.app import make_app
 from relay.config.live import LiveConfig, config_items
 from relay.config.load import Config
+from relay.dashboard.activity import keep_activity
 from relay.dashboard.pages import Dashboard
 from relay.delivery.upstream import make_upstream
 from relay.delivery.worker import DeliveryWorker
@@ -107,10 +109,11 @@ async def running(config: Config) -> AsyncIterator[Running]:
         throttle = Throttle()  # wrong passwords and tokens, SMTP AUTH and API alike
         supervisor = Supervisor(metrics, lambda: live().health)
         api = Api(live, store, submitter, wake_webhooks=webhooks.wake, throttle=throttle)
+        dashboard = Dashboard(api, store, delivery.wake)
         app = make_app(
             store=store, metrics=metrics, redirector=Redirector(live, recorder, metrics),
             api=api, queue_health=QueueHealth(lambda: live().health, store),
-            supervisor=supervisor, dashboard=Dashboard(api, store, delivery.wake),
+            supervisor=supervisor, dashboard=dashboard,
         )
         r = Running(config=live, store=store, metrics=metrics, submitter=submitter,
                     delivery=delivery, app=app, promotion=promotion, webhooks=webhooks,
@@ -121,6 +124,7 @@ async def running(config: Config) -> AsyncIterator[Running]:
             "delivery": delivery.run, "config-watch": live.watch, "promotion": promotion.run,
             "webhooks": webhooks.run, "queue-gauges": QueueGauges(live, store, metrics).run,
             "retention": RetentionWorker(live, store, metrics).run,
+            "dashboard-activity": functools.partial(keep_activity, dashboard),
         })
         await _start_http(stack, r)
         await _start_smtp(stack, r, throttle)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from relay.dashboard import mail
+from relay.dashboard import activity, mail
 from relay.server import Running, running
 from tests.clicking import PERSON_ADDRESS, click_as_person, events_of, send_tracked
 from tests.conftest import finished, send, simple_message, wait_until, write_config
@@ -198,3 +198,19 @@ async def test_opens_are_shown_apart_from_clicks_on_the_message_page_and_the_cha
     assert status == 200
     assert "Human clicks <strong>0</strong>" in page  # an open is no click
     assert "human opens <strong>1</strong>" in page  # the person's; not Apple's fetch
+
+
+async def test_settled_days_are_counted_ahead_of_the_first_view(relay: Running) -> None:
+    """The dashboard-activity task keeps each project's settled days at start, so that the
+    first view of a 90-day chart reads them instead of counting every click."""
+
+    async def kept() -> Any:
+        rows = await relay.store.db.fetchall(
+            "SELECT COUNT(*) FROM dashboard_activity WHERE project_id = 'acme'"
+            " AND route_id = '' AND tag = '' AND bucket_us = ?", (activity.DAY_US,))
+        # Every settled day of the 90 that retention keeps: not today, not one retention
+        # may be purging.
+        return rows[0][0] >= min(89, int(relay.config().retention.days) - 1)
+
+    await wait_until(kept)
+    assert relay.supervisor.report().tasks["dashboard-activity"] == "running"
