@@ -46,7 +46,8 @@ async def test_healthz_reports_the_store_and_every_queue(relay: Running) -> None
         name: {"pending": 0, "claimed": 0, "overdue_seconds": 0.0}
         for name in ("spool", "observations", "webhook_deliveries")}, "tasks": {
         name: "running" for name in ("observation-recorder", "delivery", "config-watch",
-                                     "promotion", "webhooks", "queue-gauges", "retention")}}
+                                     "promotion", "webhooks", "queue-gauges", "retention",
+                                     "dashboard-activity")}}
 
 
 async def test_healthz_is_503_with_a_reason_when_the_spool_is_stuck(
