@@ -30,6 +30,7 @@ from relay import logsetup
 from relay.config.live import LiveConfig
 from relay.config.load import load_config
 from store.sqlite import SqliteStore
+from store.writer.client import end_child
 from tracker.metrics import Metrics
 from tracker.promote import PromotionWorker
 from tracker.promotion_report import PromotionReport, Report
@@ -81,29 +82,13 @@ class PromotionProcess:
             status = await process.wait()
             raise PromotionExited(f"the promotion process exited with status {status}")
         finally:
-            await _stop(process)
+            await end_child(process, STOP_TIMEOUT, "the promotion process")
             if worker is not None:
                 with contextlib.suppress(Exception):
                     released = await self._release(worker)
                     if released:
                         log.info("gave back %d observation claims of the promotion process",
                                  released)
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    """Close the process's input and wait for it to finish its batch; kill it if it does
-    not within ``STOP_TIMEOUT``."""
-    if process.returncode is not None:
-        return
-    assert process.stdin is not None
-    process.stdin.close()
-    try:
-        await asyncio.shield(asyncio.wait_for(process.wait(), STOP_TIMEOUT))
-    except TimeoutError:
-        log.error("the promotion process did not stop within %.0f s; killing it", STOP_TIMEOUT)
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
 
 
 # The process's side.

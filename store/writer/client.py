@@ -103,17 +103,8 @@ class ObservationWriter:
         """Close the writer's input and wait for it to finish the batch in hand."""
         async with self._lock:
             process, self._process = self._process, None
-            if process is None or process.returncode is not None:
-                return
-            assert process.stdin is not None
-            process.stdin.close()
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                log.error("the observation writer did not stop within %.0f s; killing it",
-                          STOP_TIMEOUT)
-                _kill(process)
-                await process.wait()
+            if process is not None:
+                await end_child(process, STOP_TIMEOUT, "the observation writer")
 
     async def _running(self) -> asyncio.subprocess.Process:
         process = self._process
@@ -186,6 +177,22 @@ def _log_dropped(dropped: list[tuple[int, str]], rows: int) -> None:
     reasons = sorted({reason for _, reason in dropped})
     log.error("%d of %d observations could not be stored and were left out of their "
               "batch: %s", len(dropped), rows, "; ".join(reasons[:3]))
+
+
+async def end_child(process: asyncio.subprocess.Process, timeout: float, what: str) -> None:
+    """End a child process that stops when its standard input closes (the observation
+    writer, promotion's process): close its input, wait ``timeout`` seconds for it to finish
+    the work in hand, then kill it. The wait goes on if the caller is cancelled meanwhile."""
+    if process.returncode is not None:
+        return
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        await asyncio.shield(asyncio.wait_for(process.wait(), timeout))
+    except TimeoutError:
+        log.error("%s did not stop within %.0f s; killing it", what, timeout)
+        _kill(process)
+        await process.wait()
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
