@@ -27,7 +27,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from store.records import LinkRecord, NewMessage, Observation
-from store.sqlite import SqliteStore
+from store.store import Store
 from store.webhooks import NewDelivery
 from tracker.classify.rules import DEFAULT_RULES
 from tracker.config import ProjectConfig, WebhookConfig, WebhookDeliveryConfig
@@ -48,7 +48,7 @@ class View:
     webhook_delivery: WebhookDeliveryConfig = field(default_factory=WebhookDeliveryConfig)
 
 
-async def fill(store: SqliteStore, count: int, now: int) -> None:
+async def fill(store: Store, count: int, now: int) -> None:
     rng = random.Random(1)
     messages = [str(uuid.uuid4()) for _ in range(2000)]
     await store.spool_messages([
@@ -66,12 +66,12 @@ async def fill(store: SqliteStore, count: int, now: int) -> None:
 
 
 async def promotion(path: Path, count: int, workers: int) -> float:
-    store = await SqliteStore.open(path)
+    store = await Store.open(path)
     now = time.time_ns() // 1000
     await fill(store, count, now)
     hooks = (WebhookConfig("h", "http://127.0.0.1:9/", "whsec_x"),)
     view = View((ProjectConfig("acme", "acme1", "t", webhooks=hooks),))
-    stores = [store] + [await SqliteStore.open(path) for _ in range(workers - 1)]
+    stores = [store] + [await Store.open(path) for _ in range(workers - 1)]
     runners = [PromotionWorker(lambda: view, s, metrics_report(Metrics()),
                                lambda: DEFAULT_RULES)
                for s in stores]
@@ -107,7 +107,7 @@ async def dispatch(path: Path, count: int) -> float:
     hook = WebhookConfig("h", f"http://127.0.0.1:{port}/hook", "whsec_x")
     view = View((ProjectConfig("acme", "acme1", "t", webhooks=(hook,)),),
                 WebhookDeliveryConfig(concurrency=8, per_webhook_concurrency=8))
-    store = await SqliteStore.open(path)
+    store = await Store.open(path)
     now = time.time_ns() // 1000
     body = '{"id":"x","event":"message.clicked","data":{"message_id":"m"}}' + " " * 900
     for _ in range(count):

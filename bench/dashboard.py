@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from relay.config.load import load_config
 from relay.server import running
-from store.sqlite import SqliteStore
+from store.backend import Tx
+from store.store import Store
 from tests.conftest import base_settings
 from tests.dashboard_helpers import CSRF, Visitor, with_dashboard
 
@@ -37,16 +38,13 @@ DAYS = 90
 
 
 async def fill(path: Path, messages: int, per_message: int) -> None:
-    store = await SqliteStore.open(path)
+    store = await Store.open(path)
     step = DAYS * 86400 * S // messages
     now = time.time_ns() // 1000
     start = time.perf_counter()
 
-    def work(raw: object) -> None:
-        import sqlite3
-
-        assert isinstance(raw, sqlite3.Connection)
-        raw.execute(
+    async def work(tx: Tx) -> None:
+        await tx.execute(
             "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 - 1)"
             " INSERT INTO messages (id, submission_id, project_id, route_id, mail_from,"
             " rcpt_to, subject, tag, metadata, track_clicks, created_at, status, attempts,"
@@ -57,12 +55,12 @@ async def fill(path: Path, messages: int, per_message: int) -> None:
             " CASE i % 4 WHEN 0 THEN 'spring' WHEN 1 THEN 'receipts' ELSE NULL END, '{}', 1,"
             " ?2 - (?1 - i) * ?3, 'delivered', 1, ?2 - (?1 - i) * ?3, ?2 - (?1 - i) * ?3"
             " FROM n", (messages, now, step))
-        raw.execute(
+        await tx.execute(
             "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 * 5 - 1)"
             " INSERT INTO links (message_id, link_index, destination, anchor_text)"
             " SELECT printf('m%08d', i / 5), i % 5, printf('https://shop.example.com/%d', i % 5),"
             " printf('Link %d', i % 5) FROM n", (messages,))
-        raw.execute(
+        await tx.execute(
             "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 * ?4 - 1)"
             " INSERT INTO events (id, observation_id, message_id, project_id, link_index,"
             " destination, clicked_at, classification, probability, machine,"
@@ -78,9 +76,9 @@ async def fill(path: Path, messages: int, per_message: int) -> None:
             " '[]', '[]', 'bench', 'desktop', 'browser', 'Chrome', 'Mozilla/5.0',"
             " ?2 - (?1 - i / ?4) * ?3 + (i % ?4) * 60000000 FROM n",
             (messages, now, step, per_message))
-        raw.execute("ANALYZE")
+        await tx.execute("ANALYZE")
 
-    await store.db.write_in_one_trip(work)
+    await store.db.write(work)
     await store.close()
     print(f"filled {messages} messages and {messages * per_message} clicks in "
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr)

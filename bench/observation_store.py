@@ -5,7 +5,7 @@ every block.
     .venv/bin/python bench/observation_store.py [--blocks 6] [--block 50000] [--batch 25]
         [--addresses 1] [--drop-index NAME ...] [--writer]
 
-By default through ``SqliteStore.record_observations`` (aiosqlite's thread; CPU of this
+By default through ``Store.record_observations`` (aiosqlite's thread; CPU of this
 process); with ``--writer`` through the observation writer process as the server writes
 clicks (store/writer/client.py; CPU of this process and of the writer, apart).
 ``--drop-index`` removes an index of ``observations`` first, to see what its upkeep
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from store.records import Observation  # noqa: E402
-from store.sqlite import SqliteStore  # noqa: E402
+from store.store import Store  # noqa: E402
 from store.writer.client import ObservationWriter  # noqa: E402
 
 HEADERS = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
@@ -52,7 +52,7 @@ async def main() -> None:
                         help="write through the observation writer process")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        store = await SqliteStore.open(Path(tmp) / "clickrelay.db")
+        store = await Store.open(Path(tmp) / "clickrelay.db")
         for name in args.drop_index:
             await store.db.write_statement(f'DROP INDEX "{name}"')
         writer = ObservationWriter(store.db.path) if args.writer else None

@@ -16,7 +16,7 @@ from relay.config.dashboard import hash_password
 from relay.config.load import MIN_TOKEN_LENGTH, Config, ConfigError, load_config
 from relay.delivery.spool import SPOOL_ACTIONS, act_on_copy
 from relay.server import serve
-from store.sqlite import SqliteStore
+from store.store import Store
 from store.writer.client import ObservationWriteError
 
 DEFAULT_CONFIG = "config.example.toml"
@@ -84,7 +84,7 @@ def _hash_password() -> int:
 
 
 async def _spool(config: Config, args: argparse.Namespace) -> int:
-    store = await SqliteStore.open(config.store.path)
+    store = await Store.open(config.store.where)
     try:
         if args.action == "list":
             return await _spool_list(store)
@@ -102,7 +102,7 @@ async def _spool(config: Config, args: argparse.Namespace) -> int:
         await store.close()
 
 
-async def _spool_list(store: SqliteStore) -> int:
+async def _spool_list(store: Store) -> int:
     summary = await store.spool_summary(time.time_ns() // 1000)
     print(f"queued {summary.queued} (in delivery {summary.claimed}), "
           f"delivered {summary.delivered}, failed {summary.failed}")
@@ -112,7 +112,7 @@ async def _spool_list(store: SqliteStore) -> int:
     return 0
 
 
-async def _spool_show(store: SqliteStore, message_id: str) -> int:
+async def _spool_show(store: Store, message_id: str) -> int:
     message = await store.get_message(message_id)
     if message is None:
         print(f"clickrelay: no message {message_id}", file=sys.stderr)

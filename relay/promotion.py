@@ -29,7 +29,7 @@ from pathlib import Path
 from relay import logsetup
 from relay.config.live import LiveConfig
 from relay.config.load import load_config
-from store.sqlite import SqliteStore
+from store.store import Store
 from store.writer.client import end_child
 from tracker.metrics import Metrics
 from tracker.promote import PromotionWorker
@@ -96,7 +96,7 @@ class PromotionProcess:
 async def _promote(config_path: Path) -> int:
     metrics = Metrics()  # the process's own: its reloads are counted by the server too
     live = LiveConfig(load_config(config_path), metrics)
-    store = await SqliteStore.open(live().store.path)
+    store = await Store.open(live().store.where)
     try:
         worker = PromotionWorker(live, store, _send, lambda: live().classification)
         _write({"worker": worker.worker_id})

@@ -30,7 +30,7 @@ from relay.submission.accept import Submitter
 from relay.submission.smtp import SubmissionHandler, protocol_factory, tls_context
 from relay.throttle import Throttle
 from store.clock import now_us
-from store.sqlite import SqliteStore
+from store.store import Store
 from store.writer.client import ObservationWriter
 from tracker.classify.useragent import preload as preload_user_agents
 from tracker.clicks.recorder import ObservationRecorder
@@ -53,14 +53,14 @@ class Running:
     """A started clickrelay: what tests and the command line need to reach it."""
 
     config: LiveConfig
-    store: SqliteStore
+    store: Store
     metrics: Metrics
     submitter: Submitter
     delivery: DeliveryWorker
     app: web.Application
     promotion: PromotionProcess
     webhooks: WebhookDispatcher
-    observation_writer: ObservationWriter
+    observation_writer: ObservationWriter | None  # None on PostgreSQL
     supervisor: Supervisor
     smtp_addresses: list[tuple[str, int]] = field(default_factory=list)
     smtps_addresses: list[tuple[str, int]] = field(default_factory=list)
@@ -79,30 +79,24 @@ class Running:
 async def running(config: Config) -> AsyncIterator[Running]:
     async with AsyncExitStack() as stack:
         metrics = Metrics()
-        store = await SqliteStore.open(config.store.path)
+        store = await Store.open(config.store.where)
         stack.push_async_callback(store.close)
         metrics.count_commits(lambda: store.db.commits)
         live = LiveConfig(config, metrics, on_loaded=lambda new: store.note_config_items(
             config_items(new), now_us()))
         await store.note_config_items(config_items(config), now_us())
-        # A single SQLite file belongs to one process: claims left by a dead one go back.
-        released = await store.release_claims()
-        if released:
-            log.warning("released %d spool claims left by a previous run", released)
-        await store.clean_spool()
-        await store.release_observation_claims()
-        await store.release_webhook_claims()
-        keys = await store.release_unfinished_keys()
-        if keys:
-            log.warning("gave back %d idempotency keys whose mail was never spooled", keys)
+        await _take_over(store)
         upstream = make_upstream(config.upstream, config.smtp.hostname)
         delivery = DeliveryWorker(live, store, upstream, metrics)
         submitter = Submitter(live, store, metrics, on_spooled=delivery.wake)
         stack.push_async_callback(submitter.close)  # its worker processes, after the SMTP
-        writer = ObservationWriter(config.store.path)
-        await writer.start()
-        stack.push_async_callback(writer.close)  # after the recorder's last batch
-        recorder = ObservationRecorder(live, writer, metrics)
+        writer = None
+        if config.store.path is not None:  # SQLite: clicks committed by a process of their own
+            writer = ObservationWriter(config.store.path)
+            await writer.start()
+            stack.push_async_callback(writer.close)  # after the recorder's last batch
+        # On PostgreSQL the recorder commits its batches itself, on the event loop.
+        recorder = ObservationRecorder(live, writer or store, metrics)
         webhooks = WebhookDispatcher(live, store, metrics)
         promotion = PromotionProcess(config.path, metrics_report(metrics, webhooks.wake),
                                      store.release_observation_claims)
@@ -129,6 +123,24 @@ async def running(config: Config) -> AsyncIterator[Running]:
         await _start_http(stack, r)
         await _start_smtp(stack, r, throttle)
         yield r
+
+
+async def _take_over(store: Store) -> None:
+    """Start where the previous run stopped. A SQLite file belongs to this process alone:
+    what a dead run had claimed goes back now, and idempotency keys it held in flight are
+    given back. On a database shared by several nodes a claim may be a live node's: a dead
+    node's claims lapse with their leases (docs/deployment.md)."""
+    await store.clean_spool()
+    if store.shared:
+        return
+    released = await store.release_claims()
+    if released:
+        log.warning("released %d spool claims left by a previous run", released)
+    await store.release_observation_claims()
+    await store.release_webhook_claims()
+    keys = await store.release_unfinished_keys()
+    if keys:
+        log.warning("gave back %d idempotency keys whose mail was never spooled", keys)
 
 
 async def _start_workers(

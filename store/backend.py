@@ -21,6 +21,8 @@ from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # a store URL that names PostgreSQL
+
 
 class Row(Protocol):
     """A result row: by column name or by position (aiosqlite.Row, asyncpg.Record)."""
@@ -51,11 +53,19 @@ Work = Callable[[Tx], Awaitable[T]]
 class Dialect(Protocol):
     """The few places where the two engines' SQL differs."""
 
-    name: str  # "sqlite" or "postgresql"
-    skip_locked: str  # appended to a claim's inner SELECT: "" or " FOR UPDATE SKIP LOCKED"
+    @property
+    def name(self) -> str:
+        """"sqlite" or "postgresql"."""
+        ...
 
-    def json_values(self, param: str = "?") -> str:
-        """A table with one column ``value`` (text) of the JSON array of strings ``param``."""
+    @property
+    def skip_locked(self) -> str:
+        """Appended to a claim's inner SELECT: "" or " FOR UPDATE SKIP LOCKED"."""
+        ...
+
+    def json_values(self, param: str = "?", sql_type: str = "TEXT") -> str:
+        """A SELECT of the elements of the JSON array ``param`` as ``sql_type`` (INTEGER or
+        TEXT), for ``x IN (...)``."""
         ...
 
     def json_rows(self, param: str = "?") -> str:
@@ -66,6 +76,19 @@ class Dialect(Protocol):
     def json_at(self, index: int, sql_type: str) -> str:
         """Element ``index`` of ``j.value`` (see ``json_rows``) as ``sql_type``
         (INTEGER or TEXT)."""
+        ...
+
+    def utc_day(self, column: str) -> str:
+        """The UTC day (YYYY-MM-DD) of the µs timestamp ``column``."""
+        ...
+
+    def serialize(self, name: str) -> str:
+        """A statement that, run first in a transaction, makes the transactions that run it
+        with the same ``name`` take turns (until commit); "" where they already do."""
+        ...
+
+    def indexed_by(self, index: str) -> str:
+        """`` INDEXED BY index`` where the engine takes the hint, else nothing."""
         ...
 
 

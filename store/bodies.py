@@ -33,9 +33,11 @@ class BodyFiles:
         self.directory = directory
 
     @classmethod
-    def beside(cls, database: Path) -> BodyFiles:
-        """The body files of the database file ``database``."""
-        return cls(database.parent / BODIES_DIR)
+    def beside(cls, directory: Path | None) -> BodyFiles:
+        """The body files of the database in ``directory`` (``Database.files_dir``)."""
+        if directory is None:
+            raise LookupError("this store keeps every body in its database")
+        return cls(directory / BODIES_DIR)
 
     async def write(
         self, body_id: str, pieces: Sequence[bytes], fills: Sequence[Sequence[bytes]]

@@ -5,14 +5,19 @@ one fsync); promotion reads them by message."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from store.records import Observation
 
 if TYPE_CHECKING:
-    from store.db import Database, Row
+    from store.backend import Database, Row, Tx
+
+log = logging.getLogger("clickrelay.store")
 
 VALUES_PER_ROW = 11
 _HEADERS = 7  # the headers' place among a row's values
@@ -28,18 +33,38 @@ _quote = json.encoder.encode_basestring  # a str as a JSON string, non-ASCII kep
 class ClickStore:
     db: Database
 
-    async def record_observations(self, batch: Sequence[Observation]) -> None:
-        """Write a batch atomically; on return every observation is on disk. Up to
-        ``ROWS_PER_STATEMENT`` rows go in one multi-row INSERT, a transaction on its own:
-        one trip to the database thread and one fsync for the whole batch. (The tracker
-        writes its clicks through store/writer/client.py instead, in a process of its own.)"""
+    async def record_observations(self, batch: Sequence[Observation]) -> list[int]:
+        """Write a batch in one transaction; on return every observation is on disk.
+        Up to ``ROWS_PER_STATEMENT`` rows go in one multi-row INSERT: one trip to the
+        database and one commit for the whole batch. The places of the rows the database
+        refused are returned (most often none; see ``_one_by_one``). On SQLite the tracker
+        writes its clicks through store/writer/client.py instead, in a process of its own;
+        on PostgreSQL through here, on the event loop (docs/redirect.md)."""
         statements = insert_statements(len(batch), observation_values(batch))
-        if len(statements) == 1:
-            await self.db.write_statement(*statements[0])
-        elif statements:
-            async with self.db.transaction() as tx:
-                for sql, params in statements:
-                    await tx.execute(sql, params)
+        try:
+            await self.db.write(functools.partial(_execute_all, statements=statements))
+        except Exception:
+            if len(batch) == 1:
+                raise
+            return await self._one_by_one(batch)
+        return []
+
+    async def _one_by_one(self, batch: Sequence[Observation]) -> list[int]:
+        """A batch the database refused, written row by row in one group commit: the
+        places of the rows it refuses again (a value it cannot store, such as a NUL in a
+        header for PostgreSQL) are returned and the others committed; if it refuses them
+        all (the database is down), the first error is raised."""
+        outcomes = await asyncio.gather(*(
+            self.db.write_grouped(functools.partial(
+                _execute_all, statements=insert_statements(1, observation_values([o]))))
+            for o in batch), return_exceptions=True)
+        refused = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)]
+        if len(refused) == len(batch):
+            raise outcomes[0]  # type: ignore[misc]
+        for i in refused:
+            log.warning("observation of message %s not stored: %s", batch[i].message_id,
+                        outcomes[i])
+        return refused
 
     async def get_observations(self, message_id: str) -> list[Observation]:
         """A message's observations in click order."""
@@ -52,6 +77,11 @@ class ClickStore:
     async def count_observations(self) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) FROM observations")
         return int(row[0]) if row else 0
+
+
+async def _execute_all(tx: Tx, statements: list[tuple[str, list[object]]]) -> None:
+    for sql, params in statements:
+        await tx.execute(sql, params)
 
 
 def observation_values(batch: Sequence[Observation]) -> list[object]:

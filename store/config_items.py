@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from store.db import Database
+from store.backend import Database
 from store.records import ConfigItem, ItemTimes
 
 
@@ -28,7 +28,7 @@ class ConfigItemStore:
                     "INSERT INTO config_items (kind, id, fingerprint, created_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, id) DO UPDATE SET"
                     " fingerprint = excluded.fingerprint, updated_at = excluded.updated_at"
-                    " WHERE fingerprint != excluded.fingerprint",
+                    " WHERE config_items.fingerprint != excluded.fingerprint",
                     [(i.kind, i.id, i.fingerprint, now, now) for i in stale],
                 )
             times = await self._times(items)

@@ -11,20 +11,20 @@ more."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from store.db import Database, Row
+from store.backend import Database, Row, Tx
+from store.dialect import DIALECTS
 from store.events import EarlierClicks, HitRecord
 from store.message_info import INFO_COLUMNS, message_info
 from store.records import LinkRecord, MessageInfo, Observation
 
 HONEYPOT_HITS = 100  # a message's honeypot hits read as context, at most
 
-# The batch's rows as JSON arrays, read back by position with json_each.
-_ARG = "json_extract(j.value, '$[{}]')"
 _HIT_COLUMNS = "o.id, o.at, o.link_index, o.addr_hash, o.user_agent"
 
 
@@ -64,20 +64,23 @@ class ContextStore:
         first: dict[str, Observation] = {}
         for o in sorted(observations, key=lambda o: (o.at, o.id or 0)):
             first.setdefault(o.message_id, o)
+        sqls = _statements(self.db.dialect.name)
         statements = [
-            (_MESSAGES, (messages,)),
-            (_LINKS, (messages,)),
-            (_NEAR, (json.dumps([(o.id, o.message_id, o.at - windows.hits_us,
+            (sqls[0], (messages,)),
+            (sqls[1], (messages,)),
+            (sqls[2], (json.dumps([(o.id, o.message_id, o.at - windows.hits_us,
                                   o.at + windows.hits_us) for o in observations]),
                      windows.hits_limit)),
-            (_BAIT, (messages, windows.honeypot_index, HONEYPOT_HITS)),
-            (_FANOUT, (windows.fanout_cap,
+            (sqls[3], (messages, windows.honeypot_index, HONEYPOT_HITS)),
+            (sqls[4], (windows.fanout_cap,
                        json.dumps([(o.id, o.addr_hash, o.at - windows.fanout_us,
                                     o.at + windows.fanout_us) for o in observations]))),
-            (_EARLIER, (json.dumps([(o.message_id, o.at, o.id) for o in first.values()]),)),
+            (sqls[5], (json.dumps([(o.message_id, o.at, o.id) for o in first.values()]),)),
         ]
-        found, links, near, bait, fanout, earlier = await self.db.read_in_one_trip(
-            lambda raw: [raw.execute(sql, params).fetchall() for sql, params in statements])
+        async def read(tx: Tx) -> list[list[Row]]:
+            return [await tx.fetchall(sql, params) for sql, params in statements]
+
+        found, links, near, bait, fanout, earlier = await self.db.read(read)
         return BatchContext(
             messages={info.id: info for info in map(message_info, found)},
             links=_links(links),
@@ -88,52 +91,66 @@ class ContextStore:
         )
 
 
-_MESSAGES = f"SELECT {INFO_COLUMNS} FROM messages WHERE id IN (SELECT value FROM json_each(?))"
-_LINKS = (
-    "SELECT message_id, link_index, destination, anchor_text, honeypot FROM links"
-    " WHERE message_id IN (SELECT value FROM json_each(?1)) UNION ALL"
-    " SELECT m.id, s.link_index, s.destination, s.anchor_text, s.honeypot"
-    " FROM messages m JOIN submission_links s ON s.submission_id = m.submission_id"
-    " WHERE m.id IN (SELECT value FROM json_each(?1)) AND m.body_id IS NOT NULL"
-    " ORDER BY 1, 2"
-)
-# Each observation's neighbours on its message within the window: (id, message, start, end).
-_NEAR = (
-    "SELECT oid, id, at, link_index, addr_hash, user_agent FROM ("
-    f" SELECT {_ARG.format(0)} AS oid, {_HIT_COLUMNS}, ROW_NUMBER() OVER"
-    "  (PARTITION BY j.key ORDER BY o.at, o.id) AS n"
-    f" FROM json_each(?) j JOIN observations o ON o.message_id = {_ARG.format(1)}"
-    f"  AND o.at BETWEEN {_ARG.format(2)} AND {_ARG.format(3)} AND o.id != {_ARG.format(0)})"
-    " WHERE n <= ?"
-)
-# The messages' honeypot hits at any time: a honeypot hit names its client, whenever it came.
-_BAIT = (
-    "SELECT message_id, id, at, link_index, addr_hash, user_agent FROM ("
-    f" SELECT o.message_id, {_HIT_COLUMNS}, ROW_NUMBER() OVER"
-    "  (PARTITION BY o.message_id ORDER BY o.at, o.id) AS n"
-    " FROM observations o WHERE o.message_id IN (SELECT value FROM json_each(?))"
-    " AND o.link_index = ?) WHERE n <= ?"
-)
-# How many distinct messages (each is one recipient's copy) each observation's address hit
-# within the window, counted up to the cap: (id, address hash, start, end).
-_FANOUT = (
-    f"SELECT {_ARG.format(0)}, (SELECT COUNT(*) FROM (SELECT DISTINCT message_id"
-    f" FROM observations WHERE addr_hash = {_ARG.format(1)}"
-    f" AND at BETWEEN {_ARG.format(2)} AND {_ARG.format(3)} LIMIT ?))"
-    " FROM json_each(?) j"
-)
-# Whether each message has click events, then open events (link index -1), before its
-# first hit of the batch, of any kind and human-countable, the basis of ``first_click``
-# and ``first_open``: (message, at, id).
-_BEFORE = (f"message_id = {_ARG.format(0)} AND (clicked_at < {_ARG.format(1)}"
-           f" OR (clicked_at = {_ARG.format(1)} AND observation_id < {_ARG.format(2)}))")
-_KIND = (" AND link_index >= 0", " AND link_index < 0")
-_EARLIER = (
-    f"SELECT {_ARG.format(0)}, " + ", ".join(
-        f"EXISTS (SELECT 1 FROM events WHERE {_BEFORE}{kind}{human})"
-        for kind in _KIND for human in ("", " AND counts_for_metrics = 1"))
-    + " FROM json_each(?) j"
-)
+@functools.cache
+def _statements(dialect: str) -> tuple[str, str, str, str, str, str]:
+    """The six reads, with the batch's rows as JSON arrays read back by position."""
+    d = DIALECTS[dialect]
+
+    def at(index: int, sql_type: str = "TEXT") -> str:
+        return d.json_at(index, sql_type)
+
+    ids = d.json_values("?")
+    messages = f"SELECT {INFO_COLUMNS} FROM messages WHERE id IN ({ids})"
+    links = (
+        "SELECT message_id, link_index, destination, anchor_text, honeypot FROM links"
+        f" WHERE message_id IN ({d.json_values('?1')}) UNION ALL"
+        " SELECT m.id, s.link_index, s.destination, s.anchor_text, s.honeypot"
+        " FROM messages m JOIN submission_links s ON s.submission_id = m.submission_id"
+        f" WHERE m.id IN ({d.json_values('?1')}) AND m.body_id IS NOT NULL"
+        " ORDER BY 1, 2"
+    )
+    # Each observation's neighbours on its message within the window: (id, message,
+    # start, end).
+    near = (
+        "SELECT oid, id, at, link_index, addr_hash, user_agent FROM ("
+        f" SELECT {at(0, 'INTEGER')} AS oid, {_HIT_COLUMNS}, ROW_NUMBER() OVER"
+        "  (PARTITION BY j.key ORDER BY o.at, o.id) AS n"
+        f" FROM {d.json_rows()} JOIN observations o ON o.message_id = {at(1)}"
+        f"  AND o.at BETWEEN {at(2, 'INTEGER')} AND {at(3, 'INTEGER')}"
+        f"  AND o.id != {at(0, 'INTEGER')}) near"
+        " WHERE n <= ?"
+    )
+    # The messages' honeypot hits at any time: a honeypot hit names its client, whenever
+    # it came.
+    bait = (
+        "SELECT message_id, id, at, link_index, addr_hash, user_agent FROM ("
+        f" SELECT o.message_id, {_HIT_COLUMNS}, ROW_NUMBER() OVER"
+        "  (PARTITION BY o.message_id ORDER BY o.at, o.id) AS n"
+        f" FROM observations o WHERE o.message_id IN ({ids})"
+        " AND o.link_index = ?) bait WHERE n <= ?"
+    )
+    # How many distinct messages (each is one recipient's copy) each observation's address
+    # hit within the window, counted up to the cap: (id, address hash, start, end).
+    fanout = (
+        f"SELECT {at(0, 'INTEGER')}, (SELECT COUNT(*) FROM (SELECT DISTINCT message_id"
+        f" FROM observations WHERE addr_hash = {at(1)}"
+        f" AND at BETWEEN {at(2, 'INTEGER')} AND {at(3, 'INTEGER')} LIMIT ?) hit)"
+        f" FROM {d.json_rows()}"
+    )
+    # Whether each message has click events, then open events (link index -1), before its
+    # first hit of the batch, of any kind and human-countable, the basis of
+    # ``first_click`` and ``first_open``: (message, at, id).
+    before = (f"message_id = {at(0)} AND (clicked_at < {at(1, 'INTEGER')}"
+              f" OR (clicked_at = {at(1, 'INTEGER')}"
+              f" AND observation_id < {at(2, 'INTEGER')}))")
+    kinds = (" AND link_index >= 0", " AND link_index < 0")
+    earlier = (
+        f"SELECT {at(0)}, " + ", ".join(
+            f"EXISTS (SELECT 1 FROM events WHERE {before}{kind}{human})"
+            for kind in kinds for human in ("", " AND counts_for_metrics = 1"))
+        + f" FROM {d.json_rows()}"
+    )
+    return messages, links, near, bait, fanout, earlier
 
 
 def _links(rows: Sequence[Row]) -> dict[str, tuple[LinkRecord, ...]]:

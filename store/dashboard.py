@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from store.db import Database
+from store.backend import Database
+from store.dialect import containing, contains
 from store.events import OPEN_LINK_INDEX
 from store.message_info import INFO_COLUMNS, message_info
 from store.records import ActivityBucket, DashboardSession, MessageInfo, MessageListRow
 
 SPOOL_STATES = ("queued", "failed")
 SHORT_RANGE_US = 2 * 86_400 * 1_000_000
-_LIKE_ESCAPE = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
 
 class DashboardStore:
@@ -61,8 +61,8 @@ class DashboardStore:
             sql += " AND (created_at, id) < (?, ?)"
             params += before
         if search:
-            like = f"%{search.translate(_LIKE_ESCAPE)}%"
-            sql += (" AND (rcpt_to LIKE ? ESCAPE '\\' OR subject LIKE ? ESCAPE '\\'"
+            like = containing(search)
+            sql += (f" AND ({contains('rcpt_to')} OR {contains('subject')}"
                     " OR tag = ?)")
             params += [like, like, search]
         rows = await self.db.fetchall(
@@ -120,7 +120,8 @@ class DashboardStore:
                     cond += (" AND e.message_id IN (SELECT id FROM messages"
                              f" WHERE project_id = ?2 AND {column} = ?{len(params)})")
         bucket = "?3 + (e.clicked_at - ?3) / ?1 * ?1"
-        where = ("FROM events e INDEXED BY events_project_activity WHERE e.project_id = ?2"
+        where = (f"FROM events e{self.db.dialect.indexed_by('events_project_activity')}"
+                 " WHERE e.project_id = ?2"
                  f" AND e.clicked_at >= ?3 AND e.clicked_at < ?4{cond}")
         human = await self.db.fetchall(
             f"SELECT {bucket}, COUNT(*), COUNT(DISTINCT e.message_id) {where}"
@@ -149,9 +150,13 @@ class DashboardStore:
         async with self.db.transaction() as tx:
             await tx.execute("DELETE FROM dashboard_activity WHERE start < ?", (kept_since,))
             await tx.executemany(
-                "INSERT OR REPLACE INTO dashboard_activity (project_id, route_id, tag,"
+                "INSERT INTO dashboard_activity (project_id, route_id, tag,"
                 " bucket_us, start, human, unique_human, machine, human_opens,"
-                " unique_human_opens) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " unique_human_opens) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (project_id, route_id, tag, bucket_us, start) DO UPDATE SET"
+                " human = excluded.human, unique_human = excluded.unique_human,"
+                " machine = excluded.machine, human_opens = excluded.human_opens,"
+                " unique_human_opens = excluded.unique_human_opens",
                 [(*key, b.start, b.human, b.unique_human, json.dumps(b.machine),
                   b.human_opens, b.unique_human_opens) for b in settled])
 

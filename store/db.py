@@ -21,28 +21,33 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from store.backend import Dialect, Row, Tx, Work, run_sync
 from store.clock import now_us
+from store.dialect import SQLITE
 from store.pragmas import PRAGMAS
 
-Row = aiosqlite.Row
 T = TypeVar("T")
-
 
 GROUP_LIMIT = 64  # writes that share one commit, at most
 
 
-class Database:
+class SqliteDatabase:
+    """``store.backend.Database`` over one SQLite file."""
+
+    dialect: Dialect = SQLITE
+
     def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
         self.path = path
+        self.files_dir: Path | None = path.parent
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
-        self._grouped: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._grouped: list[tuple[Work[Any], asyncio.Future[Any]]] = []
         self._grouping: asyncio.Task[None] | None = None
         self.commits = 0  # write transactions that changed rows (each an fsync), for the metrics
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open(cls, path: Path) -> SqliteDatabase:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = await _connect(path)
         try:
@@ -59,7 +64,7 @@ class Database:
             await self._writer.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Tx]:
         """A write transaction, committed (and on disk) when the block ends without error."""
         async with self._write_lock:
             changes = self._writer.total_changes
@@ -67,23 +72,26 @@ class Database:
                 # Inside the try: a task cancelled while BEGIN waits on aiosqlite's thread
                 # still has it run there, and the rollback, queued behind it, undoes it.
                 await self._writer.execute("BEGIN IMMEDIATE")
-                yield self._writer
+                yield _AioTx(self._writer)
             except BaseException:
                 await self._writer.rollback()
                 raise
             await self._writer.commit()
             self._count(changes)
 
-    async def write_statement(self, sql: str, params: Iterable[Any] = ()) -> None:
+    async def write_statement(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement as a transaction of its own (SQLite commits a lone statement
         atomically), on disk when this returns: one trip to the writer's thread instead of
         three, for hot paths that write one multi-row INSERT."""
+        values = tuple(params)
         async with self._write_lock:
             changes = self._writer.total_changes
-            await self._writer.execute(sql, tuple(params))
+            count: int = await _in_thread(self._writer, _just,
+                                          lambda raw: raw.execute(sql, values).rowcount)
             self._count(changes)
+            return count
 
-    async def write_in_one_trip(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, work: Work[T]) -> T:
         """A write transaction run whole on the writer's thread: BEGIN, ``work``, COMMIT
         in one trip. The database's write lock (shared with the observation writer's
         process) is then held only while SQLite works, never while the event loop is busy
@@ -91,11 +99,11 @@ class Database:
         while clicks are being committed."""
         async with self._write_lock:
             changes = self._writer.total_changes
-            result = await _in_thread(self._writer, _in_transaction, work)
+            result = await _in_thread(self._writer, _in_transaction, _synchronously(work))
             self._count(changes)
             return result
 
-    async def write_grouped(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def write_grouped(self, work: Work[T]) -> T:
         """A write that shares its transaction, and so its commit and its fsync, with the
         writes asked for while the one before was being committed (group commit, as the
         clicks have: many concurrent submissions or delivery records, one fsync). Each
@@ -124,20 +132,11 @@ class Database:
                                                 functools.partial(_each_in_savepoint, works=works))
                     self._count(changes)
             except BaseException as exc:  # the group's transaction failed as a whole
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception)
-                                             else RuntimeError("the write was interrupted"))
+                settle_group(group, exc)
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            settle_group(group, outcomes)
 
     def _count(self, changes_before: int) -> None:
         """Count a committed transaction that wrote something (one that changed no row
@@ -145,9 +144,9 @@ class Database:
         if self._writer.total_changes != changes_before:
             self.commits += 1
 
-    async def read_in_one_trip(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, work: Work[T]) -> T:
         """Several reads on the reader's thread in one trip (one consistent snapshot)."""
-        return await _in_thread(self._reader, _in_read, work)
+        return await _in_thread(self._reader, _in_read, _synchronously(work))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """A read run whole in one trip to the reader's thread. Executing and fetching in
@@ -164,16 +163,83 @@ class Database:
         """The first row of a read, in one trip (see ``fetchall``); the statement is
         finished (reset) before the trip ends."""
         values = tuple(params)
+        return await _in_thread(self._reader, _just, lambda raw: _first(raw, sql, values))
 
-        def first(raw: sqlite3.Connection) -> Row | None:
-            cursor = raw.execute(sql, values)
-            try:
-                row: Row | None = cursor.fetchone()
-                return row
-            finally:
-                cursor.close()
 
-        return await _in_thread(self._reader, _just, first)
+def settle_group(group: list[tuple[Work[Any], asyncio.Future[Any]]],
+                 outcomes: list[tuple[bool, Any]] | BaseException) -> None:
+    """Answer a group's callers: each its result or its exception, or all of them the
+    error that failed the group's transaction as a whole."""
+    for index, (_, future) in enumerate(group):
+        if future.done():
+            continue
+        if isinstance(outcomes, BaseException):
+            future.set_exception(outcomes if isinstance(outcomes, Exception)
+                                 else RuntimeError("the write was interrupted"))
+            continue
+        ok, value = outcomes[index]
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class _AioTx:
+    """A transaction's statements through aiosqlite, one trip to its thread each."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        async with self._conn.execute(sql, tuple(params)) as cur:
+            return cur.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        await self._conn.executemany(sql, [tuple(r) for r in rows])
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        values = tuple(params)
+        rows: list[Row] = await _in_thread(self._conn, _just,
+                                           lambda raw: raw.execute(sql, values).fetchall())
+        return rows
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        values = tuple(params)
+        return await _in_thread(self._conn, _just, lambda raw: _first(raw, sql, values))
+
+
+class _SyncTx:
+    """A transaction's statements on the connection's own thread: every await returns at
+    once, so a work function runs to its end in one step (``store.backend.run_sync``)."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self._raw = raw
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        return self._raw.execute(sql, tuple(params)).rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        self._raw.executemany(sql, (tuple(r) for r in rows))
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        rows: list[Row] = self._raw.execute(sql, tuple(params)).fetchall()
+        return rows
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        return _first(self._raw, sql, tuple(params))
+
+
+def _synchronously(work: Work[T]) -> Callable[[sqlite3.Connection], T]:
+    return lambda raw: run_sync(work, _SyncTx(raw))
+
+
+def _first(raw: sqlite3.Connection, sql: str, values: tuple[Any, ...]) -> Row | None:
+    cursor = raw.execute(sql, values)
+    try:
+        row: Row | None = cursor.fetchone()
+        return row
+    finally:
+        cursor.close()
 
 
 async def _in_thread(
@@ -200,16 +266,14 @@ def _in_transaction(raw: sqlite3.Connection, work: Callable[[sqlite3.Connection]
     return result
 
 
-def _each_in_savepoint(
-    raw: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]
-) -> list[tuple[bool, Any]]:
+def _each_in_savepoint(raw: sqlite3.Connection, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
     """Each write in a savepoint of the transaction: (True, its result), or (False, the
     exception that undid it)."""
     outcomes: list[tuple[bool, Any]] = []
     for work in works:
         raw.execute("SAVEPOINT grouped")
         try:
-            outcomes.append((True, work(raw)))
+            outcomes.append((True, run_sync(work, _SyncTx(raw))))
         except Exception as exc:
             raw.execute("ROLLBACK TO grouped")
             outcomes.append((False, exc))

@@ -10,11 +10,10 @@ looks at events already written."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from store.db import Database, Row
+from store.backend import Database, Dialect, Row, Tx
 from store.records import Observation
 from store.webhooks import DELIVERY_INSERT, NewDelivery, delivery_rows
 
@@ -93,20 +92,23 @@ class EventStore:
     ) -> list[Observation]:
         """Atomically take up to ``limit`` due observations, oldest click first (see the
         module docstring for the order within a message)."""
-        params = {"worker": worker, "until": now + lease_us, "now": now, "limit": limit}
-        rows = await self.db.write_in_one_trip(
-            lambda raw: raw.execute(_CLAIM, params).fetchall())
+        dialect = self.db.dialect
+
+        async def claim(tx: Tx) -> list[Row]:
+            lock = dialect.serialize("observations")
+            if lock:  # claimers on other nodes: see the order rule in the module docstring
+                await tx.execute(lock)
+            return await tx.fetchall(_claim(dialect), (worker, now + lease_us, now, limit))
+
+        rows = await self.db.write(claim)
         return sorted((_observation(r) for r in rows), key=lambda o: (o.at, o.id or 0))
 
     async def release_observation_claims(self, worker: str | None = None) -> int:
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(
-                "UPDATE observations SET claimed_by = NULL, claimed_until = NULL"
-                " WHERE claimed_by IS NOT NULL AND state = 'pending'"
-                " AND (? IS NULL OR claimed_by = ?)",
-                (worker, worker),
-            )
-            return cur.rowcount
+        sql = ("UPDATE observations SET claimed_by = NULL, claimed_until = NULL"
+               " WHERE state = 'pending' AND ")
+        if worker is None:
+            return await self.db.write_statement(sql + "claimed_by IS NOT NULL")
+        return await self.db.write_statement(sql + "claimed_by = ?", (worker,))
 
     async def next_observation_due(self) -> int | None:
         row = await self.db.fetchone(
@@ -123,17 +125,22 @@ class EventStore:
             return set()
         ids = json.dumps([p.observation_id for p in promoted])
 
-        def write(raw: sqlite3.Connection) -> set[int]:
-            written = {row[0] for row in raw.execute(_MARK_DONE, (ids, worker))}
+        mark_done = (
+            "UPDATE observations SET state = 'done', claimed_by = NULL, claimed_until = NULL"
+            f" WHERE id IN ({self.db.dialect.json_values('?', 'INTEGER')})"
+            " AND state = 'pending' AND claimed_by = ? RETURNING id")
+
+        async def write(tx: Tx) -> set[int]:
+            written = {row[0] for row in await tx.fetchall(mark_done, (ids, worker))}
             kept = [p for p in promoted if p.observation_id in written]
-            raw.executemany(
+            await tx.executemany(
                 f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * 21)})",
                 [_event_values(p.event) for p in kept if p.event is not None])
-            raw.executemany(DELIVERY_INSERT,
-                            delivery_rows([d for p in kept for d in p.deliveries]))
+            await tx.executemany(DELIVERY_INSERT,
+                                 delivery_rows([d for p in kept for d in p.deliveries]))
             return written
 
-        return await self.db.write_in_one_trip(write)
+        return await self.db.write(write)
 
     async def get_event(self, event_id: str) -> EventRecord | None:
         row = await self.db.fetchone(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?",
@@ -166,30 +173,33 @@ OBSERVATION_COLUMNS = (
     "id, message_id, link_index, destination, project_sid, at, method, user_agent, headers,"
     " network, addr_hash, promote_after, state"
 )
-# INDEXED BY: without statistics SQLite would take every due row by observations_due and
-# sort them, a cost that grows with the backlog; walking observations_pending in click
-# order stops at the limit. The walk ends at the click of the observation due last, so the
-# ones still settling are not visited (after a reload that shortened settle_seconds, one
-# may wait a round).
-_CLAIM = (
-    "UPDATE observations SET claimed_by = :worker, claimed_until = :until"
-    " WHERE id IN (SELECT o.id FROM observations o INDEXED BY observations_pending"
-    " WHERE o.state = 'pending' AND o.promote_after <= :now"
-    " AND o.at <= (SELECT d.at FROM observations d WHERE d.state = 'pending'"
-    "  AND d.promote_after <= :now ORDER BY d.promote_after DESC LIMIT 1)"
-    " AND (o.claimed_until IS NULL OR o.claimed_until < :now)"
-    " AND NOT EXISTS (SELECT 1 FROM observations e"
-    "  WHERE e.message_id = o.message_id AND e.state = 'pending'"
-    "  AND (e.at < o.at OR (e.at = o.at AND e.id < o.id))"
-    "  AND (e.promote_after > :now OR e.claimed_until >= :now))"
-    " ORDER BY o.at, o.id LIMIT :limit)"
-    f" RETURNING {OBSERVATION_COLUMNS}"
-)
-_MARK_DONE = (
-    "UPDATE observations SET state = 'done', claimed_by = NULL, claimed_until = NULL"
-    " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending' AND claimed_by = ?"
-    " RETURNING id"
-)
+
+
+def _claim(dialect: Dialect) -> str:
+    """The claim: ?1 the worker, ?2 its lease's end, ?3 now, ?4 the limit.
+
+    INDEXED BY: without statistics SQLite would take every due row by observations_due
+    and sort them, a cost that grows with the backlog; walking observations_pending in
+    click order stops at the limit. The walk ends at the click of the observation due
+    last, so the ones still settling are not visited (after a reload that shortened
+    settle_seconds, one may wait a round). On PostgreSQL claims are taken one at a time
+    (``Dialect.serialize``): a claim running beside another would see an earlier
+    observation of a message as free while the other holds it, and take a later one."""
+    return (
+        "UPDATE observations SET claimed_by = ?1, claimed_until = ?2"
+        " WHERE id IN (SELECT o.id FROM observations o"
+        f"{dialect.indexed_by('observations_pending')}"
+        " WHERE o.state = 'pending' AND o.promote_after <= ?3"
+        " AND o.at <= (SELECT d.at FROM observations d WHERE d.state = 'pending'"
+        "  AND d.promote_after <= ?3 ORDER BY d.promote_after DESC LIMIT 1)"
+        " AND (o.claimed_until IS NULL OR o.claimed_until < ?3)"
+        " AND NOT EXISTS (SELECT 1 FROM observations e"
+        "  WHERE e.message_id = o.message_id AND e.state = 'pending'"
+        "  AND (e.at < o.at OR (e.at = o.at AND e.id < o.id))"
+        "  AND (e.promote_after > ?3 OR e.claimed_until >= ?3))"
+        " ORDER BY o.at, o.id LIMIT ?4)"
+        f" RETURNING {OBSERVATION_COLUMNS}"
+    )
 EVENT_COLUMNS = (
     "id, observation_id, message_id, project_id, link_index, destination, clicked_at,"
     " classification, probability, machine, counts_for_metrics, first_click, proxy_type,"

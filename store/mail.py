@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from store.backend import Database, Row, Tx
 from store.bodies import (
     INLINE_BODY_BYTES,
     BodyFiles,
@@ -21,7 +21,6 @@ from store.bodies import (
     unpack_fills,
     unpack_lengths,
 )
-from store.db import Database, Row
 from store.message_info import INFO_COLUMNS, message_info
 from store.records import (
     AnsweredKey,
@@ -58,49 +57,50 @@ class MailStore:
         try:
             for body in list(shared.values()):
                 copies = [m for m in messages if m.shared is not None and m.shared.id == body.id]
-                if body.in_file or (body_size(body) + fills_size(m.fills for m in copies)
-                                    <= INLINE_BODY_BYTES):
+                if body.in_file or self.db.files_dir is None or (
+                        body_size(body) + fills_size(m.fills for m in copies)
+                        <= INLINE_BODY_BYTES):
                     continue
-                written = await self._body_files.write(body.id, body.pieces,
+                written = await self._files().write(body.id, body.pieces,
                                                        [m.fills for m in copies])
                 spans.update(zip((m.id for m in copies), written, strict=True))
                 shared[body.id] = SharedBody(body.id, (), body.piece_lengths())
             bodies = list(shared.values())
 
-            def spool(raw: sqlite3.Connection) -> None:
-                _insert(raw, messages, bodies, spans)
-                _complete_key(raw, answered_key)
+            async def spool(tx: Tx) -> None:
+                await _insert(tx, messages, bodies, spans)
+                await _complete_key(tx, answered_key)
 
             await self.db.write_grouped(spool)
         except BaseException:
             in_files = [body.id for body in shared.values() if body.in_file]
             with contextlib.suppress(Exception):  # the first failure is the one to tell
-                await asyncio.shield(self._body_files.delete(in_files))
+                await asyncio.shield(self.discard_bodies(in_files))
             raise
 
     async def clean_spool(self) -> int:
         """Remove the shared bodies no copy needs, and files that belong to no
         body (left by a crash while spooling or delivering). At start, when nothing is
         being spooled; how many bodies went."""
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(f"DELETE FROM bodies WHERE {BODY_UNNEEDED}")
-            gone = cur.rowcount
-        rows = await self.db.fetchall("SELECT id FROM bodies WHERE data IS NULL")
-        await self._body_files.keep_only({r["id"] for r in rows})
+        gone = await self.db.write_statement(f"DELETE FROM bodies WHERE {BODY_UNNEEDED}")
+        if self.db.files_dir is not None:
+            rows = await self.db.fetchall("SELECT id FROM bodies WHERE data IS NULL")
+            await self._files().keep_only({r["id"] for r in rows})
         return gone
 
-    @property
-    def _body_files(self) -> BodyFiles:
-        return BodyFiles.beside(self.db.path)
+    def _files(self) -> BodyFiles:
+        return BodyFiles.beside(self.db.files_dir)
 
-    def body_file(self, body_id: str) -> Path:
+    def body_file(self, body_id: str) -> Path | None:
         """Where a shared body is kept when it is too large for the database; a caller
-        that writes one there (store.bodies.write_body) spools it with ``in_file``."""
-        return self._body_files.path(body_id)
+        that writes one there (store.bodies.write_body) spools it with ``in_file``. None
+        where every body is kept in the database (PostgreSQL: every node reads it)."""
+        return None if self.db.files_dir is None else self._files().path(body_id)
 
     async def discard_bodies(self, body_ids: Sequence[str]) -> None:
         """Delete body files written for a submission that is not spooled after all."""
-        await self._body_files.delete(body_ids)
+        if self.db.files_dir is not None and body_ids:
+            await self._files().delete(body_ids)
 
     async def claim_due_messages(
         self, worker: str, now: int, lease_us: int, limit: int
@@ -108,17 +108,16 @@ class MailStore:
         """Atomically take up to ``limit`` queued copies that are due and not claimed by a
         live worker; the claim lapses after ``lease_us`` if the worker dies."""
         async with self.db.transaction() as tx:
-            cur = await tx.execute(
+            rows = await tx.fetchall(
                 "UPDATE messages SET claimed_by = ?, claimed_until = ? WHERE id IN ("
                 " SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= ?"
                 " AND (claimed_until IS NULL OR claimed_until < ?)"
-                " ORDER BY next_attempt_at LIMIT ?)"
+                f" ORDER BY next_attempt_at LIMIT ?{self.db.dialect.skip_locked})"
                 " RETURNING id, project_id, mail_from, rcpt_to, body, attempts, created_at,"
                 " body_id, fills, fills_at, fills_size, route_id, subject, tag, metadata,"
                 " notice_of, mail_params",
                 (worker, now + lease_us, now, now, limit),
             )
-            rows = await cur.fetchall()
         pieces = {body_id: await self._pieces(body_id)
                   for body_id in {r["body_id"] for r in rows if r["body_id"] is not None}}
         out = []
@@ -153,7 +152,7 @@ class MailStore:
             return body
         fills = unpack_fills(row["fills"])
         if row["fills_at"] is not None:
-            fills = await self._body_files.read_fills(row["body_id"],
+            fills = await self._files().read_fills(row["body_id"],
                                                       (row["fills_at"], row["fills_size"]))
         return await joined(pieces[row["body_id"]], fills)
 
@@ -163,25 +162,21 @@ class MailStore:
             raise LookupError(f"the shared body {body_id} is missing")
         lengths = unpack_lengths(row["pieces"])
         if row["data"] is None:
-            return await self._body_files.read(body_id, lengths)
+            return await self._files().read(body_id, lengths)
         return split_pieces(row["data"], lengths)
 
     async def release_claims(self, worker: str | None = None) -> int:
         """Give back claims (all of them, or one worker's): after a restart nothing that
         was claimed by the dead process waits for its lease to lapse."""
-        async with self.db.transaction() as tx:
-            if worker is None:
-                cur = await tx.execute(
-                    "UPDATE messages SET claimed_by = NULL, claimed_until = NULL "
-                    "WHERE claimed_by IS NOT NULL"
-                )
-            else:
-                cur = await tx.execute(
-                    "UPDATE messages SET claimed_by = NULL, claimed_until = NULL "
-                    "WHERE claimed_by = ?",
-                    (worker,),
-                )
-            return cur.rowcount
+        if worker is None:
+            return await self.db.write_statement(
+                "UPDATE messages SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE claimed_by IS NOT NULL"
+            )
+        return await self.db.write_statement(
+            "UPDATE messages SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
+            (worker,),
+        )
 
     async def next_message_due(self) -> int | None:
         """When the earliest queued copy is due (for the delivery worker's sleep)."""
@@ -211,24 +206,24 @@ class MailStore:
         commit (``write_grouped``)."""
         rows = delivery_rows(deliveries)
 
-        def record(raw: sqlite3.Connection) -> None:
-            raw.executemany(DELIVERY_INSERT, rows)
+        async def record(tx: Tx) -> None:
+            await tx.executemany(DELIVERY_INSERT, rows)
             if notice is not None:
-                _insert(raw, [notice], (), {})
-            raw.execute(
+                await _insert(tx, [notice], (), {})
+            await tx.execute(
                 "INSERT INTO delivery_attempts (message_id, attempt, at, outcome, code, detail,"
                 " duration_ms) SELECT id, attempts + 1, ?, ?, ?, ?, ? FROM messages WHERE id = ?",
                 (at, outcome, code, detail, duration_ms, message_id),
             )
             if outcome == TEMPORARY and next_attempt_at is not None:
-                raw.execute(
+                await tx.execute(
                     "UPDATE messages SET attempts = attempts + 1, next_attempt_at = ?,"
                     " last_error = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ?",
                     (next_attempt_at, detail, message_id),
                 )
                 return
             status = "delivered" if outcome == DELIVERED else "failed"
-            raw.execute(
+            await tx.execute(
                 "UPDATE messages SET attempts = attempts + 1, status = ?,"
                 " last_error = ?, finished_at = ?, claimed_by = NULL,"
                 " claimed_until = NULL WHERE id = ?",
@@ -239,22 +234,18 @@ class MailStore:
 
     async def requeue_message(self, message_id: str, now: int) -> bool:
         """Make a queued copy due now (the operator's ``retry``)."""
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(
-                "UPDATE messages SET next_attempt_at = ? WHERE id = ? AND status = 'queued'",
-                (now, message_id),
-            )
-            return cur.rowcount == 1
+        return await self.db.write_statement(
+            "UPDATE messages SET next_attempt_at = ? WHERE id = ? AND status = 'queued'",
+            (now, message_id),
+        ) == 1
 
     async def drop_message(self, message_id: str, now: int, reason: str) -> bool:
         """Give up on a queued copy (the operator's ``drop``); recorded as a failure."""
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(
-                "UPDATE messages SET status = 'failed',"
-                " last_error = ?, finished_at = ? WHERE id = ? AND status = 'queued'",
-                (reason, now, message_id),
-            )
-        return cur.rowcount == 1
+        return await self.db.write_statement(
+            "UPDATE messages SET status = 'failed',"
+            " last_error = ?, finished_at = ? WHERE id = ? AND status = 'queued'",
+            (reason, now, message_id),
+        ) == 1
 
     async def get_message(self, message_id: str) -> MessageInfo | None:
         row = await self.db.fetchone(f"SELECT {INFO_COLUMNS} FROM messages WHERE id = ?",
@@ -317,28 +308,28 @@ MESSAGE_LINKS = (
 BODY_UNNEEDED = "NOT EXISTS (SELECT 1 FROM messages WHERE messages.body_id = bodies.id)"
 
 
-def _insert(
-    raw: sqlite3.Connection, messages: Sequence[NewMessage], shared: Iterable[SharedBody],
+async def _insert(
+    tx: Tx, messages: Sequence[NewMessage], shared: Iterable[SharedBody],
     spans: dict[str, tuple[int, int]],
 ) -> None:
-    raw.executemany(
+    await tx.executemany(
         "INSERT INTO bodies (id, pieces, data) VALUES (?,?,?)",
         [(b.id, pack_lengths(b.piece_lengths()), None if b.in_file else b"".join(b.pieces))
          for b in shared],
     )
-    raw.executemany(
+    await tx.executemany(
         "INSERT INTO messages (id, submission_id, project_id, route_id, mail_from, rcpt_to,"
         " subject, tag, metadata, track_clicks, created_at, status, body, next_attempt_at,"
         " body_id, fills, fills_at, fills_size, notice_of, mail_params, from_name, rcpt_name,"
         " reply_to, track_opens) VALUES (?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?)",
         [_message_row(m, spans.get(m.id)) for m in messages],
     )
-    raw.executemany(_INSERT_LINK, [
+    await tx.executemany(_INSERT_LINK, [
         (m.id, link.index, link.destination, link.anchor_text, int(link.honeypot))
         for m in messages if m.shared is None for link in m.links
     ])
     first = {m.submission_id: m for m in reversed(messages) if m.shared is not None}
-    raw.executemany(
+    await tx.executemany(
         "INSERT INTO submission_links (submission_id, link_index, destination, anchor_text,"
         " honeypot) VALUES (?,?,?,?,?)",
         [(m.submission_id, link.index, link.destination, link.anchor_text, int(link.honeypot))
@@ -357,9 +348,9 @@ def _message_row(m: NewMessage, span: tuple[int, int] | None) -> tuple[object, .
             int(m.track_opens))
 
 
-def _complete_key(raw: sqlite3.Connection, answered: AnsweredKey | None) -> None:
+async def _complete_key(tx: Tx, answered: AnsweredKey | None) -> None:
     if answered is not None:
-        raw.execute(
+        await tx.execute(
             "UPDATE idempotency_keys SET status = 'done', response = ?"
             " WHERE project_id = ? AND scope = ? AND key = ? AND status = 'in_flight'",
             (answered.response, answered.project_id, answered.scope, answered.key),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from store.db import Database
+from store.backend import Database
 
 # (queue name, table, pending condition, due column, created column)
 _QUEUES = (
@@ -15,6 +15,9 @@ _QUEUES = (
     ("webhook_deliveries", "webhook_deliveries", "status = 'pending'", "next_attempt_at",
      "created_at"),
 )
+
+
+QUEUE_NAMES = tuple(q[0] for q in _QUEUES)
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,12 @@ class QueueStore:
         ]
         rows = await self.db.fetchall(" UNION ALL ".join(selects))
         return [QueueState(*tuple(r)) for r in rows]
+
+    async def renew_claims(self, queue: str, worker: str, until: int) -> int:
+        """Extend every claim ``worker`` holds in ``queue`` (a name of ``QUEUE_NAMES``)
+        to ``until``: a worker renews its leases while it works, so that they can be short
+        and a dead node's items are taken over soon (tracker/workers.py)."""
+        table, pending = next((t, p) for name, t, p, _, _ in _QUEUES if name == queue)
+        return await self.db.write_statement(
+            f"UPDATE {table} SET claimed_until = ? WHERE claimed_by = ? AND {pending}",
+            (until, worker))

@@ -14,13 +14,12 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Final
 
-from store.db import Database, Row
+from store.backend import Database, Row
+from store.dialect import containing, contains
 from store.events import EVENT_COLUMNS, EventRecord
 from store.mail import MESSAGE_LINKS
 from store.message_info import INFO_COLUMNS, message_info
 from store.records import MessageInfo, MessageListFilter
-
-_DAY = "date({col} / 1000000, 'unixepoch')"
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ class ReportStore:
     ) -> list[SendingCounts]:
         """Copies accepted with ``since <= created_at < until``, per route (and day); the
         delivery status notifications the relay sent for them are not counted."""
-        day = _DAY.format(col="created_at") if daily else "NULL"
+        day = self.db.dialect.utc_day("created_at") if daily else "NULL"
         cond, params = _conditions(where, "project_id", "route_id", "tag")
         rows = await self.db.fetchall(
             f"SELECT {day}, route_id, COUNT(*), COUNT(*) FILTER (WHERE status = 'delivered'),"
@@ -140,7 +139,7 @@ class ReportStore:
     ) -> list[ClickTotals]:
         """Click events (open events, with ``opens``) with ``since <= clicked_at < until``,
         per route (and day)."""
-        day = _DAY.format(col="e.clicked_at") if daily else "NULL"
+        day = self.db.dialect.utc_day("e.clicked_at") if daily else "NULL"
         cond, params = _conditions(where, "e.project_id", "m.route_id", "m.tag")
         rows = await self.db.fetchall(
             f"SELECT {day}, m.route_id,"
@@ -269,13 +268,13 @@ class ReportStore:
         sql = f"SELECT {INFO_COLUMNS} FROM messages WHERE 1 = 1"
         params: list[object] = []
         if where.search:
-            sql += (" AND (instr(lower(mail_from), ?) OR instr(lower(rcpt_to), ?)"
-                    " OR instr(lower(coalesce(subject, '')), ?))")
-            params += [where.search.lower()] * 3
+            sql += (f" AND ({contains('mail_from')} OR {contains('rcpt_to')}"
+                    f" OR {contains('subject')})")
+            params += [containing(where.search)] * 3
         for column, part in (("mail_from", where.from_email), ("subject", where.subject)):
             if part:
-                sql += f" AND instr(lower(coalesce({column}, '')), ?)"
-                params.append(part.lower())
+                sql += f" AND {contains(column)}"
+                params.append(containing(part))
         for condition, value in (("tag = ?", where.tag), ("project_id = ?", where.project_id),
                               ("route_id = ?", where.route_id), ("status = ?", where.status),
                               ("created_at >= ?", where.since), ("created_at < ?", where.until)):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from store.backend import Database
 from store.bodies import BodyFiles
-from store.db import Database
 from store.mail import BODY_UNNEEDED
 
 PURGE_BATCH = 500  # rows per transaction
@@ -17,19 +17,19 @@ PURGE_BATCH = 500  # rows per transaction
 # attempts go with their message, webhook attempts with their delivery (ON DELETE CASCADE);
 # a pending delivery of a purged event keeps its body and loses only the reference.
 _PURGES = (  # (table, its key, what is purged)
-    ("webhook_deliveries", "id", "status IN ('delivered', 'failed') AND finished_at < :cutoff"),
-    ("events", "id", "created_at < :cutoff"),
-    ("observations", "id", "state = 'done' AND at < :cutoff"),
-    ("messages", "id", "status IN ('delivered', 'failed') AND finished_at < :cutoff"),
+    ("webhook_deliveries", "id", "status IN ('delivered', 'failed') AND finished_at < ?1"),
+    ("events", "id", "created_at < ?1"),
+    ("observations", "id", "state = 'done' AND at < ?1"),
+    ("messages", "id", "status IN ('delivered', 'failed') AND finished_at < ?1"),
     # The links of a shared body (store/mail.py) go with the last of its copies.
     ("submission_links", "(submission_id, link_index)", "NOT EXISTS (SELECT 1 FROM messages"
      " WHERE messages.submission_id = submission_links.submission_id)"),
-    ("idempotency_keys", "(project_id, scope, key)", "created_at < :keys_cutoff"),
+    ("idempotency_keys", "(project_id, scope, key)", "created_at < ?2"),
 )
 # A shared body goes with the last of its copies (the API shows a copy's source until
 # then), and its file once the row's deletion is committed.
 _BODIES = (f"DELETE FROM bodies WHERE id IN (SELECT id FROM bodies WHERE {BODY_UNNEEDED}"
-           " LIMIT :limit) RETURNING id, data IS NULL")
+           " LIMIT ?3) RETURNING id, data IS NULL")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class RetentionStore:
         """Delete finished rows older than ``cutoff`` and idempotency keys written before
         ``keys_cutoff`` (both µs); how many of each went."""
         counts: dict[str, int] = {}
-        params = {"cutoff": cutoff, "keys_cutoff": keys_cutoff, "limit": PURGE_BATCH}
+        params = (cutoff, keys_cutoff, PURGE_BATCH)  # ?1, ?2, ?3 in the statements
         for table, key, condition in _PURGES:
             counts[table] = 0
             while True:
@@ -66,25 +66,21 @@ class RetentionStore:
         counts["bodies"] = await self._purge_bodies(params)
         return Purged(**counts)
 
-    async def _purge_bodies(self, params: dict[str, int]) -> int:
-        files = BodyFiles.beside(self.db.path)
+    async def _purge_bodies(self, params: tuple[int, int, int]) -> int:
         gone = 0
         while True:
-            async with self.db.transaction() as tx:
-                cur = await tx.execute(_BODIES, params)
-                rows = list(await cur.fetchall())
-            await files.delete(row[0] for row in rows if row[1])
+            rows = await self.db.write(lambda tx: tx.fetchall(_BODIES, params))
+            if self.db.files_dir is not None:
+                await BodyFiles.beside(self.db.files_dir).delete(row[0] for row in rows if row[1])
             gone += len(rows)
             if len(rows) < PURGE_BATCH:
                 return gone
 
     async def _purge_batch(
-        self, table: str, key: str, condition: str, params: dict[str, int]
+        self, table: str, key: str, condition: str, params: tuple[int, int, int]
     ) -> int:
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(
-                f"DELETE FROM {table} WHERE {key} IN"
-                f" (SELECT {key.strip('()')} FROM {table} WHERE {condition} LIMIT :limit)",
-                params,
-            )
-            return cur.rowcount
+        return await self.db.write_statement(
+            f"DELETE FROM {table} WHERE {key} IN"
+            f" (SELECT {key.strip('()')} FROM {table} WHERE {condition} LIMIT ?3)",
+            params,
+        )

@@ -10,9 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import aiosqlite
-
-from store.db import Database, Row
+from store.backend import Database, Dialect, Row, Tx
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
@@ -81,7 +79,7 @@ def delivery_rows(deliveries: Sequence[NewDelivery]) -> list[tuple[object, ...]]
 
 
 async def insert_deliveries(
-    tx: aiosqlite.Connection, deliveries: Sequence[NewDelivery]
+    tx: Tx, deliveries: Sequence[NewDelivery]
 ) -> None:
     """Add deliveries inside a transaction the caller holds (the event's, for atomicity)."""
     await tx.executemany(DELIVERY_INSERT, delivery_rows(deliveries))
@@ -97,11 +95,13 @@ class WebhookRoom:
 
 
 _HOOKS_PER_CLAIM = 400
-_HOOK_DUE = (
-    "SELECT * FROM (SELECT id, next_attempt_at FROM webhook_deliveries"
-    " WHERE status = 'pending' AND project_id = ? AND webhook_id = ? AND next_attempt_at <= ?"
-    " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at LIMIT ?)"
-)
+
+
+def _hook_due(dialect: Dialect) -> str:
+    return ("SELECT * FROM (SELECT id, next_attempt_at FROM webhook_deliveries"
+            " WHERE status = 'pending' AND project_id = ? AND webhook_id = ?"
+            " AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)"
+            f" ORDER BY next_attempt_at LIMIT ?{dialect.skip_locked}) due")
 
 
 class WebhookStore:
@@ -109,8 +109,7 @@ class WebhookStore:
 
     async def enqueue_delivery(self, delivery: NewDelivery) -> None:
         """Put one body in the outbox on its own (a test event)."""
-        async with self.db.transaction() as tx:
-            await insert_deliveries(tx, [delivery])
+        await self.db.write(lambda tx: insert_deliveries(tx, [delivery]))
 
     async def claim_due_deliveries(
         self, worker: str, now: int, lease_us: int, limit: int, rooms: Sequence[WebhookRoom]
@@ -127,18 +126,19 @@ class WebhookStore:
                 if len(claimed) >= limit:
                     break
                 chunk = wanted[start : start + _HOOKS_PER_CLAIM]
-                union = " UNION ALL ".join([_HOOK_DUE] * len(chunk))
+                union = " UNION ALL ".join([_hook_due(self.db.dialect)] * len(chunk))
                 params: list[object] = [worker, now + lease_us]
                 for r in chunk:
                     params += [r.project_id, r.webhook_id, now, now, r.room]
-                cur = await tx.execute(
+                rows = await tx.fetchall(
                     "UPDATE webhook_deliveries SET claimed_by = ?, claimed_until = ?"
-                    f" WHERE id IN (SELECT id FROM ({union}) ORDER BY next_attempt_at LIMIT ?)"
+                    f" WHERE id IN (SELECT id FROM ({union}) hooks"
+                    " ORDER BY next_attempt_at LIMIT ?)"
                     " RETURNING id, project_id, webhook_id, event_type, body, attempts,"
                     " created_at",
                     [*params, limit - len(claimed)],
                 )
-                claimed += [DueDelivery(*tuple(r)) for r in await cur.fetchall()]
+                claimed += [DueDelivery(*tuple(r)) for r in rows]
         return claimed
 
     async def fail_other_deliveries(
@@ -146,16 +146,15 @@ class WebhookStore:
     ) -> int:
         """End every pending delivery whose (project id, webhook id) is not in ``keep``:
         its webhook has been removed from the configuration or disabled."""
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(
-                "UPDATE webhook_deliveries SET status = 'failed', last_error = ?,"
-                " finished_at = ?, claimed_by = NULL, claimed_until = NULL"
-                " WHERE status = 'pending' AND NOT EXISTS (SELECT 1 FROM json_each(?) k"
-                "  WHERE json_extract(k.value, '$[0]') = project_id"
-                "  AND json_extract(k.value, '$[1]') = webhook_id)",
-                (reason, now, json.dumps([list(k) for k in keep])),
-            )
-            return cur.rowcount
+        dialect = self.db.dialect
+        return await self.db.write_statement(
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = ?,"
+            " finished_at = ?, claimed_by = NULL, claimed_until = NULL"
+            f" WHERE status = 'pending' AND NOT EXISTS (SELECT 1 FROM {dialect.json_rows()}"
+            f"  WHERE {dialect.json_at(0, 'TEXT')} = project_id"
+            f"  AND {dialect.json_at(1, 'TEXT')} = webhook_id)",
+            (reason, now, json.dumps([list(k) for k in keep])),
+        )
 
     async def record_webhook_attempt(
         self,
@@ -194,24 +193,19 @@ class WebhookStore:
 
     async def fail_delivery(self, delivery_id: str, now: int, reason: str) -> bool:
         """End a pending delivery without an attempt (its webhook is gone or disabled)."""
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(
-                "UPDATE webhook_deliveries SET status = 'failed', last_error = ?,"
-                " finished_at = ?, claimed_by = NULL, claimed_until = NULL"
-                " WHERE id = ? AND status = 'pending'",
-                (reason, now, delivery_id),
-            )
-            return cur.rowcount == 1
+        return await self.db.write_statement(
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = ?,"
+            " finished_at = ?, claimed_by = NULL, claimed_until = NULL"
+            " WHERE id = ? AND status = 'pending'",
+            (reason, now, delivery_id),
+        ) == 1
 
     async def release_webhook_claims(self, worker: str | None = None) -> int:
         """Give back delivery claims (all, or one worker's) so nothing waits for a lease."""
-        async with self.db.transaction() as tx:
-            cur = await tx.execute(
-                "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL"
-                " WHERE claimed_by IS NOT NULL AND (? IS NULL OR claimed_by = ?)",
-                (worker, worker),
-            )
-            return cur.rowcount
+        sql = "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE "
+        if worker is None:
+            return await self.db.write_statement(sql + "claimed_by IS NOT NULL")
+        return await self.db.write_statement(sql + "claimed_by = ?", (worker,))
 
     async def next_delivery_due(self) -> int | None:
         """When the earliest pending delivery is due (for the dispatcher's sleep)."""

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from store.sqlite import SqliteStore
+from store.store import Store
 from tests.clicking import BROWSER_HEADERS, CHROME, HOOK_SECRET
 from tests.conftest import PROJECT_TOKEN, simple_message, wait_until
 from tests.receiver import Receiver
@@ -172,7 +172,7 @@ async def test_kill_9_mid_traffic_loses_no_mail_click_or_webhook(
 
 async def assert_every_click_has_a_delivered_event(tmp_path: Path,
                                                    clicked: dict[str, str]) -> None:
-    store = await SqliteStore.open(tmp_path / "data" / "clickrelay.db")
+    store = await Store.open(tmp_path / "data" / "clickrelay.db")
     try:
         for message_id in clicked:
             events = await store.list_message_events(message_id, include_machine=True)

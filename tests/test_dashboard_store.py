@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from store.sqlite import SqliteStore
+from store.store import Store
 
 DAY = 86_400 * 1_000_000
 NOW = 1_800_000_000 * 1_000_000 // DAY * DAY + DAY // 2  # midday
@@ -17,13 +17,13 @@ SINCE, UNTIL = NOW - NOW % DAY - 6 * DAY, NOW - NOW % DAY + DAY  # 7 whole days
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = await SqliteStore.open(tmp_path / "store.db")
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "store.db")
     yield opened
     await opened.close()
 
 
-async def click(store: SqliteStore, n: int, at: int, *, machine: bool = False) -> None:
+async def click(store: Store, n: int, at: int, *, machine: bool = False) -> None:
     await store.db.write_statement(
         "INSERT INTO events (id, observation_id, message_id, project_id, link_index,"
         " destination, clicked_at, classification, probability, machine,"
@@ -33,7 +33,7 @@ async def click(store: SqliteStore, n: int, at: int, *, machine: bool = False) -
          int(machine), int(not machine), at))
 
 
-async def chart(store: SqliteStore, *, settled_before: int = NOW - 1,
+async def chart(store: Store, *, settled_before: int = NOW - 1,
                 kept_since: int = NOW - 28 * DAY) -> dict[int, tuple[int, int, int]]:
     buckets = await store.click_activity("acme", SINCE, UNTIL, DAY,
                                          settled_before=settled_before, kept_since=kept_since)
@@ -42,7 +42,7 @@ async def chart(store: SqliteStore, *, settled_before: int = NOW - 1,
 
 
 async def test_settled_periods_are_kept_and_open_ones_counted_afresh(
-    store: SqliteStore
+    store: Store
 ) -> None:
     for n, at in enumerate((SINCE + 3600, SINCE + 7200, SINCE + 2 * DAY, NOW - 60)):
         await click(store, n, at)
@@ -55,7 +55,7 @@ async def test_settled_periods_are_kept_and_open_ones_counted_afresh(
     assert await chart(store, kept_since=SINCE + DAY) == {2: (1, 1, 1)}
 
 
-async def test_a_period_with_a_click_still_to_promote_is_not_kept(store: SqliteStore) -> None:
+async def test_a_period_with_a_click_still_to_promote_is_not_kept(store: Store) -> None:
     await click(store, 1, SINCE + 3600)
     assert await chart(store, settled_before=SINCE + 1800) == {0: (1, 1, 0)}
     await store.db.write_statement("DELETE FROM events")

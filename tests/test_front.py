@@ -20,7 +20,7 @@ import pytest
 
 from relay.server import Running, running
 from store.records import Observation
-from store.sqlite import SqliteStore
+from store.store import Store
 from tests.conftest import wait_until, write_config
 from tests.redirecting import HOST, token
 from tracker.http import front
@@ -265,7 +265,7 @@ async def test_a_stop_sends_the_answers_owed_before_it_closes(
         assert await asyncio.wait_for(reader.read(), 30) == b""  # then it closed
         await stopping
         writer.close()
-    store = await SqliteStore.open(relay.config().store.path)
+    store = await Store.open(relay.config().store.where)
     try:
         assert len(await store.get_observations("m-stop")) == 1
     finally:

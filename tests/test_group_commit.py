@@ -10,22 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from store.db import Database
+from store.backend import Tx
+from store.db import SqliteDatabase
 
 
 async def test_concurrent_writes_share_a_commit_and_a_failing_one_is_undone_alone(
     tmp_path: Path,
 ) -> None:
-    db = await Database.open(tmp_path / "group.db")
+    db = await SqliteDatabase.open(tmp_path / "group.db")
     try:
         await db.write_statement("CREATE TABLE t (v INTEGER PRIMARY KEY)")
         before = db.commits
 
         def insert(value: int) -> object:
-            def work(raw: sqlite3.Connection) -> int:
-                raw.execute("INSERT INTO t VALUES (?)", (value,))
+            async def work(tx: Tx) -> int:
+                await tx.execute("INSERT INTO t VALUES (?)", (value,))
                 if value == 3:
-                    raw.execute("INSERT INTO t VALUES (1)")  # a duplicate: this write fails
+                    await tx.execute("INSERT INTO t VALUES (1)")  # a duplicate: this write fails
                 return value
             return work
 
@@ -43,13 +44,13 @@ async def test_concurrent_writes_share_a_commit_and_a_failing_one_is_undone_alon
 async def test_a_write_whose_caller_was_cancelled_before_its_group_is_left_out(
     tmp_path: Path,
 ) -> None:
-    db = await Database.open(tmp_path / "group.db")
+    db = await SqliteDatabase.open(tmp_path / "group.db")
     try:
         await db.write_statement("CREATE TABLE t (v INTEGER)")
         first = asyncio.ensure_future(db.write_grouped(
-            lambda raw: raw.execute("INSERT INTO t VALUES (1)")))
+            lambda tx: tx.execute("INSERT INTO t VALUES (1)")))
         second = asyncio.ensure_future(db.write_grouped(
-            lambda raw: raw.execute("INSERT INTO t VALUES (2)")))
+            lambda tx: tx.execute("INSERT INTO t VALUES (2)")))
         await asyncio.sleep(0)  # both are queued; their group has not begun
         second.cancel()
         await first

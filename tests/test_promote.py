@@ -18,7 +18,7 @@ import pytest
 from relay.server import Running
 from store.events import EventRecord
 from store.records import LinkRecord, NewMessage, Observation
-from store.sqlite import SqliteStore
+from store.store import Store
 from tests.clicking import CHROME, click_as_person, events_of, probe_as_scanner, send_tracked
 from tests.sink import Sink
 from tracker.classify.rules import DEFAULT_RULES
@@ -52,8 +52,8 @@ class Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "data" / "clickrelay.db")
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "data" / "clickrelay.db")
     yield s
     await s.close()
 
@@ -64,7 +64,7 @@ def worker(store: Any, clock: Clock, metrics: Metrics | None = None,
                            lambda: DEFAULT_RULES, clock=clock, batch=batch)
 
 
-async def message(store: SqliteStore, links: int = 5, *, honeypot: bool = False,
+async def message(store: Store, links: int = 5, *, honeypot: bool = False,
                   sent: int = T0 - 3600 * S) -> str:
     message_id = str(uuid.uuid4())
     records = [LinkRecord(i, f"https://example.com/{i}", f"Link {i}") for i in range(links)]
@@ -78,7 +78,7 @@ async def message(store: SqliteStore, links: int = 5, *, honeypot: bool = False,
     return message_id
 
 
-async def observe(store: SqliteStore, message_id: str, link: int, at: int, *,
+async def observe(store: Store, message_id: str, link: int, at: int, *,
                   method: str = "GET", agent: str = CHROME, addr: str = "addr-1",
                   settle: int = 10 * S) -> None:
     await store.record_observations([Observation(
@@ -87,11 +87,11 @@ async def observe(store: SqliteStore, message_id: str, link: int, at: int, *,
         network=None, addr_hash=addr, promote_after=at + settle)])
 
 
-async def promoted(store: SqliteStore, message_id: str) -> list[EventRecord]:
+async def promoted(store: Store, message_id: str) -> list[EventRecord]:
     return await store.list_message_events(message_id, include_machine=True)
 
 
-async def test_an_observation_waits_for_its_settle_window(store: SqliteStore) -> None:
+async def test_an_observation_waits_for_its_settle_window(store: Store) -> None:
     m = await message(store)
     await observe(store, m, 0, T0)
     clock = Clock(T0 + 10 * S - 1)
@@ -104,7 +104,7 @@ async def test_an_observation_waits_for_its_settle_window(store: SqliteStore) ->
     assert await w.promote_due() == 0  # promoted once, never again
 
 
-async def test_three_distinct_links_within_three_seconds_are_a_burst(store: SqliteStore) -> None:
+async def test_three_distinct_links_within_three_seconds_are_a_burst(store: Store) -> None:
     m = await message(store)
     for i, offset in enumerate((0, 1.2 * S, 2.4 * S)):
         await observe(store, m, i, T0 + int(offset))
@@ -115,7 +115,7 @@ async def test_three_distinct_links_within_three_seconds_are_a_burst(store: Sqli
     assert {e.classification for e in events} == {"security_scanner"}
 
 
-async def test_more_than_two_hits_within_a_second_are_machine(store: SqliteStore) -> None:
+async def test_more_than_two_hits_within_a_second_are_machine(store: Store) -> None:
     m = await message(store)
     for offset in (0, 300_000, 600_000):
         await observe(store, m, 0, T0 + offset)
@@ -124,7 +124,7 @@ async def test_more_than_two_hits_within_a_second_are_machine(store: SqliteStore
     assert all(e.machine and "rapid_hits" in e.rules for e in events)
 
 
-async def test_clicks_a_person_spreads_out_stay_genuine(store: SqliteStore) -> None:
+async def test_clicks_a_person_spreads_out_stay_genuine(store: Store) -> None:
     m = await message(store)
     for i in range(3):
         await observe(store, m, i, T0 + i * 20 * S)
@@ -134,7 +134,7 @@ async def test_clicks_a_person_spreads_out_stay_genuine(store: SqliteStore) -> N
     assert [e.first_click for e in events] == [True, False, False]
 
 
-async def test_every_link_of_a_message_hit_is_a_link_pattern(store: SqliteStore) -> None:
+async def test_every_link_of_a_message_hit_is_a_link_pattern(store: Store) -> None:
     m = await message(store, links=3)
     for i in range(3):
         await observe(store, m, i, T0 + i * 10 * S)
@@ -143,7 +143,7 @@ async def test_every_link_of_a_message_hit_is_a_link_pattern(store: SqliteStore)
     assert "all_links" in events[-1].rules and "link_pattern" in events[-1].reason_codes
 
 
-async def test_one_address_across_recipients_is_a_fan_out(store: SqliteStore) -> None:
+async def test_one_address_across_recipients_is_a_fan_out(store: Store) -> None:
     messages = [await message(store) for _ in range(4)]
     for n, m in enumerate(messages):
         await observe(store, m, 0, T0 + n * 5 * S, addr="shared-gateway")
@@ -156,7 +156,7 @@ async def test_one_address_across_recipients_is_a_fan_out(store: SqliteStore) ->
     assert "fanout" not in other.rules
 
 
-async def test_a_honeypot_hit_marks_nearby_clicks_and_has_no_event(store: SqliteStore) -> None:
+async def test_a_honeypot_hit_marks_nearby_clicks_and_has_no_event(store: Store) -> None:
     m = await message(store, links=2, honeypot=True)
     await observe(store, m, HONEYPOT, T0, agent="Mozilla/5.0 (compatible; Scanner)")
     await observe(store, m, 0, T0 + 2 * S)
@@ -168,7 +168,7 @@ async def test_a_honeypot_hit_marks_nearby_clicks_and_has_no_event(store: Sqlite
     assert metrics.honeypot_hits._value.get() == 1
 
 
-async def test_first_click_counts_people_and_machines_apart(store: SqliteStore) -> None:
+async def test_first_click_counts_people_and_machines_apart(store: Store) -> None:
     m = await message(store)
     await observe(store, m, 0, T0, method="HEAD", addr="gateway")
     await observe(store, m, 1, T0 + 30 * S)
@@ -181,7 +181,7 @@ async def test_first_click_counts_people_and_machines_apart(store: SqliteStore) 
     assert [e.first_click for e in events] == [True, True, False, False]
 
 
-async def test_the_event_and_its_deliveries_are_written_together(store: SqliteStore) -> None:
+async def test_the_event_and_its_deliveries_are_written_together(store: Store) -> None:
     m = await message(store)
     await observe(store, m, 0, T0, method="HEAD", addr="gateway")
     await observe(store, m, 1, T0 + 30 * S)
@@ -195,7 +195,7 @@ async def test_the_event_and_its_deliveries_are_written_together(store: SqliteSt
 
 
 async def test_a_held_earlier_click_keeps_the_later_ones_of_its_message_waiting(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     m, other = await message(store), await message(store)
     await observe(store, m, 0, T0)
@@ -214,12 +214,12 @@ async def test_a_held_earlier_click_keeps_the_later_ones_of_its_message_waiting(
 
 
 async def test_two_workers_on_one_database_never_promote_an_observation_twice(
-    store: SqliteStore, tmp_path: Path
+    store: Store, tmp_path: Path
 ) -> None:
     messages = [await message(store) for _ in range(10)]
     for n in range(200):
         await observe(store, messages[n % 10], n % 5, T0 + n * S, addr=f"a{n % 7}")
-    other = await SqliteStore.open(tmp_path / "data" / "clickrelay.db")
+    other = await Store.open(tmp_path / "data" / "clickrelay.db")
     stores = [RecordingStore(store), RecordingStore(other)]
     clock, metrics = Clock(T0 + 1000 * S), Metrics()
     try:
@@ -248,7 +248,7 @@ async def test_two_workers_on_one_database_never_promote_an_observation_twice(
 class RecordingStore:
     """The store, noting the observations each claim returned."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         self.claimed: list[int] = []
 

@@ -13,7 +13,7 @@ import pytest
 
 from relay.config.load import load_config
 from relay.server import Running, running
-from store.sqlite import SqliteStore
+from store.store import Store
 from tests.conftest import finished, send, simple_message, wait_until, write_config
 from tests.sink import Sink
 
@@ -140,7 +140,7 @@ async def test_mail_spooled_before_a_stop_is_delivered_after_restart(
     config = write_config(config_path, settings)
     async with running(config) as r:
         await send(r.smtp_port, simple_message(), rcpts=["x@example.org", "y@example.org"])
-    store = await SqliteStore.open(config.store.path)
+    store = await Store.open(config.store.where)
     queued = await store.list_queued()
     await store.close()
     assert len(queued) == 2

@@ -15,7 +15,7 @@ from relay.maintenance import RetentionWorker
 from store.db import now_us
 from store.idempotency import KeyClaim
 from store.records import LinkRecord, NewMessage, Observation
-from store.sqlite import SqliteStore
+from store.store import Store
 from store.webhooks import NewDelivery
 from tests.conftest import write_config
 from tracker.metrics import Metrics
@@ -25,13 +25,13 @@ HOUR = 3_600_000_000
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "retention.db")
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "retention.db")
     yield s
     await s.close()
 
 
-async def spool(store: SqliteStore, message_id: str, at: int, outcome: str | None) -> None:
+async def spool(store: Store, message_id: str, at: int, outcome: str | None) -> None:
     await store.spool_messages([NewMessage(
         message_id, "sub-" + message_id, "acme", "acme-outgoing", "a@acme.test",
         "r@example.org", "Hi", None, {}, True, at, b"body",
@@ -42,7 +42,7 @@ async def spool(store: SqliteStore, message_id: str, at: int, outcome: str | Non
                                     code=250 if outcome == "delivered" else 550)
 
 
-async def observe(store: SqliteStore, message_id: str, at: int, *, done: bool) -> None:
+async def observe(store: Store, message_id: str, at: int, *, done: bool) -> None:
     await store.record_observations([Observation(
         message_id, 0, "https://example.com/a", "acme1", at, "GET", "UA", {}, None, "h", at,
     )])
@@ -51,7 +51,7 @@ async def observe(store: SqliteStore, message_id: str, at: int, *, done: bool) -
             "UPDATE observations SET state = 'done' WHERE message_id = ?", (message_id,))
 
 
-async def event(store: SqliteStore, event_id: str, at: int) -> None:
+async def event(store: Store, event_id: str, at: int) -> None:
     row = await store.db.fetchone("SELECT MAX(id) FROM observations")
     assert row is not None
     await store.db.write_statement(
@@ -63,7 +63,7 @@ async def event(store: SqliteStore, event_id: str, at: int) -> None:
     )
 
 
-async def webhook(store: SqliteStore, delivery_id: str, at: int, event_id: str | None,
+async def webhook(store: Store, delivery_id: str, at: int, event_id: str | None,
                   *, delivered: bool) -> None:
     await store.enqueue_delivery(NewDelivery(delivery_id, "acme", "hook", "message.clicked",
                                              "{}", at, event_id))
@@ -74,14 +74,14 @@ async def webhook(store: SqliteStore, delivery_id: str, at: int, event_id: str |
     )
 
 
-async def count(store: SqliteStore, sql: str, *params: Any) -> int:
+async def count(store: Store, sql: str, *params: Any) -> int:
     row = await store.db.fetchone(f"SELECT COUNT(*) FROM {sql}", params)
     assert row is not None
     return int(row[0])
 
 
 async def test_purge_removes_finished_data_older_than_the_cutoff_and_keeps_the_rest(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     now = now_us()
     old, new = now - 40 * DAY, now - DAY
@@ -99,6 +99,7 @@ async def test_purge_removes_finished_data_older_than_the_cutoff_and_keeps_the_r
     await webhook(store, "new-hook", new, "new-event", delivered=True)
     for key, at in (("old-key", now - 25 * HOUR), ("new-key", now - HOUR)):
         await store.claim_idempotency_keys("acme", [KeyClaim("send", key, "h")], at, 365 * DAY)
+        await store.complete_idempotency_key("acme", "send", key, "{}")
 
     purged = await store.purge_expired(cutoff=now - 28 * DAY, keys_cutoff=now - 24 * HOUR)
 
@@ -118,7 +119,7 @@ async def test_purge_removes_finished_data_older_than_the_cutoff_and_keeps_the_r
     assert [r[0] for r in keys] == ["new-key"]
 
 
-async def test_purge_works_through_more_rows_than_one_batch(store: SqliteStore) -> None:
+async def test_purge_works_through_more_rows_than_one_batch(store: Store) -> None:
     now, old = now_us(), now_us() - 30 * DAY
     await store.spool_messages([
         NewMessage(f"m{i:04}", "s", "acme", "acme-outgoing", "a@acme.test", "r@example.org",
@@ -134,7 +135,7 @@ async def test_purge_works_through_more_rows_than_one_batch(store: SqliteStore) 
 
 
 async def test_retention_worker_uses_the_configured_period_and_counts(
-    tmp_path: Path, settings: dict[str, Any], store: SqliteStore
+    tmp_path: Path, settings: dict[str, Any], store: Store
 ) -> None:
     settings["retention"] = {"days": 7, "interval_minutes": 5}
     config = write_config(tmp_path / "clickrelay.toml", settings)

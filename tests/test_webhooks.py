@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from store.db import now_us
-from store.sqlite import SqliteStore
+from store.store import Store
 from store.webhooks import NewDelivery, WebhookRoom
 from tests.conftest import base_settings, wait_until, write_config
 from tests.receiver import Receiver, verified
@@ -60,7 +60,7 @@ def sample_event() -> ClickEvent:
     )
 
 
-async def enqueue(store: SqliteStore, hook: str, data: ClickEvent | None = None) -> NewDelivery:
+async def enqueue(store: Store, hook: str, data: ClickEvent | None = None) -> NewDelivery:
     envelope = Envelope(str(uuid.uuid4()), MESSAGE_CLICKED, iso_timestamp(now_us()),
                         data or sample_event())
     delivery = NewDelivery(envelope.id, "acme", hook, MESSAGE_CLICKED, envelope_body(envelope),
@@ -70,15 +70,15 @@ async def enqueue(store: SqliteStore, hook: str, data: ClickEvent | None = None)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "data" / "clickrelay.db")
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "data" / "clickrelay.db")
     yield s
     await s.close()
 
 
 @asynccontextmanager
 async def dispatching(
-    store: SqliteStore, config: View, metrics: Metrics | None = None
+    store: Store, config: View, metrics: Metrics | None = None
 ) -> AsyncIterator[WebhookDispatcher]:
     dispatcher = WebhookDispatcher(lambda: config, store, metrics or Metrics())
     task = asyncio.create_task(dispatcher.run())
@@ -89,14 +89,14 @@ async def dispatching(
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def has_status(store: SqliteStore, delivery_id: str, wanted: str) -> bool:
+async def has_status(store: Store, delivery_id: str, wanted: str) -> bool:
     record = await store.get_delivery(delivery_id)
     assert record is not None
     return record.status == wanted
 
 
 async def test_delivery_is_signed_as_the_lettermint_sdk_expects(
-    store: SqliteStore, receiver: Receiver
+    store: Store, receiver: Receiver
 ) -> None:
     delivery = await enqueue(store, "hook")
     async with dispatching(store, view(receiver, "hook")):
@@ -119,7 +119,7 @@ async def test_delivery_is_signed_as_the_lettermint_sdk_expects(
 
 
 async def test_a_failing_receiver_is_retried_with_the_same_id_and_every_attempt_recorded(
-    store: SqliteStore, receiver: Receiver
+    store: Store, receiver: Receiver
 ) -> None:
     receiver.status = 500
     delivery = await enqueue(store, "hook")
@@ -145,7 +145,7 @@ async def test_a_failing_receiver_is_retried_with_the_same_id_and_every_attempt_
 
 
 async def test_no_answer_within_the_timeout_is_a_failed_attempt(
-    store: SqliteStore, receiver: Receiver
+    store: Store, receiver: Receiver
 ) -> None:
     hold = receiver.hold("hook")
     delivery = await enqueue(store, "hook")
@@ -159,7 +159,7 @@ async def test_no_answer_within_the_timeout_is_a_failed_attempt(
 
 
 async def test_a_slow_webhook_does_not_hold_up_the_others(
-    store: SqliteStore, receiver: Receiver
+    store: Store, receiver: Receiver
 ) -> None:
     hold = receiver.hold("slow")
     slow = [await enqueue(store, "slow") for _ in range(12)]
@@ -178,7 +178,7 @@ async def test_a_slow_webhook_does_not_hold_up_the_others(
 
 
 async def test_delivery_fails_for_good_once_the_retry_window_has_passed(
-    store: SqliteStore, receiver: Receiver
+    store: Store, receiver: Receiver
 ) -> None:
     receiver.status = 503
     delivery = await enqueue(store, "hook")
@@ -197,7 +197,7 @@ async def test_delivery_fails_for_good_once_the_retry_window_has_passed(
 
 
 async def test_a_delivery_to_a_removed_webhook_fails_without_an_attempt(
-    store: SqliteStore, receiver: Receiver
+    store: Store, receiver: Receiver
 ) -> None:
     delivery = await enqueue(store, "gone")
     async with dispatching(store, view(receiver, "hook")):
@@ -209,7 +209,7 @@ async def test_a_delivery_to_a_removed_webhook_fails_without_an_attempt(
 
 
 async def test_stopping_mid_attempt_records_it_and_keeps_the_delivery(
-    store: SqliteStore, receiver: Receiver
+    store: Store, receiver: Receiver
 ) -> None:
     hold = receiver.hold("hook")
     delivery = await enqueue(store, "hook")
@@ -228,7 +228,7 @@ async def test_stopping_mid_attempt_records_it_and_keeps_the_delivery(
 
 
 async def test_a_stop_while_an_attempt_is_being_recorded_waits_for_the_record(
-    store: SqliteStore, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    store: Store, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     receiver.status = 500
     delivery = await enqueue(store, "hook")
@@ -252,7 +252,7 @@ async def test_a_stop_while_an_attempt_is_being_recorded_waits_for_the_record(
 
 
 async def test_a_claim_takes_no_more_than_each_webhook_has_room_for(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     for i in range(30):
         await enqueue(store, f"hook{i % 3}")
@@ -265,11 +265,11 @@ async def test_a_claim_takes_no_more_than_each_webhook_has_room_for(
 
 
 async def test_two_dispatchers_on_one_database_never_claim_the_same_delivery(
-    store: SqliteStore, tmp_path: Path
+    store: Store, tmp_path: Path
 ) -> None:
     ids = {(await enqueue(store, f"hook{i % 3}")).id for i in range(60)}
     rooms = [WebhookRoom("acme", f"hook{i}", 2) for i in range(3)]
-    other = await SqliteStore.open(tmp_path / "data" / "clickrelay.db")
+    other = await Store.open(tmp_path / "data" / "clickrelay.db")
     claimed: list[str] = []
     try:
         while True:

@@ -18,7 +18,7 @@ from relay.server import Running
 from store.clock import now_us
 from store.mail import DELIVERED
 from store.records import NewMessage, SpooledMessage
-from store.sqlite import SqliteStore
+from store.store import Store
 from tests.conftest import send, simple_message, wait_until
 from tests.sink import Sink
 from tracker.workers import WorkerLoop, backoff_seconds
@@ -40,7 +40,7 @@ class SpoolWorker(WorkerLoop[SpooledMessage]):
     """The loop over the real spool, with a handler that the test scripts. Its idle poll is
     an hour: only a wake-up, a due time or a freed slot starts a round."""
 
-    def __init__(self, store: SqliteStore, *, concurrency: int = 4, lease: float = 60.0,
+    def __init__(self, store: Store, *, concurrency: int = 4, lease: float = 60.0,
                  poll: float = 3600.0, clock: Callable[[], int] = now_us) -> None:
         super().__init__("test-worker", clock)
         self.store = store
@@ -57,6 +57,9 @@ class SpoolWorker(WorkerLoop[SpooledMessage]):
 
     def lease_seconds(self) -> float:
         return self._lease
+
+    async def renew(self, until: int) -> None:
+        await self.store.renew_claims("spool", self.worker_id, until)
 
     async def claim(self, now: int, lease_us: int, room: int) -> list[SpooledMessage]:
         return await self.store.claim_due_messages(self.worker_id, now, lease_us, room)
@@ -85,13 +88,13 @@ class SpoolWorker(WorkerLoop[SpooledMessage]):
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "workers.db")
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "workers.db")
     yield s
     await s.close()
 
 
-async def spool(store: SqliteStore, *message_ids: str, due: int | None = None) -> None:
+async def spool(store: Store, *message_ids: str, due: int | None = None) -> None:
     """Spool copies that are due at ``due`` (now by default)."""
     at = now_us() if due is None else due
     await store.spool_messages([
@@ -101,7 +104,7 @@ async def spool(store: SqliteStore, *message_ids: str, due: int | None = None) -
     ])
 
 
-async def claimed(store: SqliteStore) -> int:
+async def claimed(store: Store) -> int:
     [spool_state, *_] = await store.queue_states()
     return spool_state.claimed
 
@@ -125,7 +128,7 @@ async def rounds_pass(worker: SpoolWorker, count: int = 3) -> None:
         await wait_until(lambda: worker.idles > idles)  # noqa: B023 (awaited at once)
 
 
-async def test_an_item_due_later_is_not_claimed_early(store: SqliteStore) -> None:
+async def test_an_item_due_later_is_not_claimed_early(store: Store) -> None:
     clock = Clock(now_us())
     await spool(store, "now", due=clock.now)
     await spool(store, "later", due=clock.now + 10 * S)
@@ -138,13 +141,13 @@ async def test_an_item_due_later_is_not_claimed_early(store: SqliteStore) -> Non
         await wait_until(lambda: worker.handled == ["now", "later"])
 
 
-async def test_an_idle_loop_sleeps_until_the_next_item_is_due(store: SqliteStore) -> None:
+async def test_an_idle_loop_sleeps_until_the_next_item_is_due(store: Store) -> None:
     await spool(store, "soon", due=now_us() + S // 5)
     async with looping(SpoolWorker(store)) as worker:  # its poll is an hour
         await wait_until(lambda: worker.handled == ["soon"])
 
 
-async def test_wake_makes_an_idle_loop_claim_at_once(store: SqliteStore) -> None:
+async def test_wake_makes_an_idle_loop_claim_at_once(store: Store) -> None:
     async with looping(SpoolWorker(store)) as worker:
         await wait_until(lambda: worker.idles)
         await spool(store, "new")
@@ -153,7 +156,7 @@ async def test_wake_makes_an_idle_loop_claim_at_once(store: SqliteStore) -> None
 
 
 async def test_no_more_items_are_handled_at_once_than_the_concurrency(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     ids = [f"m{i}" for i in range(10)]
     await spool(store, *ids)
@@ -169,7 +172,7 @@ async def test_no_more_items_are_handled_at_once_than_the_concurrency(
 
 
 async def test_a_handler_that_raises_does_not_stop_the_loop_and_its_item_comes_back(
-    store: SqliteStore, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     await spool(store, "bad", "good")
     worker = SpoolWorker(store, lease=0.2, poll=0.05)
@@ -182,8 +185,34 @@ async def test_a_handler_that_raises_does_not_stop_the_loop_and_its_item_comes_b
     assert "RuntimeError: handler bug" in caplog.text
 
 
+async def test_the_leases_of_items_being_handled_are_renewed_and_a_dead_workers_lapse(
+    store: Store,
+) -> None:
+    clock = Clock(now_us())
+    await spool(store, "long", due=clock.now)
+    worker = SpoolWorker(store, lease=60.0, clock=clock)
+    worker.gate = asyncio.Event()
+    other = SpoolWorker(store, clock=clock)
+    async with looping(worker):
+        await wait_until(lambda: worker.running == 1)
+        for _ in range(5):  # five minutes of handling, a lease of one
+            clock.now += 30 * S
+            await rounds_pass(worker, 1)
+            assert await other.claim(clock.now, 60 * S, 1) == []
+        worker.gate.set()
+        await wait_until(lambda: worker.handled == ["long"])
+    # A worker that dies holding an item (no release, no renewal): the item is taken
+    # by another once its lease has run out, and not before.
+    await spool(store, "orphan", due=clock.now)
+    assert [m.id for m in await worker.claim(clock.now, 60 * S, 1)] == ["orphan"]
+    clock.now += 59 * S
+    assert await other.claim(clock.now, 60 * S, 1) == []
+    clock.now += 2 * S
+    assert [m.id for m in await other.claim(clock.now, 60 * S, 1)] == ["orphan"]
+
+
 async def test_a_loop_that_dies_gives_its_claims_back_and_a_restart_finishes_the_work(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await spool(store, "m1", "m2")
     worker = SpoolWorker(store)

@@ -20,7 +20,7 @@ import pytest
 
 from relay.server import Running, running
 from store.records import Observation
-from store.sqlite import SqliteStore
+from store.store import Store
 from store.writer.client import ObservationWriteError, ObservationWriter, batch_request
 from store.writer.process import FRAME
 from tests.conftest import wait_until, write_config
@@ -38,14 +38,14 @@ def observation(i: int, message_id: str = "m-1") -> Observation:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = await SqliteStore.open(tmp_path / "clickrelay.db")  # creates the schema
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(tmp_path / "clickrelay.db")  # creates the schema
     yield store
     await store.close()
 
 
 @pytest.fixture
-async def writer(store: SqliteStore) -> AsyncIterator[ObservationWriter]:
+async def writer(store: Store) -> AsyncIterator[ObservationWriter]:
     writer = ObservationWriter(store.db.path)
     await writer.start()
     yield writer
@@ -58,7 +58,7 @@ def stored(o: Observation) -> tuple[object, ...]:
 
 
 async def test_a_batch_is_on_disk_when_the_writer_answers(
-    store: SqliteStore, writer: ObservationWriter
+    store: Store, writer: ObservationWriter
 ) -> None:
     batch = [observation(i) for i in range(3)]
     await writer.record_observations(batch)
@@ -69,7 +69,7 @@ async def test_a_batch_is_on_disk_when_the_writer_answers(
 
 
 async def test_a_batch_larger_than_one_statement_is_written_whole(
-    store: SqliteStore, writer: ObservationWriter
+    store: Store, writer: ObservationWriter
 ) -> None:
     batch = [observation(i, f"m-{i % 7}") for i in range(1_234)]
     await writer.record_observations(batch)
@@ -81,7 +81,7 @@ async def test_a_batch_larger_than_one_statement_is_written_whole(
 
 
 async def test_the_same_batch_sent_again_is_written_once(
-    store: SqliteStore, writer: ObservationWriter
+    store: Store, writer: ObservationWriter
 ) -> None:
     batch = [observation(i) for i in range(3)]
     await writer.record_observations(batch)
@@ -92,7 +92,7 @@ async def test_the_same_batch_sent_again_is_written_once(
 
 
 async def test_a_batch_committed_by_a_writer_that_died_before_answering_is_not_doubled(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     """Spoken to directly: the first writer commits the batch, its answer is never read
     (the server cannot tell whether it committed); the next writer gets the batch again
@@ -130,7 +130,7 @@ def answer(stream: IO[bytes]) -> WriterAnswer:
 
 
 async def test_the_wal_is_started_over_while_batches_keep_coming(
-    store: SqliteStore, writer: ObservationWriter
+    store: Store, writer: ObservationWriter
 ) -> None:
     """Checkpoints run beside the commits (store/writer/process.py); the WAL must still be
     copied whole now and then, or it only grows: 400 batches would leave it at over
@@ -143,7 +143,7 @@ async def test_the_wal_is_started_over_while_batches_keep_coming(
 
 
 async def test_an_error_of_the_database_comes_back_by_name_and_the_writer_goes_on(
-    store: SqliteStore, writer: ObservationWriter
+    store: Store, writer: ObservationWriter
 ) -> None:
     """Not a row's fault: the whole batch fails, for the recorder to try again."""
     pid = writer.pid
@@ -171,7 +171,7 @@ def unstorable_rows() -> dict[int, Observation]:
 
 
 async def test_rows_sqlite_cannot_store_are_left_out_alone_and_the_rest_committed(
-    store: SqliteStore, writer: ObservationWriter
+    store: Store, writer: ObservationWriter
 ) -> None:
     """Issue #13, R2: one bad row used to fail its batch, three times, and every click
     in it was lost."""
@@ -206,7 +206,7 @@ def test_the_writer_answers_which_rows_it_left_out_and_why(tmp_path: Path) -> No
 
 
 async def _create_schema(path: Path) -> None:
-    await (await SqliteStore.open(path)).close()
+    await (await Store.open(path)).close()
 
 
 async def test_the_server_counts_and_logs_an_observation_left_out(
@@ -229,7 +229,7 @@ async def test_the_server_counts_and_logs_an_observation_left_out(
 
 
 async def test_a_writer_that_was_killed_is_replaced_at_the_next_batch(
-    store: SqliteStore, writer: ObservationWriter
+    store: Store, writer: ObservationWriter
 ) -> None:
     first = writer.pid
     assert first is not None
@@ -240,7 +240,7 @@ async def test_a_writer_that_was_killed_is_replaced_at_the_next_batch(
 
 
 async def test_the_writer_ignores_an_interrupt_sent_to_the_process_group(
-    store: SqliteStore, writer: ObservationWriter
+    store: Store, writer: ObservationWriter
 ) -> None:
     pid = writer.pid
     assert pid is not None
@@ -252,7 +252,7 @@ async def test_the_writer_ignores_an_interrupt_sent_to_the_process_group(
 
 
 async def test_close_lets_the_batch_in_hand_finish(
-    store: SqliteStore, writer: ObservationWriter
+    store: Store, writer: ObservationWriter
 ) -> None:
     pid = writer.pid
     recording = asyncio.create_task(writer.record_observations([observation(1)]))

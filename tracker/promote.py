@@ -60,7 +60,6 @@ from tracker.workers import WorkerLoop
 log = logging.getLogger("clickrelay.promote")
 
 BATCH = 500
-LEASE_SECONDS = 60.0
 IDLE_POLL_SECONDS = 0.5
 # Promotion shares the event loop with the clicks: it gives the loop back after this much
 # work, so that a click waits behind it for no longer.
@@ -84,6 +83,8 @@ class PromoteStore(Protocol):
     ) -> list[Observation]: ...
 
     async def release_observation_claims(self, worker: str | None = None) -> int: ...
+
+    async def renew_claims(self, queue: str, worker: str, until: int) -> int: ...
 
     async def next_observation_due(self) -> int | None: ...
 
@@ -164,8 +165,8 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
     def concurrency(self) -> int:
         return 1  # batches one after the other, so that clicks are promoted in order
 
-    def lease_seconds(self) -> float:
-        return LEASE_SECONDS
+    async def renew(self, until: int) -> None:
+        await self._store.renew_claims("observations", self.worker_id, until)
 
     async def claim(self, now: int, lease_us: int, room: int) -> list[Sequence[Observation]]:
         """The due observations, up to a batch of them, as one item."""
@@ -188,7 +189,7 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
     async def promote_due(self) -> int:
         """Claim the observations that are due and promote them, in one step outside the
         loop (for tests and benchmarks); how many were claimed."""
-        batches = await self.claim(self._clock(), int(LEASE_SECONDS * _US), 1)
+        batches = await self.claim(self._clock(), int(self.lease_seconds() * _US), 1)
         for batch in batches:
             await self.promote(batch)
         return sum(len(batch) for batch in batches)

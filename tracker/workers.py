@@ -4,9 +4,10 @@ handle it, sleep until more is due. A worker says what to claim (``claim``) and 
 handle one claimed item (``handle``); the rest is here, the same for all three.
 
 - Claims are atomic and leased in the store: a claimed item is held until
-  ``lease_seconds()`` after its claim, so a worker that dies without giving it back
-  delays it by that much and no more. The store cannot renew a lease, so a handler has
-  to end within it: an attempt bounded by a timeout leases ``LEASE_TIMEOUTS`` of them.
+  ``lease_seconds()`` after its claim, and the loop renews the leases of the items it
+  holds every third of that while their handlers run (``renew``). A worker that dies
+  without giving its items back (its node killed) delays them by one lease at most, after
+  which any worker, on any node sharing the store, takes them (docs/deployment.md).
 - At most ``concurrency()`` items are handled at once, each in a task of its own; a
   claim asks for no more items than there are free slots.
 - When nothing could be claimed or every slot is taken, the loop sleeps until it is
@@ -38,9 +39,10 @@ T = TypeVar("T")
 
 IDLE_POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
-# A claimed attempt whose every step is bounded by a timeout holds its claim for this many
-# timeouts: room for the attempt and for recording its outcome.
-LEASE_TIMEOUTS = 3
+# How long a claim holds its item without being renewed: what a dead worker's items wait
+# before another takes them.
+LEASE_SECONDS = 60.0
+RENEWALS_PER_LEASE = 3
 _US = 1_000_000
 
 
@@ -70,6 +72,7 @@ class WorkerLoop(ABC, Generic[T]):
         self._rng = random.Random()
         self._wakeup = asyncio.Event()
         self._handling: dict[asyncio.Task[None], T] = {}
+        self._renew_at: int | None = None  # when the held items' leases are renewed next
 
     @abstractmethod
     async def claim(self, now: int, lease_us: int, room: int) -> Sequence[T]:
@@ -88,8 +91,12 @@ class WorkerLoop(ABC, Generic[T]):
         """How many items may be handled at once (read at every round)."""
 
     @abstractmethod
+    async def renew(self, until: int) -> None:
+        """Extend the claims this worker holds to ``until``."""
+
     def lease_seconds(self) -> float:
-        """How long a claim holds an item."""
+        """How long a claim holds an item without being renewed."""
+        return LEASE_SECONDS
 
     async def next_due(self) -> int | None:
         """When the earliest unfinished item is due (µs), if the store can tell."""
@@ -125,6 +132,7 @@ class WorkerLoop(ABC, Generic[T]):
                 for item in claimed:
                     self._start(item)
                 if not claimed or len(self._handling) >= self.concurrency():
+                    await self._renew_due()
                     await self._idle()
         finally:
             await self._stop()
@@ -133,10 +141,28 @@ class WorkerLoop(ABC, Generic[T]):
         if room <= 0:
             return []
         try:
-            return await self.claim(self._clock(), int(self.lease_seconds() * _US), room)
+            claimed = await self.claim(self._clock(), int(self.lease_seconds() * _US), room)
         except Exception:
             self.log.exception("claiming due work failed; retrying")
             return []
+        if claimed and not self._handling:
+            self._renew_at = self._clock() + self._renew_every()
+        return claimed
+
+    def _renew_every(self) -> int:
+        return int(self.lease_seconds() * _US / RENEWALS_PER_LEASE)
+
+    async def _renew_due(self) -> None:
+        """Renew the held items' leases once a third of a lease has passed since the
+        last renewal (or the first claim)."""
+        now = self._clock()
+        if not self._handling or self._renew_at is None or now < self._renew_at:
+            return
+        self._renew_at = now + self._renew_every()
+        try:
+            await self.renew(now + int(self.lease_seconds() * _US))
+        except Exception:
+            self.log.exception("renewing claims failed; retrying")
 
     async def _idle(self) -> None:
         timeout = self.idle_poll_seconds
@@ -146,6 +172,8 @@ class WorkerLoop(ABC, Generic[T]):
             # is polled for, not spun on.
             if due is not None and due > now:
                 timeout = min(timeout, (due - now) / _US)
+            if self._handling and self._renew_at is not None:
+                timeout = min(timeout, max(0, self._renew_at - now) / _US)
         # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
         # that comes as the wake-up is set, and the worker then never stops.
         with contextlib.suppress(TimeoutError):

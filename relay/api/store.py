@@ -1,6 +1,6 @@
 """What the HTTP API asks of the store, declared by the API: one Protocol per group of
 views, and ``ApiStore``, all of them, which ``relay.api.common.Api`` holds, so that
-mypy checks the real store (``store.sqlite.SqliteStore``) against what the views call."""
+mypy checks the real store (``store.store.Store``) against what the views call."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from relay.config.operations import RetentionConfig, parse_health, parse_retenti
 from relay.config.projects import parse_projects
 from relay.config.table import ConfigError, Table
 from relay.message.limits import MessageLimits
+from store.backend import POSTGRES_SCHEMES
 from tracker.classify.rules import DEFAULT_RULES, Rules, rules_from_mapping
 from tracker.clicks.network import NetworkTable
 from tracker.config import (
@@ -78,8 +79,13 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    url: str
-    path: Path
+    url: str = field(repr=False)  # may hold a password (``env:NAME`` resolved)
+    path: Path | None  # the SQLite file; None for PostgreSQL
+
+    @property
+    def where(self) -> Path | str:
+        """What ``store.store.Store.open`` takes: the SQLite file or the PostgreSQL URL."""
+        return self.path if self.path is not None else self.url
 
 
 @dataclass(frozen=True)
@@ -321,12 +327,18 @@ def _tracking(t: Table) -> TrackingConfig:
 
 
 def _store(t: Table, base: Path) -> StoreConfig:
-    url = t.text("url", "sqlite:///./data/clickrelay.db")
+    url = t.text("url", "sqlite:///./data/clickrelay.db", secret=True)
+    t.done()
+    if url.startswith(POSTGRES_SCHEMES):
+        parts = urlsplit(url)
+        if (not parts.hostname and "host=" not in parts.query) or not parts.path.strip("/"):
+            raise t.error("url", "a PostgreSQL URL names its host and database:"
+                                 " postgresql://user:password@host:5432/database")
+        return StoreConfig(url=url, path=None)
     if not url.startswith("sqlite:///"):
-        raise t.error("url", "only sqlite:///PATH is supported")
+        raise t.error("url", "must be sqlite:///PATH or postgresql://user:password@host/db")
     rest = url[len("sqlite:///") :]
     path = Path(rest) if rest.startswith("/") else base / rest
-    t.done()
     return StoreConfig(url=url, path=path)
 
 

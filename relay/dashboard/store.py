@@ -1,5 +1,5 @@
 """What the dashboard asks of the store, declared by the dashboard (as ``relay.api.store``
-does for the API), so that mypy checks the real store (``store.sqlite.SqliteStore``)
+does for the API), so that mypy checks the real store (``store.store.Store``)
 against what its pages call."""
 
 from __future__ import annotations

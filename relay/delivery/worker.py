@@ -24,7 +24,7 @@ from store.mail import DELIVERED, PERMANENT, TEMPORARY
 from store.records import NewMessage, SpooledMessage
 from store.webhooks import NewDelivery
 from tracker.metrics import Metrics
-from tracker.workers import LEASE_TIMEOUTS, WorkerLoop
+from tracker.workers import WorkerLoop
 
 log = logging.getLogger("clickrelay.delivery")
 
@@ -56,10 +56,11 @@ class DeliveryStore(Protocol):
 
     async def release_claims(self, worker: str | None = None) -> int: ...
 
+    async def renew_claims(self, queue: str, worker: str, until: int) -> int: ...
+
 
 class DeliveryWorker(WorkerLoop[SpooledMessage]):
-    """Delivers due copies, at most ``[upstream] concurrency`` at once, each claim leased
-    for ``LEASE_TIMEOUTS`` upstream timeouts."""
+    """Delivers due copies, at most ``[upstream] concurrency`` at once."""
 
     def __init__(
         self,
@@ -77,8 +78,8 @@ class DeliveryWorker(WorkerLoop[SpooledMessage]):
     def concurrency(self) -> int:
         return self._config().upstream.concurrency
 
-    def lease_seconds(self) -> float:
-        return LEASE_TIMEOUTS * self._config().upstream.timeout_seconds
+    async def renew(self, until: int) -> None:
+        await self._store.renew_claims("spool", self.worker_id, until)
 
     async def claim(self, now: int, lease_us: int, room: int) -> list[SpooledMessage]:
         return await self._store.claim_due_messages(self.worker_id, now, lease_us, room)

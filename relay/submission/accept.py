@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -43,7 +44,7 @@ class Accepted:
 class Spool(Protocol):
     """What the submission needs of the store."""
 
-    def body_file(self, body_id: str) -> Path: ...
+    def body_file(self, body_id: str) -> Path | None: ...
 
     async def discard_bodies(self, body_ids: Sequence[str]) -> None: ...
 
@@ -101,7 +102,10 @@ class Submitter:
         """The mail read in a worker; a large one goes there and back in files."""
         if len(submission.raw) <= IN_FILE_BYTES:
             return await self._workers.run(prepare, submission)
-        raw_file = self._store.body_file(f"{submission.submission_id}.in")
+        name = f"{submission.submission_id}.in"
+        # A store that keeps every body in its database has no directory of body files:
+        # the mail goes to the worker through the system's temporary directory.
+        raw_file = self._store.body_file(name) or Path(tempfile.gettempdir(), f"clickrelay-{name}")
         await asyncio.to_thread(write_body, raw_file, [submission.raw], sync=False)
         try:
             return await self._workers.run(prepare, replace(

@@ -30,7 +30,7 @@ import aiohttp
 from store.webhooks import DueDelivery, WebhookRoom
 from tracker.config import ProjectConfig, WebhookConfig, WebhookDeliveryConfig
 from tracker.metrics import Metrics
-from tracker.workers import LEASE_TIMEOUTS, WorkerLoop
+from tracker.workers import WorkerLoop
 
 log = logging.getLogger("clickrelay.webhooks")
 
@@ -93,6 +93,8 @@ class DispatchStore(Protocol):
 
     async def release_webhook_claims(self, worker: str | None = None) -> int: ...
 
+    async def renew_claims(self, queue: str, worker: str, until: int) -> int: ...
+
     async def next_delivery_due(self) -> int | None: ...
 
 
@@ -134,8 +136,8 @@ class WebhookDispatcher(WorkerLoop[DueDelivery]):
     def concurrency(self) -> int:
         return self._config().webhook_delivery.concurrency
 
-    def lease_seconds(self) -> float:
-        return LEASE_TIMEOUTS * self._config().webhook_delivery.timeout_seconds
+    async def renew(self, until: int) -> None:
+        await self._store.renew_claims("webhook_deliveries", self.worker_id, until)
 
     async def before_claim(self) -> None:
         await self._sweep(self._config())
