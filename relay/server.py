@@ -20,6 +20,7 @@ from relay.api.common import Api
 from relay.app import make_app
 from relay.config.live import LiveConfig, config_items
 from relay.config.load import Config
+from relay.config.shared import SharedRouteSettings
 from relay.dashboard.activity import keep_activity
 from relay.dashboard.pages import Dashboard
 from relay.delivery.upstream import make_upstream
@@ -82,10 +83,19 @@ async def running(config: Config) -> AsyncIterator[Running]:
         store = await Store.open(config.store.where)
         stack.push_async_callback(store.close)
         metrics.count_commits(lambda: store.db.commits)
-        live = LiveConfig(config, metrics, on_loaded=lambda new: store.note_config_items(
-            config_items(new), now_us()))
+        shared: SharedRouteSettings | None = None
+
+        async def loaded(new: Config) -> None:
+            await store.note_config_items(config_items(new), now_us())
+            if shared is not None:
+                await shared.file_loaded(new)
+
+        live = LiveConfig(config, metrics, on_loaded=loaded)
         await store.note_config_items(config_items(config), now_us())
         await _take_over(store)
+        if store.shared:  # several nodes: route switches changed on one are in force on all
+            shared = SharedRouteSettings(live, store)
+            await shared.start()
         upstream = make_upstream(config.upstream, config.smtp.hostname)
         delivery = DeliveryWorker(live, store, upstream, metrics)
         submitter = Submitter(live, store, metrics, on_spooled=delivery.wake)
@@ -102,7 +112,8 @@ async def running(config: Config) -> AsyncIterator[Running]:
                                      store.release_observation_claims)
         throttle = Throttle()  # wrong passwords and tokens, SMTP AUTH and API alike
         supervisor = Supervisor(metrics, lambda: live().health)
-        api = Api(live, store, submitter, wake_webhooks=webhooks.wake, throttle=throttle)
+        api = Api(live, store, submitter, wake_webhooks=webhooks.wake, throttle=throttle,
+                  route_changed=shared.changed if shared is not None else None)
         dashboard = Dashboard(api, store, delivery.wake)
         app = make_app(
             store=store, metrics=metrics, redirector=Redirector(live, recorder, metrics),
@@ -119,6 +130,7 @@ async def running(config: Config) -> AsyncIterator[Running]:
             "webhooks": webhooks.run, "queue-gauges": QueueGauges(live, store, metrics).run,
             "retention": RetentionWorker(live, store, metrics).run,
             "dashboard-activity": functools.partial(keep_activity, dashboard),
+            **({"route-settings": shared.run} if shared is not None else {}),
         })
         await _start_http(stack, r)
         await _start_smtp(stack, r, throttle)

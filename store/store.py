@@ -17,12 +17,13 @@ from store.mail import MailStore
 from store.queues import QueueStore
 from store.reports import ReportStore
 from store.retention import RetentionStore
+from store.route_settings import RouteSettingStore
 from store.webhooks import WebhookStore
 
 
 class Store(
     MailStore, IdempotencyStore, EventStore, ContextStore, WebhookStore, ClickStore,
-    ReportStore, QueueStore, RetentionStore, ConfigItemStore, DashboardStore,
+    ReportStore, QueueStore, RetentionStore, ConfigItemStore, DashboardStore, RouteSettingStore,
 ):
     def __init__(self, db: Database) -> None:
         self.db = db

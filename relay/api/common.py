@@ -16,7 +16,7 @@ import functools
 import hmac
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -58,6 +58,9 @@ class Api:
     config_write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Wrong tokens slow down their network; the server shares it with SMTP AUTH.
     throttle: Throttle = field(default_factory=Throttle)
+    # A route's switches changed here, after the file is written: on a store shared by
+    # several nodes, they are put in force on every node (relay/config/shared.py).
+    route_changed: Callable[[str, Mapping[str, bool]], Awaitable[None]] | None = None
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("api")

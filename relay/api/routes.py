@@ -123,6 +123,8 @@ async def update_route_tracking(
             config = await asyncio.to_thread(write_route_settings, api.live.path, route_id,
                                              changes)
             api.live.replace(config)
+            if api.route_changed is not None:
+                await api.route_changed(route_id, changes)
         log.info("route updated route=%s changes=%s", route_id, changes)
     return _find(api, route_id)
 

@@ -4,7 +4,10 @@ SIGHUP or a change of the file loads it anew; projects, routes and webhooks take
 at once (every reader asks for the current object), and a file that does not load keeps
 the running configuration (config.example.toml). Listeners, the store and the upstream are fixed at
 start: a change there is logged as needing a restart. ``http.trusted_proxies`` and the
-network lists are read per request, so they follow a reload."""
+network lists are read per request, so they follow a reload.
+
+An ``overlay`` may change what is in force over what the file says: on a store shared by
+several nodes, the route switches changed anywhere (relay/config/shared.py)."""
 
 from __future__ import annotations
 
@@ -28,12 +31,15 @@ _FIXED = ("smtp", "upstream", "store")
 
 
 OnLoaded = Callable[[Config], Awaitable[object]]
+Overlay = Callable[[Config], Config]
 
 
 class LiveConfig:
     def __init__(self, config: Config, metrics: Metrics, on_loaded: OnLoaded | None = None
                  ) -> None:
-        self._current = config
+        self._file = config  # as the file says
+        self._current = config  # as it is in force: the file's, with the overlay on top
+        self._overlay: Overlay | None = None
         self._metrics = metrics
         self._lock = asyncio.Lock()
         self._stamp = file_stamp(config.path)
@@ -46,10 +52,21 @@ class LiveConfig:
     def path(self) -> Path:
         return self._current.path
 
+    @property
+    def file_config(self) -> Config:
+        """The configuration as the file says, before the overlay."""
+        return self._file
+
+    def set_overlay(self, overlay: Overlay | None) -> None:
+        """Put ``overlay`` (or none) over the file's configuration, in force at once."""
+        self._overlay = overlay
+        self._current = overlay(self._file) if overlay is not None else self._file
+
     def replace(self, config: Config) -> None:
         """Put a configuration in force (the API's write-back has already written it)."""
-        self._current = config
         self._stamp = file_stamp(config.path)
+        self._file = config
+        self.set_overlay(self._overlay)
 
     async def reload(self) -> bool:
         async with self._lock:
@@ -66,7 +83,8 @@ class LiveConfig:
             for key in ("listen", "click_front"):  # the listener is made at start
                 if getattr(new.http, key) != getattr(self._current.http, key):
                     log.warning("http.%s changed: it takes effect after a restart", key)
-            self._current = new
+            self._file = new
+            self.set_overlay(self._overlay)
             self._metrics.config_reloads.labels("ok").inc()
             log.info("configuration reloaded from %s", self.path)
             if self._on_loaded is not None:
