@@ -95,7 +95,7 @@ async def _apply(conn: asyncpg.Connection, url: str) -> None:
     # table and one of them then fails on the catalog's unique index.
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-        " name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+        " name TEXT, applied_at BIGINT NOT NULL)"
     )
     applied = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
     known = migrations()
