@@ -15,10 +15,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from store.backend import Tx
-from store.db import GROUP_LIMIT, Database
+from store.backend import Database, Dialect, Tx
+from store.db import GROUP_LIMIT
+from store.db import Database as SqliteDatabase
 from store.dialect import PgDialect, SqliteDialect
-from store.postgres import PgDatabase, PgOpenError
+from store.postgres import PgDatabase, PgOpenError, PgTx
 from store.postgres.db import rows_changed
 from store.postgres.placeholders import to_postgres
 from tests.postgres import pg_schema, sqlite_schema
@@ -242,7 +243,7 @@ async def test_the_postgresql_schema_is_sqlites(pg_url: str, tmp_path: Path) -> 
     """Every table, column (in order, with its type, NOT NULL and default), index, unique
     constraint and foreign key of SQLite's migrations has its twin in PostgreSQL's: a
     migration written for one engine alone fails here."""
-    lite = await Database.open(tmp_path / "schema.db")
+    lite = await SqliteDatabase.open(tmp_path / "schema.db")
     await lite.close()
     with closing(sqlite3.connect(tmp_path / "schema.db")) as conn:
         expected = sqlite_schema(conn)
@@ -256,3 +257,8 @@ async def test_the_postgresql_schema_is_sqlites(pg_url: str, tmp_path: Path) -> 
     for table, parts in expected.items():
         for part, value in parts.items():
             assert found[table][part] == value, f"{table}: {part}"
+
+
+def _conforms(db: PgDatabase, tx: PgTx) -> tuple[Database, Tx, Dialect, Dialect]:
+    """PgDatabase, PgTx and both dialects are what store/backend.py asks for (mypy checks)."""
+    return db, tx, PgDialect(), SqliteDialect()

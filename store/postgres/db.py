@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 from asyncpg.pool import Pool
 
-from store.backend import Row, Work
+from store.backend import Dialect, Row, Work
 from store.db import GROUP_LIMIT
 from store.dialect import PgDialect
 from store.postgres.migrate import CONNECT_ERRORS, PgOpenError, connect, describe, migrate, one_line
@@ -83,12 +84,13 @@ class PgTx:
 class PgDatabase:
     """A store's database on PostgreSQL (store.backend.Database)."""
 
-    files_dir = None  # every node must read every body: bodies stay in the database
+    # Every node must read every body: bodies stay in the database, never in files.
+    files_dir: Path | None = None
 
     def __init__(self, pool: Pool, url: str):
         self._pool = pool
         self._where = describe(url)
-        self.dialect = PgDialect()
+        self.dialect: Dialect = PgDialect()
         self.commits = 0  # write transactions that changed rows, for the metrics
         self._grouped: list[tuple[Work[Any], asyncio.Future[Any]]] = []
         self._grouping: asyncio.Task[None] | None = None
