@@ -122,6 +122,15 @@ async def test_concurrent_writes_share_a_commit_and_a_failing_one_is_undone_alon
     assert db.commits - before == 1  # five writes asked for at once: one commit
 
 
+async def test_a_write_alone_in_its_group_is_committed_or_undone_alone(db: PgDatabase) -> None:
+    before = db.commits
+    assert await db.write_grouped(_insert(1)) == 1
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.write_grouped(_insert(2, fail=True))
+    assert [r["v"] for r in await db.fetchall("SELECT v FROM t")] == [1]
+    assert db.commits - before == 1
+
+
 async def test_writes_asked_for_during_a_commit_go_together_in_the_next(db: PgDatabase) -> None:
     release = asyncio.Event()
 
