@@ -34,6 +34,7 @@ from tests.postgres import pg_schema, sqlite_schema
     ("SELECT ? -- why?\n, ? /* ? */", "SELECT $1 -- why?\n, $2 /* ? */"),
     ("SELECT 1 - ?, 2 / ?", "SELECT 1 - $1, 2 / $2"),
     ("SELECT ?10", "SELECT $10"),
+    ("SELECT x::bigint, ?", "SELECT x::bigint, $1"),
 ])
 def test_placeholders_are_numbered_outside_literals_and_comments(sql: str, expected: str) -> None:
     assert to_postgres(sql) == expected
@@ -42,6 +43,12 @@ def test_placeholders_are_numbered_outside_literals_and_comments(sql: str, expec
 def test_a_placeholder_numbered_zero_is_refused() -> None:
     with pytest.raises(ValueError, match=r"\?0"):
         to_postgres("SELECT ?0")
+
+
+def test_a_named_parameter_is_refused_outside_literals() -> None:
+    with pytest.raises(ValueError, match="named parameter at ':cutoff'"):
+        to_postgres("DELETE FROM t WHERE at < :cutoff")
+    assert to_postgres("SELECT ':x', CAST(? AS TEXT)") == "SELECT ':x', CAST($1 AS TEXT)"
 
 
 @pytest.mark.parametrize(("status", "count"), [

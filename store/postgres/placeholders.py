@@ -18,7 +18,8 @@ def to_postgres(sql: str) -> str:
     largest number given so far (so ``?1 … ?1 … ?`` is ``$1 … $1 … $2``).
 
     PostgreSQL's own ``?`` operators (jsonb ``?``, ``?|``, ``?&``) cannot be written in the
-    store's SQL for that reason; their functions (``jsonb_exists`` …) can."""
+    store's SQL for that reason; their functions (``jsonb_exists`` …) can. A named
+    parameter (SQLite's ``:name``) is refused: PostgreSQL has none."""
     out: list[str] = []
     largest = 0
     i, n = 0, len(sql)
@@ -51,9 +52,15 @@ def to_postgres(sql: str) -> str:
             largest = max(largest, number)
             out.append(f"${number}")
             i = j
+        elif c == ":" and i + 1 < n and (sql[i + 1].isalpha() or sql[i + 1] == "_") and (
+                i == 0 or sql[i - 1] != ":"):
+            # SQLite's named parameters (:name, with a dict) would reach PostgreSQL as a
+            # syntax error far from their cause.
+            raise ValueError(f"named parameter at {sql[i:i + 20]!r} in {sql!r}: the store's "
+                             "SQL numbers its parameters (?N) for both engines")
         else:
             j = i + 1
-            while j < n and sql[j] not in "'\"-/?":
+            while j < n and sql[j] not in "'\"-/?:":
                 j += 1
             out.append(sql[i:j])
             i = j
