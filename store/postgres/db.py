@@ -107,6 +107,8 @@ class PgDatabase:
         finally:
             await conn.close()
         try:
+            # Each connection prepares a statement once and keeps it: room for all of the
+            # store's few hundred, so that none is prepared again on a busy node.
             pool = await asyncpg.create_pool(url, min_size=1, max_size=max_connections,
                                              statement_cache_size=512)
         except CONNECT_ERRORS as exc:
