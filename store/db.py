@@ -301,9 +301,11 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return conn
 
 
-def _migrations() -> list[tuple[int, str, str]]:
+def migrations(package: str = "store.migrations") -> list[tuple[int, str, str]]:
+    """The migrations of one engine this clickrelay knows: (version, file name, SQL), in
+    order (SQLite's here, PostgreSQL's in store.postgres.migrations)."""
     found = []
-    for entry in resources.files("store.migrations").iterdir():
+    for entry in resources.files(package).iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:4].isdigit():
             found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
@@ -318,7 +320,7 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
     )
     async with conn.execute("SELECT version FROM schema_migrations") as cur:
         applied = {row[0] for row in await cur.fetchall()}
-    for version, name, sql in _migrations():
+    for version, name, sql in migrations():
         if version in applied:
             continue
         await conn.execute("BEGIN IMMEDIATE")

@@ -1,13 +1,30 @@
-"""Where the SQL of SQLite and of PostgreSQL differs (store/backend.py ``Dialect``): a
-batch handed to a statement as one JSON parameter, and the claim's row locks. Everything
-else is written once, in the SQL both engines read."""
+"""The two engines' ``Dialect`` (store/backend.py): the few phrases their SQL says
+differently. Everything else is written once, in the SQL both engines read.
+
+Domain code passes lists to a statement as one JSON text parameter and reads it back: a list
+of ids through ``json_values`` (a SELECT, for ``x IN (...)``), a list of rows (each a JSON
+array) through ``json_rows`` (a FROM item named ``j``) and ``json_at``::
+
+    f"... WHERE id IN ({dialect.json_values('?', 'INTEGER')})"
+    f"SELECT {dialect.json_at(0, 'INTEGER')}, ... FROM {dialect.json_rows()} JOIN ..."
+
+``j.key`` tells the rows apart (SQLite counts them from 0, PostgreSQL from 1: use it to
+group or order, not as an index)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-_PG_TYPES = {"INTEGER": "BIGINT", "TEXT": "TEXT"}
+# What json_at and json_values read an element as, per engine. PostgreSQL's INTEGER is 32
+# bits: the store's integers (microsecond times, ids) need its BIGINT.
+_PG_TYPES = {"INTEGER": "BIGINT", "TEXT": "TEXT", "REAL": "DOUBLE PRECISION"}
 _LIKE_ESCAPE = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
+
+
+def _known(sql_type: str) -> str:
+    if sql_type.upper() not in _PG_TYPES:
+        raise ValueError(f"JSON elements are read as INTEGER, TEXT or REAL, not {sql_type!r}")
+    return sql_type.upper()
 
 
 def contains(column: str) -> str:
@@ -27,13 +44,15 @@ class SqliteDialect:
     skip_locked: str = ""  # one writer at a time: a claim's UPDATE is never contended
 
     def json_values(self, param: str = "?", sql_type: str = "TEXT") -> str:
+        _known(sql_type)  # SQLite reads a JSON number as an integer by itself
         return f"SELECT value FROM json_each({param})"
 
     def json_rows(self, param: str = "?") -> str:
-        return f"json_each({param}) j"
+        return f"json_each({param}) AS j"
 
     def json_at(self, index: int, sql_type: str) -> str:
-        return f"json_extract(j.value, '$[{index}]')"
+        _known(sql_type)
+        return f"json_extract(j.value, '$[{int(index)}]')"
 
     def utc_day(self, column: str) -> str:
         return f"date({column} / 1000000, 'unixepoch')"
@@ -47,20 +66,25 @@ class SqliteDialect:
 
 
 @dataclass(frozen=True)
-class PostgresDialect:
+class PgDialect:
     name: str = "postgresql"
     # Nodes claim from one table at once: each takes rows no other transaction holds.
     skip_locked: str = " FOR UPDATE SKIP LOCKED"
 
+    # A parameter is cast to jsonb where it is read, so that it travels as text as on
+    # SQLite; an element is text until cast to its type (PostgreSQL compares no number
+    # with text).
     def json_values(self, param: str = "?", sql_type: str = "TEXT") -> str:
-        return (f"SELECT CAST(value AS {_PG_TYPES[sql_type]})"
+        return (f"SELECT CAST(value AS {_PG_TYPES[_known(sql_type)]}) AS value"
                 f" FROM jsonb_array_elements_text(CAST({param} AS jsonb)) AS value")
 
     def json_rows(self, param: str = "?") -> str:
         return f"jsonb_array_elements(CAST({param} AS jsonb)) WITH ORDINALITY AS j(value, key)"
 
     def json_at(self, index: int, sql_type: str) -> str:
-        return f"CAST(j.value->>{index} AS {_PG_TYPES[sql_type]})"
+        pg_type = _PG_TYPES[_known(sql_type)]
+        element = f"j.value ->> {int(index)}"
+        return f"({element})" if pg_type == "TEXT" else f"CAST({element} AS {pg_type})"
 
     def utc_day(self, column: str) -> str:
         return f"to_char(to_timestamp({column} / 1000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
@@ -73,5 +97,5 @@ class PostgresDialect:
 
 
 SQLITE = SqliteDialect()
-POSTGRESQL = PostgresDialect()
+POSTGRESQL = PgDialect()
 DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}

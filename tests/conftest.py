@@ -14,6 +14,7 @@ import tomlkit
 
 from relay.config.load import Config, load_config
 from relay.server import Running, running
+from tests.postgres import fresh_schema
 from tests.receiver import Receiver
 from tests.silent import Silent
 from tests.sink import Sink
@@ -85,6 +86,14 @@ async def receiver() -> AsyncIterator[Receiver]:
     await r.start()
     yield r
     await r.stop()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped after the test
+    (tests/postgres.py); the test is skipped when no PostgreSQL answers."""
+    async with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture

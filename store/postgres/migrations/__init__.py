@@ -1,0 +1,1 @@
+"""The PostgreSQL schema, one SQL file per version (store/postgres/migrate.py)."""
