@@ -31,7 +31,9 @@ from relay.submission.accept import Submitter
 from relay.submission.smtp import SubmissionHandler, protocol_factory, tls_context
 from relay.throttle import Throttle
 from store.clock import now_us
+from store.mail import SPOOL_CHANNEL
 from store.store import Store
+from store.webhooks import WEBHOOKS_CHANNEL
 from store.writer.client import ObservationWriter
 from tracker.classify.useragent import preload as preload_user_agents
 from tracker.clicks.recorder import ObservationRecorder
@@ -130,7 +132,7 @@ async def running(config: Config) -> AsyncIterator[Running]:
             "webhooks": webhooks.run, "queue-gauges": QueueGauges(live, store, metrics).run,
             "retention": RetentionWorker(live, store, metrics).run,
             "dashboard-activity": functools.partial(keep_activity, dashboard),
-            **({"route-settings": shared.run} if shared is not None else {}),
+            **(_shared_tasks(store, shared, delivery, webhooks) if shared is not None else {}),
         })
         await _start_http(stack, r)
         await _start_smtp(stack, r, throttle)
@@ -153,6 +155,18 @@ async def _take_over(store: Store) -> None:
     keys = await store.release_unfinished_keys()
     if keys:
         log.warning("gave back %d idempotency keys whose mail was never spooled", keys)
+
+
+def _shared_tasks(store: Store, shared: SharedRouteSettings, delivery: DeliveryWorker,
+                  webhooks: WebhookDispatcher) -> dict[str, Run]:
+    """The tasks of a node that shares its store: route switches changed on other nodes,
+    and wake-ups when another node spools mail or puts webhook deliveries in the outbox
+    (docs/deployment.md)."""
+    return {
+        "route-settings": shared.run,
+        "spool-wakeups": functools.partial(store.db.listen, SPOOL_CHANNEL, delivery.wake),
+        "webhook-wakeups": functools.partial(store.db.listen, WEBHOOKS_CHANNEL, webhooks.wake),
+    }
 
 
 async def _start_workers(

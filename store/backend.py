@@ -46,6 +46,11 @@ class Tx(Protocol):
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None: ...
 
+    async def notify(self, channel: str) -> None:
+        """Wake the other nodes' workers listening on ``channel`` once the transaction
+        commits (``Database.listen``); nothing on a database with one node."""
+        ...
+
 
 Work = Callable[[Tx], Awaitable[T]]
 
@@ -117,6 +122,11 @@ class Database(Protocol):
 
     async def write_statement(self, sql: str, params: Iterable[Any] = ()) -> int:
         """One statement as a transaction of its own; how many rows it changed."""
+        ...
+
+    async def listen(self, channel: str, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever a transaction that notified ``channel`` commits, on any
+        node; runs until cancelled (a supervised task). Only a shared database has it."""
         ...
 
     async def read(self, work: Work[T]) -> T:

@@ -144,6 +144,9 @@ class SqliteDatabase:
         if self._writer.total_changes != changes_before:
             self.commits += 1
 
+    async def listen(self, channel: str, wake: Callable[[], None]) -> None:
+        raise NotImplementedError("one SQLite file has one node: its workers are woken directly")
+
     async def read(self, work: Work[T]) -> T:
         """Several reads on the reader's thread in one trip (one consistent snapshot)."""
         return await _in_thread(self._reader, _in_read, _synchronously(work))
@@ -207,6 +210,9 @@ class _AioTx:
         values = tuple(params)
         return await _in_thread(self._conn, _just, lambda raw: _first(raw, sql, values))
 
+    async def notify(self, channel: str) -> None:
+        pass  # one process: its workers are woken directly
+
 
 class _SyncTx:
     """A transaction's statements on the connection's own thread: every await returns at
@@ -227,6 +233,9 @@ class _SyncTx:
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         return _first(self._raw, sql, tuple(params))
+
+    async def notify(self, channel: str) -> None:
+        pass  # one process: its workers are woken directly
 
 
 def _synchronously(work: Work[T]) -> Callable[[sqlite3.Connection], T]:

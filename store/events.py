@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from store.backend import Database, Dialect, Row, Tx
 from store.records import Observation
-from store.webhooks import DELIVERY_INSERT, NewDelivery, delivery_rows
+from store.webhooks import NewDelivery, insert_deliveries
 
 # The link index of an open (a request for a copy's open pixel, docs/opens.md): its
 # observation and its event name no link, and no real link has a negative index.
@@ -136,8 +136,7 @@ class EventStore:
             await tx.executemany(
                 f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * 21)})",
                 [_event_values(p.event) for p in kept if p.event is not None])
-            await tx.executemany(DELIVERY_INSERT,
-                                 delivery_rows([d for p in kept for d in p.deliveries]))
+            await insert_deliveries(tx, [d for p in kept for d in p.deliveries])
             return written
 
         return await self.db.write(write)

@@ -32,9 +32,10 @@ from store.records import (
     SpooledMessage,
     SpoolSummary,
 )
-from store.webhooks import DELIVERY_INSERT, NewDelivery, delivery_rows
+from store.webhooks import NewDelivery, insert_deliveries
 
 DELIVERED, TEMPORARY, PERMANENT = "delivered", "temporary", "permanent"
+SPOOL_CHANNEL = "spool"  # notified when copies are spooled
 
 
 class MailStore:
@@ -204,10 +205,8 @@ class MailStore:
         permanent failure spooled (a delivery status notification), and the attempt's webhook
         ``deliveries`` put in the outbox. The records of attempts that end together share a
         commit (``write_grouped``)."""
-        rows = delivery_rows(deliveries)
-
         async def record(tx: Tx) -> None:
-            await tx.executemany(DELIVERY_INSERT, rows)
+            await insert_deliveries(tx, deliveries)
             if notice is not None:
                 await _insert(tx, [notice], (), {})
             await tx.execute(
@@ -335,6 +334,7 @@ async def _insert(
         [(m.submission_id, link.index, link.destination, link.anchor_text, int(link.honeypot))
          for m in first.values() for link in m.links],
     )
+    await tx.notify(SPOOL_CHANNEL)
 
 
 def _message_row(m: NewMessage, span: tuple[int, int] | None) -> tuple[object, ...]:

@@ -173,7 +173,7 @@ class ReportStore:
             " WHERE e.message_id IN (SELECT message_id FROM events WHERE clicked_at >= ?"
             "  AND clicked_at < ? AND (link_index < 0 OR counts_for_metrics = 1))"
             # A click implies an open only of a copy that could be seen opening.
-            f" AND COALESCE(m.track_opens, 1) = 1{cond} GROUP BY e.message_id",
+            f" AND COALESCE(m.track_opens, 1) = 1{cond} GROUP BY e.message_id, m.route_id",
             [since, until, *params],
         )
         return [OpenFirsts(*tuple(r)) for r in rows]
@@ -223,7 +223,8 @@ class ReportStore:
             " COUNT(e.id) FILTER (WHERE e.machine = 1), MIN(e.clicked_at), MAX(e.clicked_at)"
             f" FROM ({MESSAGE_LINKS}) l LEFT JOIN events e"
             " ON e.message_id = l.message_id AND e.link_index = l.link_index"
-            " WHERE l.honeypot = 0 GROUP BY l.link_index ORDER BY l.link_index",
+            " WHERE l.honeypot = 0 GROUP BY l.link_index, l.destination, l.anchor_text"
+            " ORDER BY l.link_index",
             (message_id,),
         )
         return [MessageLinkCounts(*tuple(r)) for r in rows]

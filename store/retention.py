@@ -16,20 +16,20 @@ PURGE_BATCH = 500  # rows per transaction
 # What is deleted, in an order that leaves no dangling reference: links and delivery
 # attempts go with their message, webhook attempts with their delivery (ON DELETE CASCADE);
 # a pending delivery of a purged event keeps its body and loses only the reference.
-_PURGES = (  # (table, its key, what is purged)
-    ("webhook_deliveries", "id", "status IN ('delivered', 'failed') AND finished_at < ?1"),
-    ("events", "id", "created_at < ?1"),
-    ("observations", "id", "state = 'done' AND at < ?1"),
-    ("messages", "id", "status IN ('delivered', 'failed') AND finished_at < ?1"),
+_PURGES = (  # (table, its key, what is purged: older than ?, a cutoff, where it says)
+    ("webhook_deliveries", "id", "status IN ('delivered', 'failed') AND finished_at < ?"),
+    ("events", "id", "created_at < ?"),
+    ("observations", "id", "state = 'done' AND at < ?"),
+    ("messages", "id", "status IN ('delivered', 'failed') AND finished_at < ?"),
     # The links of a shared body (store/mail.py) go with the last of its copies.
     ("submission_links", "(submission_id, link_index)", "NOT EXISTS (SELECT 1 FROM messages"
      " WHERE messages.submission_id = submission_links.submission_id)"),
-    ("idempotency_keys", "(project_id, scope, key)", "created_at < ?2"),
+    ("idempotency_keys", "(project_id, scope, key)", "created_at < ?"),
 )
 # A shared body goes with the last of its copies (the API shows a copy's source until
 # then), and its file once the row's deletion is committed.
 _BODIES = (f"DELETE FROM bodies WHERE id IN (SELECT id FROM bodies WHERE {BODY_UNNEEDED}"
-           " LIMIT ?3) RETURNING id, data IS NULL")
+           " LIMIT ?) RETURNING id, data IS NULL")
 
 
 @dataclass(frozen=True)
@@ -55,21 +55,21 @@ class RetentionStore:
         """Delete finished rows older than ``cutoff`` and idempotency keys written before
         ``keys_cutoff`` (both µs); how many of each went."""
         counts: dict[str, int] = {}
-        params = (cutoff, keys_cutoff, PURGE_BATCH)  # ?1, ?2, ?3 in the statements
         for table, key, condition in _PURGES:
             counts[table] = 0
+            older_than = keys_cutoff if table == "idempotency_keys" else cutoff
             while True:
-                deleted = await self._purge_batch(table, key, condition, params)
+                deleted = await self._purge_batch(table, key, condition, older_than)
                 counts[table] += deleted
                 if deleted < PURGE_BATCH:
                     break
-        counts["bodies"] = await self._purge_bodies(params)
+        counts["bodies"] = await self._purge_bodies()
         return Purged(**counts)
 
-    async def _purge_bodies(self, params: tuple[int, int, int]) -> int:
+    async def _purge_bodies(self) -> int:
         gone = 0
         while True:
-            rows = await self.db.write(lambda tx: tx.fetchall(_BODIES, params))
+            rows = await self.db.write(lambda tx: tx.fetchall(_BODIES, (PURGE_BATCH,)))
             if self.db.files_dir is not None:
                 await BodyFiles.beside(self.db.files_dir).delete(row[0] for row in rows if row[1])
             gone += len(rows)
@@ -77,10 +77,11 @@ class RetentionStore:
                 return gone
 
     async def _purge_batch(
-        self, table: str, key: str, condition: str, params: tuple[int, int, int]
+        self, table: str, key: str, condition: str, older_than: int
     ) -> int:
+        cutoff = (older_than,) if "?" in condition else ()
         return await self.db.write_statement(
             f"DELETE FROM {table} WHERE {key} IN"
-            f" (SELECT {key.strip('()')} FROM {table} WHERE {condition} LIMIT ?3)",
-            params,
+            f" (SELECT {key.strip('()')} FROM {table} WHERE {condition} LIMIT ?)",
+            (*cutoff, PURGE_BATCH),
         )

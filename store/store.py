@@ -25,8 +25,9 @@ class Store(
     MailStore, IdempotencyStore, EventStore, ContextStore, WebhookStore, ClickStore,
     ReportStore, QueueStore, RetentionStore, ConfigItemStore, DashboardStore, RouteSettingStore,
 ):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, where: Path | str) -> None:
         self.db = db
+        self.where = where  # what it was opened with: another Store.open(where) shares it
 
     @classmethod
     async def open(cls, where: Path | str) -> Store:
@@ -35,8 +36,8 @@ class Store(
         if url.startswith(POSTGRES_SCHEMES):
             from store.postgres.db import PgDatabase  # asyncpg only where it is used
 
-            return cls(await PgDatabase.open(url))
-        return cls(await SqliteDatabase.open(Path(where)))
+            return cls(await PgDatabase.open(url), url)
+        return cls(await SqliteDatabase.open(Path(where)), where)
 
     @property
     def shared(self) -> bool:

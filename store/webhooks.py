@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from store.backend import Database, Dialect, Row, Tx
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+WEBHOOKS_CHANNEL = "webhooks"  # notified when deliveries are put in the outbox
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,11 @@ def delivery_rows(deliveries: Sequence[NewDelivery]) -> list[tuple[object, ...]]
 async def insert_deliveries(
     tx: Tx, deliveries: Sequence[NewDelivery]
 ) -> None:
-    """Add deliveries inside a transaction the caller holds (the event's, for atomicity)."""
-    await tx.executemany(DELIVERY_INSERT, delivery_rows(deliveries))
+    """Add deliveries inside a transaction the caller holds (the event's, for atomicity);
+    every node's dispatcher is woken once it commits."""
+    if deliveries:
+        await tx.executemany(DELIVERY_INSERT, delivery_rows(deliveries))
+        await tx.notify(WEBHOOKS_CHANNEL)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ clickrelay itself running on loopback port 0 in the test's event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import tomlkit
 
 from relay.config.load import Config, load_config
 from relay.server import Running, running
+from store.store import Store
 from tests.postgres import fresh_schema
 from tests.receiver import Receiver
 from tests.silent import Silent
@@ -94,6 +96,33 @@ async def pg_url() -> AsyncIterator[str]:
     (tests/postgres.py); the test is skipped when no PostgreSQL answers."""
     async with fresh_schema() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The store, on each database in turn: a SQLite file, then a PostgreSQL schema of
+    its own (skipped with the reason when no PostgreSQL answers; CI has one)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            where: Path | str = tmp_path / "data" / "clickrelay.db"
+        else:
+            where = await stack.enter_async_context(fresh_schema())
+        opened = await Store.open(where)
+        stack.push_async_callback(opened.close)
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def both_stores(request: pytest.FixtureRequest, settings: dict[str, Any]
+                      ) -> AsyncIterator[str]:
+    """The relay on each database in turn (``usefixtures``, before ``relay``): its own
+    SQLite file, then a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    async with fresh_schema() as url:
+        settings["store"]["url"] = url
+        yield "postgresql"
 
 
 @pytest.fixture

@@ -20,6 +20,9 @@ from tests.receiver import Receiver, verified
 from tests.redirecting import click, links_in
 from tests.sink import Sink
 
+# Each test on a SQLite file, then on a PostgreSQL schema of its own.
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 DATA = tomllib.loads((Path(__file__).parent / "data" / "user_agents.toml").read_text())
 AGENTS = {a["id"]: a for a in DATA["agents"]}
 PERSON = {"User-Agent": AGENTS["chrome_windows"]["user_agent"],

@@ -24,6 +24,9 @@ from tests.api_helpers import TRACKED, Clients, call, email, http, read_text, wr
 from tests.conftest import TEAM_TOKEN
 from tests.sink import Sink
 
+# Each test on a SQLite file, then on a PostgreSQL schema of its own.
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 HEADER = "# clickrelay test configuration: keep this comment\n"
 OUTGOING_BEFORE = 'slug = "outgoing"\ntype = "transactional"\ndefault = true\ntrack_clicks = true\n'
 OUTGOING = OUTGOING_BEFORE.replace("true\n", "true          # receipts are tracked\n")

@@ -21,6 +21,9 @@ from tests.api_helpers import email as message
 from tests.conftest import OTHER_TOKEN, finished
 from tests.sink import Sink
 
+# Each test on a SQLite file, then on a PostgreSQL schema of its own.
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 
 def parsed(content: bytes) -> email.message.EmailMessage:
     msg = email.message_from_bytes(content, policy=email.policy.default)

@@ -4,23 +4,12 @@ counted afresh, and nothing older than the retention horizon is served from what
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from store.store import Store
 
 DAY = 86_400 * 1_000_000
 NOW = 1_800_000_000 * 1_000_000 // DAY * DAY + DAY // 2  # midday
 SINCE, UNTIL = NOW - NOW % DAY - 6 * DAY, NOW - NOW % DAY + DAY  # 7 whole days
 
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "store.db")
-    yield opened
-    await opened.close()
 
 
 async def click(store: Store, n: int, at: int, *, machine: bool = False) -> None:

@@ -6,9 +6,14 @@ from __future__ import annotations
 import asyncio
 import smtplib
 
+import pytest
+
 from relay.server import Running
 from tests.conftest import PROJECT_TOKEN, simple_message
 from tests.sink import Sink
+
+# Each test on a SQLite file, then on a PostgreSQL schema of its own.
+pytestmark = pytest.mark.usefixtures("both_stores")
 
 # What Postfix puts on top of a mail it relays, once per attempt (its queue id and time).
 POSTFIX_RECEIVED = (

@@ -235,8 +235,9 @@ async def test_a_schema_newer_than_this_code_is_refused(pg_url: str) -> None:
     conn = await asyncpg.connect(pg_url)
     await conn.execute("INSERT INTO schema_migrations VALUES (99, '0099_future.sql', 0)")
     await conn.close()
+    newest = migrations()[-1][0]
     with pytest.raises(PgOpenError, match=r"the database's schema is version 99, newer than "
-                                          rf"this clickrelay \({migrations()[-1][0]}\): upgrade clickrelay"):
+                                          rf"this clickrelay \({newest}\): upgrade clickrelay"):
         await PgDatabase.open(pg_url)
 
 

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from relay.server import Running
 from store.events import EventRecord
@@ -50,12 +47,6 @@ class Clock:
     def __call__(self) -> int:
         return self.now
 
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "data" / "clickrelay.db")
-    yield s
-    await s.close()
 
 
 def worker(store: Any, clock: Clock, metrics: Metrics | None = None,
@@ -219,7 +210,7 @@ async def test_two_workers_on_one_database_never_promote_an_observation_twice(
     messages = [await message(store) for _ in range(10)]
     for n in range(200):
         await observe(store, messages[n % 10], n % 5, T0 + n * S, addr=f"a{n % 7}")
-    other = await Store.open(tmp_path / "data" / "clickrelay.db")
+    other = await Store.open(store.where)
     stores = [RecordingStore(store), RecordingStore(other)]
     clock, metrics = Clock(T0 + 1000 * S), Metrics()
     try:

@@ -17,6 +17,9 @@ from store.store import Store
 from tests.conftest import finished, send, simple_message, wait_until, write_config
 from tests.sink import Sink
 
+# Each test on a SQLite file, then on a PostgreSQL schema of its own.
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 TOKEN = re.compile(rb"/c/([A-Za-z0-9_.-]+)")
 QUEUED = re.compile(r"queued as ((?:[0-9a-f-]{36} ?)+)")
 

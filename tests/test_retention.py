@@ -4,7 +4,6 @@ Runs against a real SQLite store; ages are set by moving rows' times into the pa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,6 @@ from tracker.metrics import Metrics
 DAY = 86_400_000_000
 HOUR = 3_600_000_000
 
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "retention.db")
-    yield s
-    await s.close()
 
 
 async def spool(store: Store, message_id: str, at: int, outcome: str | None) -> None:

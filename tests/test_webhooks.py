@@ -69,12 +69,6 @@ async def enqueue(store: Store, hook: str, data: ClickEvent | None = None) -> Ne
     return delivery
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "data" / "clickrelay.db")
-    yield s
-    await s.close()
-
 
 @asynccontextmanager
 async def dispatching(

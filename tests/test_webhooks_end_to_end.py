@@ -32,6 +32,9 @@ from tracker.webhooks.events import (
     iso_timestamp,
 )
 
+# Each test on a SQLite file, then on a PostgreSQL schema of its own.
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 
 def test_webhook_delivery_settings_load(tmp_path: Path) -> None:
     settings = base_settings(tmp_path, 2525)

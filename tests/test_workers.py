@@ -9,7 +9,6 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,12 +85,6 @@ class SpoolWorker(WorkerLoop[SpooledMessage]):
         finally:
             self.running -= 1
 
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "workers.db")
-    yield s
-    await s.close()
 
 
 async def spool(store: Store, *message_ids: str, due: int | None = None) -> None:

@@ -9,7 +9,7 @@ returns (the server's ``synchronous_commit``, on by default)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,12 +18,21 @@ import asyncpg
 from asyncpg.pool import Pool
 
 from store.backend import Dialect, Row, Work
-from store.db import GROUP_LIMIT
+from store.db import GROUP_LIMIT, settle_group
 from store.dialect import POSTGRESQL
-from store.postgres.migrate import CONNECT_ERRORS, PgOpenError, connect, describe, migrate, one_line
+from store.postgres.migrate import (
+    CONNECT_ERRORS,
+    PgOpenError,
+    connect,
+    describe,
+    migrate,
+    one_line,
+)
 from store.postgres.placeholders import to_postgres
 
 T = TypeVar("T")
+
+CHANNEL_PREFIX = "clickrelay_"  # the NOTIFY channels' names (store.backend.Tx.notify)
 
 # The command tags that report rows changed ("INSERT 0 3", "UPDATE 2", …); a SELECT's count
 # is of rows read.
@@ -64,6 +73,11 @@ class PgTx:
         row: Row | None = await self._conn.fetchrow(to_postgres(sql), *params)
         return row
 
+    async def notify(self, channel: str) -> None:
+        """Tell every node listening on ``channel`` (``PgDatabase.listen``), once this
+        transaction commits."""
+        await self._conn.execute("SELECT pg_notify($1, '')", CHANNEL_PREFIX + channel)
+
     def savepoint(self) -> AbstractAsyncContextManager[Any]:
         """A savepoint inside the transaction: an error in the block undoes the block
         alone, and is raised on."""
@@ -89,6 +103,7 @@ class PgDatabase:
 
     def __init__(self, pool: Pool, url: str):
         self._pool = pool
+        self._url = url
         self._where = describe(url)
         self.dialect: Dialect = POSTGRESQL
         self.commits = 0  # write transactions that changed rows, for the metrics
@@ -174,20 +189,11 @@ class PgDatabase:
             try:
                 outcomes = await self._run_group([w for w, _ in group])
             except BaseException as exc:  # the group's transaction failed as a whole
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception)
-                                             else RuntimeError("the write was interrupted"))
+                settle_group(group, exc)
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            settle_group(group, outcomes)
 
     async def _run_group(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
         """Each write in a savepoint of one transaction: (True, its result), or (False, the
@@ -216,6 +222,29 @@ class PgDatabase:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                                   readonly=True):
             return await work(PgTx(conn))
+
+    async def listen(self, channel: str, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever a transaction that notified ``channel`` commits, on this
+        node or another (new mail spooled, webhook deliveries in the outbox), so that an
+        idle node's worker claims at once instead of at its next poll. Runs until
+        cancelled, on a connection of its own; a lost connection raises, and the
+        supervised task that runs this starts it again. ``wake`` is also called once
+        listening begins: what was notified while no one listened is not missed."""
+        conn = await connect(self._url)
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def closed(_: object) -> None:
+            if not lost.done():
+                lost.set_exception(ConnectionError(f"lost the connection to {self._where}"
+                                                   f" listening on {channel}"))
+
+        try:
+            conn.add_termination_listener(closed)
+            await conn.add_listener(CHANNEL_PREFIX + channel, lambda *_: wake())
+            wake()
+            await lost
+        finally:
+            conn.terminate()
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         rows: list[Row] = await self._pool.fetch(to_postgres(sql), *params)
