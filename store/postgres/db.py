@@ -2,9 +2,11 @@
 database: an asyncpg pool, and the transactions store/backend.py's ``Database`` promises.
 
 Statements arrive written for both engines, with SQLite's ``?`` placeholders
-(store/postgres/placeholders.py). Work functions run on the event loop over one pooled
-connection; nothing here uses a thread. A committed transaction is durable when its commit
-returns (the server's ``synchronous_commit``, on by default)."""
+(store/postgres/placeholders.py), and their parameters are bound here, each text made
+storable first (store/postgres/storable.py: no NUL, no lone surrogate). Work functions run
+on the event loop over one pooled connection; nothing here uses a thread. A committed
+transaction is durable when its commit returns (the server's ``synchronous_commit``, on by
+default)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from store.postgres.migrate import (
     one_line,
 )
 from store.postgres.placeholders import to_postgres
+from store.postgres.storable import storable
 
 T = TypeVar("T")
 
@@ -55,22 +58,22 @@ class PgTx:
         self.changed = False  # a statement is known to have changed rows
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        count = rows_changed(await self._conn.execute(to_postgres(sql), *params))
+        count = rows_changed(await self._conn.execute(to_postgres(sql), *storable(params)))
         if count:
             self.changed = True
         return count
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        args = [tuple(row) for row in rows]
+        args = [tuple(storable(row)) for row in rows]
         if args:
             await self._conn.executemany(to_postgres(sql), args)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        rows: list[Row] = await self._conn.fetch(to_postgres(sql), *params)
+        rows: list[Row] = await self._conn.fetch(to_postgres(sql), *storable(params))
         return rows
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        row: Row | None = await self._conn.fetchrow(to_postgres(sql), *params)
+        row: Row | None = await self._conn.fetchrow(to_postgres(sql), *storable(params))
         return row
 
     async def notify(self, channel: str) -> None:
@@ -160,7 +163,7 @@ class PgDatabase:
     async def write_statement(self, sql: str, params: Iterable[Any] = ()) -> int:
         """One statement as a transaction of its own (PostgreSQL commits a lone statement
         atomically): one trip; how many rows it changed."""
-        count = rows_changed(await self._pool.execute(to_postgres(sql), *params))
+        count = rows_changed(await self._pool.execute(to_postgres(sql), *storable(params)))
         if count:
             self.commits += 1
         return count
@@ -244,12 +247,13 @@ class PgDatabase:
             wake()
             await lost
         finally:
+            lost.cancel()  # the termination below is ours: nothing to report
             conn.terminate()
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        rows: list[Row] = await self._pool.fetch(to_postgres(sql), *params)
+        rows: list[Row] = await self._pool.fetch(to_postgres(sql), *storable(params))
         return rows
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        row: Row | None = await self._pool.fetchrow(to_postgres(sql), *params)
+        row: Row | None = await self._pool.fetchrow(to_postgres(sql), *storable(params))
         return row
