@@ -261,7 +261,7 @@ class MailStore:
 
     async def get_links(self, message_id: str) -> list[LinkRecord]:
         rows = await self.db.fetchall(
-            f"SELECT link_index, destination, anchor_text, honeypot FROM ({MESSAGE_LINKS})"
+            f"SELECT link_index, destination, anchor_text, honeypot FROM ({MESSAGE_LINKS}) l"
             " ORDER BY link_index",
             (message_id,),
         )

@@ -24,6 +24,8 @@ BAD_HEADERS = (
     b"X-Forwarded-For: 203.0.113.\xff",
 )
 
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 
 def head(message_id: str, *lines: bytes, close: bool = False) -> bytes:
     """A click's request head. ``close``: ``Connection: close``, which the front hands to

@@ -42,6 +42,8 @@ from tests.dashboard_helpers import (
 )
 from tests.sink import Sink
 
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 PAGES = ("/", "/projects/acme", "/projects/acme/routes", "/routes/acme-outgoing",
          "/projects/acme/activity", "/projects/acme/messages", "/projects/acme/webhooks",
          "/spool", "/messages/no-such-message")

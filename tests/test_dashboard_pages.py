@@ -22,6 +22,8 @@ from tests.receiver import Receiver
 from tests.sink import Sink
 from tests.test_opens_webhooks import APPLE_MAIL, MPP_ADDRESS, delivered_copy, open_pixel
 
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 RESULT = re.compile(r'<a href="/messages/([0-9a-f-]+)">')
 
 

@@ -16,6 +16,8 @@ from tests.receiver import Receiver, verified
 from tests.sink import Sink
 from tracker.webhooks.events import DELIVERY_EVENTS
 
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 METADATA = "X-LM-Tag: receipts\r\nX-LM-Metadata-order: 42\r\n"
 
 

@@ -27,6 +27,9 @@ from tests.redirecting import click, html_of
 from tests.sink import Sink
 from tracker.webhooks.events import HONEYPOT_LINK_INDEX
 
+# The relay's tests run on both stores; the rewriter's alone need none.
+both_stores = pytest.mark.usefixtures("both_stores")
+
 HREF = "https://pacme1.t.localhost/c/eyJ.x&y"
 BAIT = honeypot_html(HREF)
 SCANNER = "Mozilla/5.0 (compatible; link-checker)"
@@ -104,6 +107,7 @@ PAGE = ('<html><body bgcolor="#fff"><p><a href="https://example.com/a">A</a>'
         '<a href="https://example.com/b">B</a></p></body></html>')
 
 
+@both_stores
 async def test_a_route_with_a_honeypot_sends_it_and_keeps_the_link_indexes(
     baited: Running, sink: Sink
 ) -> None:
@@ -118,12 +122,14 @@ async def test_a_route_with_a_honeypot_sends_it_and_keeps_the_link_indexes(
                                                      "https://example.com/b"]
 
 
+@both_stores
 async def test_a_route_without_one_sends_none(relay: Running, sink: Sink) -> None:
     [sent] = await send_tracked(relay, sink, PAGE)
     assert sorted(link_index(lk) for lk in sent.links) == [0, 1]
     assert all(not lk.honeypot for lk in await relay.store.get_links(sent.message_id))
 
 
+@both_stores
 async def test_a_hit_on_the_honeypot_makes_nearby_clicks_machine(
     baited: Running, sink: Sink, receiver: Receiver
 ) -> None:
@@ -141,6 +147,7 @@ async def test_a_hit_on_the_honeypot_makes_nearby_clicks_machine(
     assert [(o.link_index, o.state) for o in hits] == [(HONEYPOT_LINK_INDEX, "done"), (0, "done")]
 
 
+@both_stores
 async def test_without_a_honeypot_hit_the_same_click_is_a_person(
     baited: Running, sink: Sink, receiver: Receiver
 ) -> None:

@@ -25,6 +25,8 @@ from tests.receiver import Receiver, verified
 from tests.redirecting import click
 from tests.sink import Sink
 
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 FOUR_LINKS = "".join(f'<p><a href="https://example.com/{n}">Story {n}</a></p>' for n in range(4))
 
 

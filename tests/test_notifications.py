@@ -16,6 +16,8 @@ from tests.api_helpers import http
 from tests.conftest import TEAM_TOKEN, finished, send, simple_message, wait_until
 from tests.sink import Received, Sink
 
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 
 def report_of(notice: Received) -> tuple[Message, Message, Message]:
     """The notification as Python's email package reads it: the report, its per-message

@@ -24,11 +24,21 @@ from tracker.clicks.recorder import ObservationRecorder
 from tracker.http.redirect import REDIRECTOR_KEY
 from tracker.supervisor import Supervisor
 
+# The tests of the path every click takes to the store run on both: through the observation
+# writer's process on SQLite, through the store on the event loop on PostgreSQL.
+both_stores = pytest.mark.usefixtures("both_stores")
+
 
 def recorder_of(relay: Running) -> ObservationRecorder:
     recorder = relay.app[REDIRECTOR_KEY].recorder
     assert isinstance(recorder, ObservationRecorder)
     return recorder
+
+
+def writes_through(relay: Running) -> Any:
+    """What the recorder writes its batches through: the observation writer (SQLite), or
+    the store itself (PostgreSQL); where a test injects a fault."""
+    return relay.observation_writer or relay.store
 
 
 def sample(relay: Running, name: str, labels: dict[str, str] | None = None) -> float:
@@ -41,14 +51,14 @@ class GatedStore:
     def __init__(self, relay: Running, monkeypatch: pytest.MonkeyPatch) -> None:
         self.batches: list[int] = []
         self.gate = asyncio.Event()
-        self._original = relay.observation_writer.record_observations
-        monkeypatch.setattr(relay.observation_writer, "record_observations",
+        self._original = writes_through(relay).record_observations
+        monkeypatch.setattr(writes_through(relay), "record_observations",
                             self.record_observations)
 
-    async def record_observations(self, batch: Sequence[Observation]) -> None:
+    async def record_observations(self, batch: Sequence[Observation]) -> Any:
         self.batches.append(len(batch))
         await self.gate.wait()
-        await self._original(batch)
+        return await self._original(batch)
 
 
 @pytest.fixture
@@ -67,6 +77,7 @@ async def hasty_relay(settings: dict[str, Any], config_path: Path) -> Any:
         yield relay
 
 
+@both_stores
 async def test_concurrent_clicks_share_one_transaction(
     patient_relay: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,6 +96,7 @@ async def test_concurrent_clicks_share_one_transaction(
     assert sample(relay, "clickrelay_observations_dropped_total") == 0
 
 
+@both_stores
 async def test_stuck_store_still_redirects_and_counts_the_drop(
     hasty_relay: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,6 +111,7 @@ async def test_stuck_store_still_redirects_and_counts_the_drop(
     assert len(await relay.store.get_observations("m-slow")) == 1
 
 
+@both_stores
 async def test_clicks_held_by_a_stuck_store_are_each_let_go_and_counted_once(
     hasty_relay: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,6 +127,7 @@ async def test_clicks_held_by_a_stuck_store_are_each_let_go_and_counted_once(
     assert await relay.store.count_observations() == 6
 
 
+@both_stores
 async def test_failing_store_still_redirects_and_counts_the_drop(
     hasty_relay: Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -122,7 +136,7 @@ async def test_failing_store_still_redirects_and_counts_the_drop(
     async def broken(batch: Sequence[Observation]) -> None:
         raise OSError("disk I/O error")
 
-    monkeypatch.setattr(relay.observation_writer, "record_observations", broken)
+    monkeypatch.setattr(writes_through(relay), "record_observations", broken)
     answer = await click(relay, token(message_id="m-lost"))
     assert answer.status == 302
     assert sample(relay, "clickrelay_observations_dropped_total") == 1
@@ -163,19 +177,20 @@ async def test_a_writer_that_cannot_start_again_is_reported_by_healthz(
     assert "observations" not in await wait_until(healthy)
 
 
+@both_stores
 async def test_transient_store_error_is_retried_before_the_redirect(
     patient_relay: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     relay = patient_relay
-    original = relay.observation_writer.record_observations
+    original = writes_through(relay).record_observations
     failures = [OSError("database is locked")]
 
-    async def flaky(batch: Sequence[Observation]) -> None:
+    async def flaky(batch: Sequence[Observation]) -> Any:
         if failures:
             raise failures.pop()
-        await original(batch)
+        return await original(batch)
 
-    monkeypatch.setattr(relay.observation_writer, "record_observations", flaky)
+    monkeypatch.setattr(writes_through(relay), "record_observations", flaky)
     assert (await click(relay, token(message_id="m-retry"))).status == 302
     assert len(await relay.store.get_observations("m-retry")) == 1
     assert sample(relay, "clickrelay_observations_dropped_total") == 0

@@ -16,6 +16,9 @@ from tests.redirecting import HOST, open_token, token
 from tracker.webhooks.events import OPEN_LINK_INDEX
 
 pytestmark = pytest.mark.usefixtures("both_click_paths")
+# The tests where the store is the point also run on PostgreSQL (the rest, refusals that
+# store nothing, on SQLite alone: the suite's time).
+both_stores = pytest.mark.usefixtures("both_stores")
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15"
                          " (KHTML, like Gecko)",
@@ -52,6 +55,7 @@ def opens_counted(relay: Running, outcome: str) -> float:
     return value or 0.0
 
 
+@both_stores
 async def test_open_is_stored_then_answered_with_the_image(relay: Running) -> None:
     assert_pixel(*await fetch(relay, f"/o/{open_token(message_id='m-o')}", headers=BROWSER))
     [obs] = await relay.store.get_observations("m-o")  # committed before the answer
@@ -65,6 +69,7 @@ async def test_open_is_stored_then_answered_with_the_image(relay: Running) -> No
         "clickrelay_clicks_total", {"outcome": "recorded"}) in (None, 0)
 
 
+@both_stores
 async def test_head_is_recorded_and_answered(relay: Running) -> None:
     assert_pixel(*await fetch(relay, f"/o/{open_token(message_id='m-h')}", method="HEAD"),
                  head=True)
@@ -89,12 +94,14 @@ async def test_expired_and_invalid_tokens_get_the_image_and_no_record(
     assert opens_counted(relay, outcome) == 1
 
 
+@both_stores
 async def test_an_open_token_is_no_link(relay: Running) -> None:
     status, _, _ = await fetch(relay, f"/c/{open_token(message_id='m-c')}")
     assert status == 404
     assert await relay.store.get_observations("m-c") == []
 
 
+@both_stores
 async def test_opens_and_clicks_pipelined_on_one_connection(relay: Running) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", relay.http_port)
     requests = b"".join(

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from relay.server import Running, running
 from store.events import EventRecord
 from tests.api_helpers import Clients, call
@@ -29,6 +31,8 @@ from tests.redirecting import K1, click, links_in, open_token
 from tests.sink import Sink
 from tracker.tokens import TokenVerifier
 from tracker.webhooks.events import OPEN_LINK_INDEX, iso_timestamp
+
+pytestmark = pytest.mark.usefixtures("both_stores")
 
 PIXEL_PATH = re.compile(rb'src="http://(pacme1\.t\.localhost:8080)(/o/[A-Za-z0-9_.-]+)"')
 APPLE_MAIL = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "

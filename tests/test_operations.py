@@ -16,7 +16,14 @@ from tests.conftest import send, simple_message, wait_until, write_config
 from tests.silent import Silent
 from tracker.http.health import describe
 
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 MINUTE = 60_000_000
+TASKS = ("observation-recorder", "delivery", "config-watch", "promotion", "webhooks",
+         "queue-gauges", "retention", "dashboard-activity")
+# A node of a shared store also listens for the others' wake-ups and reads the route
+# switches they write (relay/server.py).
+SHARED_TASKS = ("route-settings", "spool-wakeups", "webhook-wakeups")
 
 
 async def get(relay: Running, path: str) -> tuple[int, Any]:
@@ -45,9 +52,7 @@ async def test_healthz_reports_the_store_and_every_queue(relay: Running) -> None
     assert body == {"status": "ok", "store": "reachable", "queues": {
         name: {"pending": 0, "claimed": 0, "overdue_seconds": 0.0}
         for name in ("spool", "observations", "webhook_deliveries")}, "tasks": {
-        name: "running" for name in ("observation-recorder", "delivery", "config-watch",
-                                     "promotion", "webhooks", "queue-gauges", "retention",
-                                     "dashboard-activity")}}
+        name: "running" for name in TASKS + (SHARED_TASKS if relay.store.shared else ())}}
 
 
 async def test_healthz_is_503_with_a_reason_when_the_spool_is_stuck(

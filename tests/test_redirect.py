@@ -25,8 +25,12 @@ from tracker.tokens import MAX_TOKEN_LENGTH
 K2_SECRET = "second-signing-key-0123456789abcdef0"
 
 pytestmark = pytest.mark.usefixtures("both_click_paths")
+# The tests where the store is the point also run on PostgreSQL (the rest, refusals that
+# store nothing, on SQLite alone: the suite's time).
+both_stores = pytest.mark.usefixtures("both_stores")
 
 
+@both_stores
 async def test_click_is_stored_then_redirected(relay: Running) -> None:
     headers = {
         "User-Agent": "Mozilla/5.0 (Macintosh) Safari/605.1.15",
@@ -57,6 +61,7 @@ async def test_click_is_stored_then_redirected(relay: Running) -> None:
         "clickrelay_clicks_total", {"outcome": "recorded"}) == 1
 
 
+@both_stores
 async def test_head_is_recorded_and_redirected(relay: Running) -> None:
     answer = await click(relay, token(message_id="m-head"), method="HEAD")
     assert answer.status == 302 and answer.headers["Location"] == "https://example.com/a"
@@ -64,6 +69,7 @@ async def test_head_is_recorded_and_redirected(relay: Running) -> None:
     assert obs.method == "HEAD"
 
 
+@both_stores
 async def test_expired_token_redirects_and_records_nothing(relay: Running) -> None:
     answer = await click(relay, token(message_id="m-old", expires=1_000_000))
     assert answer.status == 302 and answer.headers["Location"] == "https://example.com/a"
@@ -125,6 +131,7 @@ async def test_anything_else_is_a_404_page(relay: Running, name: str, method: st
     assert await relay.store.count_observations() == 0
 
 
+@both_stores
 async def test_unicode_destination_is_sent_in_ascii_form(relay: Running) -> None:
     answer = await click(relay, token("https://bücher.example/straße?q=ä#frag"))
     assert answer.status == 302
@@ -153,6 +160,7 @@ async def test_host_must_serve_the_tokens_project(relay: Running, host: str, sta
     assert len(await relay.store.get_observations("m-host")) == (status == 302)
 
 
+@both_stores
 async def test_end_to_end_mail_then_click(relay: Running, sink: Any) -> None:
     await send(relay.smtp_port, simple_message(
         '<p><a href="https://example.com/a">A</a> <a href="https://example.com/b?x=1&amp;y=2">B'
@@ -173,6 +181,7 @@ async def test_end_to_end_mail_then_click(relay: Running, sink: Any) -> None:
         1, "https://example.com/b?x=1&y=2", "acme1")
 
 
+@both_stores
 async def test_key_rotation_keeps_old_links_working(
     relay: Running, sink: Any, settings: dict[str, Any], config_path: Path
 ) -> None:
@@ -197,6 +206,7 @@ async def test_key_rotation_keeps_old_links_working(
     assert (await click(relay, new_link)).status == 302
 
 
+@both_stores
 async def test_custom_tracking_domain(
     sink: Any, settings: dict[str, Any], config_path: Path
 ) -> None:
@@ -215,6 +225,7 @@ async def test_custom_tracking_domain(
         assert (await click(relay, other, host="pother1.t.localhost:8080")).status == 302
 
 
+@both_stores
 async def test_forwarded_for_believed_from_trusted_proxy(relay: Running) -> None:
     # The tests trust 127.0.0.1/32, the peer: the right-most hop it added counts.
     forwarded = {"X-Forwarded-For": "198.51.100.1, 40.107.5.5"}
@@ -224,6 +235,7 @@ async def test_forwarded_for_believed_from_trusted_proxy(relay: Running) -> None
     assert obs.addr_hash == address_hash(relay.config().tracking.address_hasher, _ip("40.107.5.5"))
 
 
+@both_stores
 async def test_forwarded_for_ignored_from_untrusted_peer(
     sink: Any, settings: dict[str, Any], config_path: Path
 ) -> None:
@@ -243,6 +255,7 @@ def _ip(text: str) -> Any:
     return ipaddress.ip_address(text)
 
 
+@both_stores
 async def test_an_ip_address_tracking_host_needs_no_wildcard_dns(
     sink: Any, settings: dict[str, Any], config_path: Path
 ) -> None:

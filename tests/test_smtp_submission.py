@@ -16,6 +16,8 @@ from relay.server import Running, running
 from tests.conftest import PROJECT_TOKEN, send, simple_message, write_config
 from tests.sink import Sink
 
+pytestmark = pytest.mark.usefixtures("both_stores")
+
 
 def _session(port: int, commands: list[str], tls: ssl.SSLContext | None = None) -> list[tuple]:
     """Run raw commands after EHLO; return each (code, message)."""
