@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from relay.server import Running
+from relay.server import Running, running
 from store.postgres.storable import storable
 from tests.api_helpers import email as api_email
 from tests.api_helpers import http
-from tests.conftest import PROJECT_TOKEN, TEAM_TOKEN, finished
+from tests.conftest import PROJECT_TOKEN, TEAM_TOKEN, finished, write_config
+from tests.dashboard_helpers import Visitor, with_dashboard
 from tests.redirecting import HOST, token
 from tests.sink import Sink
 from tests.test_click_bytes import status_of
@@ -117,3 +121,20 @@ async def test_a_search_for_a_nul_or_a_lone_surrogate_is_answered(relay: Running
         status, _, body = await http(relay, "GET", f"/v1/messages?filter[search]={search}",
                                      headers={"authorization": f"Bearer {TEAM_TOKEN}"})
         assert status == 200, (search, body)
+
+
+@pytest.fixture
+async def dashboard(settings: dict[str, Any], config_path: Path) -> AsyncIterator[Running]:
+    with_dashboard(settings)
+    async with running(write_config(config_path, settings)) as relay:
+        yield relay
+
+
+async def test_the_dashboard_answers_a_nul_in_a_search_and_in_a_name(dashboard: Running) -> None:
+    async with Visitor(dashboard) as visitor:
+        status, _, page = await visitor.sign_in(name="ad\x00min", password="wrong")
+        assert status == 401 and "Wrong name and password" in page
+        assert (await visitor.sign_in())[0] == 302
+        for search in ("\x00", "a\x00b"):
+            status, _, _ = await visitor.get("/projects/acme/messages", params={"search": search})
+            assert status == 200, search
