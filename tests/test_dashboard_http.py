@@ -42,7 +42,9 @@ from tests.dashboard_helpers import (
 )
 from tests.sink import Sink
 
-pytestmark = pytest.mark.usefixtures("both_stores")
+# The tests where the store is the point also run on PostgreSQL (the rest, refusals that
+# store nothing, on SQLite alone: the suite's time).
+both_stores = pytest.mark.usefixtures("both_stores")
 
 PAGES = ("/", "/projects/acme", "/projects/acme/routes", "/routes/acme-outgoing",
          "/projects/acme/activity", "/projects/acme/messages", "/projects/acme/webhooks",
@@ -79,6 +81,7 @@ async def test_every_page_redirects_to_sign_in_without_a_session(relay: Running)
             assert f">{label}</label>" in page
 
 
+@both_stores
 async def test_sign_in_with_a_password_sets_a_strict_http_only_cookie(relay: Running) -> None:
     async with Visitor(relay) as visitor:
         status, response, _ = await visitor.sign_in()
@@ -107,6 +110,7 @@ async def test_cookie_is_secure_behind_tls_from_a_trusted_proxy(relay: Running) 
         assert status == 302 and cookie["secure"] and cookie["samesite"] == "Strict"
 
 
+@both_stores
 async def test_sign_in_with_the_team_token(relay: Running) -> None:
     async with Visitor(relay) as visitor:
         status, _, _ = await visitor.sign_in(name="", password="", token=TEAM_TOKEN)
@@ -167,6 +171,7 @@ async def test_forms_without_their_csrf_token_get_403(relay: Running, config_pat
         assert status == 200
 
 
+@both_stores
 async def test_sign_out_ends_the_session_on_the_server(relay: Running) -> None:
     visitor = await signed_in(relay)
     async with visitor:
@@ -179,6 +184,7 @@ async def test_sign_out_ends_the_session_on_the_server(relay: Running) -> None:
     assert await relay.store.db.fetchall("SELECT * FROM dashboard_sessions") == []
 
 
+@both_stores
 async def test_a_session_ends_when_it_expires(relay: Running) -> None:
     visitor = await signed_in(relay)
     async with visitor:
@@ -213,6 +219,7 @@ async def test_pages_carry_the_content_security_policy_and_no_secret(
                 assert secret not in str(response.url)
 
 
+@both_stores
 async def test_track_clicks_saved_through_the_route_api_code(
     relay: Running, config_path: Path
 ) -> None:
@@ -227,6 +234,7 @@ async def test_track_clicks_saved_through_the_route_api_code(
         assert status == 200 and relay.config().find_route("acme-news")[1].track_clicks is False
 
 
+@both_stores
 async def test_a_file_changed_on_disk_is_reported_not_overwritten(
     relay: Running, config_path: Path
 ) -> None:
@@ -283,6 +291,7 @@ async def test_oversized_or_unsized_forms_are_refused_unread(relay: Running) -> 
             assert response.status == 411
 
 
+@both_stores
 async def test_a_changed_password_or_token_ends_the_sessions_signed_in_with_it(
     relay: Running, config_path: Path, settings: dict[str, Any]
 ) -> None:

@@ -22,7 +22,9 @@ from tests.receiver import Receiver
 from tests.sink import Sink
 from tests.test_opens_webhooks import APPLE_MAIL, MPP_ADDRESS, delivered_copy, open_pixel
 
-pytestmark = pytest.mark.usefixtures("both_stores")
+# The tests where the store is the point also run on PostgreSQL (the rest, refusals that
+# store nothing, on SQLite alone: the suite's time).
+both_stores = pytest.mark.usefixtures("both_stores")
 
 RESULT = re.compile(r'<a href="/messages/([0-9a-f-]+)">')
 
@@ -43,6 +45,7 @@ async def visitor(relay: Running) -> AsyncIterator[Visitor]:
         yield v
 
 
+@both_stores
 async def test_messages_searched_and_paged_by_cursor(
     relay: Running, visitor: Visitor, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,6 +92,7 @@ async def test_hostile_queries_get_a_clear_400(visitor: Visitor) -> None:
         assert status == 404, path
 
 
+@both_stores
 async def test_activity_per_route_and_tag_with_machine_clicks_when_asked(
     relay: Running, visitor: Visitor, sink: Sink
 ) -> None:
@@ -114,6 +118,7 @@ async def test_activity_per_route_and_tag_with_machine_clicks_when_asked(
     assert await totals(tag="autumn") == "Human clicks 0 · unique human clicks 0" + none
 
 
+@both_stores
 async def test_send_test_queues_a_webhook_test_delivery(
     relay: Running, visitor: Visitor, receiver: Receiver
 ) -> None:
@@ -130,6 +135,7 @@ async def test_send_test_queues_a_webhook_test_delivery(
     await wait_until(shown)
 
 
+@both_stores
 async def test_spool_retry_and_drop_behind_a_confirmation(
     relay: Running, visitor: Visitor, sink: Sink
 ) -> None:
@@ -176,6 +182,7 @@ async def test_refresh_every_30_s_reloads_the_page_without_script(visitor: Visit
     assert '<meta http-equiv="refresh" content="30">' in page
 
 
+@both_stores
 async def test_opens_are_shown_apart_from_clicks_on_the_message_page_and_the_chart(
     relay: Running, visitor: Visitor, sink: Sink
 ) -> None:
@@ -202,6 +209,7 @@ async def test_opens_are_shown_apart_from_clicks_on_the_message_page_and_the_cha
     assert "human opens <strong>1</strong>" in page  # the person's; not Apple's fetch
 
 
+@both_stores
 async def test_settled_days_are_counted_ahead_of_the_first_view(relay: Running) -> None:
     """The dashboard-activity task keeps each project's settled days at start, so that the
     first view of a 90-day chart reads them instead of counting every click."""

@@ -47,18 +47,15 @@ def test_storable_replaces_only_what_postgresql_cannot_hold() -> None:
 
 
 @pytest.mark.usefixtures("both_click_paths")
-@pytest.mark.parametrize("close", [False, True], ids=["pipelined", "close"])
-async def test_a_click_whose_link_holds_a_nul_is_redirected_and_recorded(
-    relay: Running, close: bool
-) -> None:
-    # A link is a sender's text: whatever its path holds travels in the signed token.
+async def test_a_click_whose_link_holds_a_nul_is_redirected_and_recorded(relay: Running) -> None:
+    # The rewriter reads HTML as browsers do (a NUL becomes U+FFFD) and leaves a link with
+    # bytes that are not UTF-8 untracked, so this token is minted here: it stands for any
+    # text a destination may hold on its way from the token to the store.
     destination = "https://example.com/a\x00b"
-    message_id = f"nul-{close}"
-    request = (f"GET /c/{token(destination, message_id=message_id)} HTTP/1.1\r\n"
-               f"Host: {HOST}\r\nUser-Agent: Mozilla/5.0\r\n".encode()
-               + (b"Connection: close\r\n" if close else b"") + b"\r\n")
+    request = (f"GET /c/{token(destination, message_id='nul')} HTTP/1.1\r\n"
+               f"Host: {HOST}\r\nUser-Agent: Mozilla/5.0\r\n\r\n".encode())
     assert (await status_of(relay, request)).startswith(b"HTTP/1.1 302 ")
-    (stored,) = await relay.store.get_observations(message_id)
+    (stored,) = await relay.store.get_observations("nul")
     assert stored.destination == stored_as(relay, destination)
 
 

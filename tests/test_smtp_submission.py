@@ -16,7 +16,9 @@ from relay.server import Running, running
 from tests.conftest import PROJECT_TOKEN, send, simple_message, write_config
 from tests.sink import Sink
 
-pytestmark = pytest.mark.usefixtures("both_stores")
+# The tests where the store is the point also run on PostgreSQL (the rest, refusals that
+# store nothing, on SQLite alone: the suite's time).
+both_stores = pytest.mark.usefixtures("both_stores")
 
 
 def _session(port: int, commands: list[str], tls: ssl.SSLContext | None = None) -> list[tuple]:
@@ -40,6 +42,7 @@ async def test_wrong_token_is_refused_with_535(relay: Running) -> None:
     assert info.value.smtp_code == 535
 
 
+@both_stores
 async def test_no_open_relay_even_after_failed_auth(relay: Running, sink: Sink) -> None:
     def attempt() -> tuple[int, bytes]:
         with smtplib.SMTP("127.0.0.1", relay.smtp_port, timeout=30) as s:
@@ -67,6 +70,7 @@ async def test_ehlo_offers_the_extensions(relay: Running) -> None:
     assert "starttls" not in features  # no certificate configured
 
 
+@both_stores
 async def test_too_many_recipients_get_452(relay: Running, sink: Sink) -> None:
     rcpts = [f"r{i}@example.org" for i in range(6)]  # max_recipients = 5
     refused = await send(relay.smtp_port, simple_message(), rcpts=rcpts)
