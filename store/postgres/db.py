@@ -18,8 +18,8 @@ import asyncpg
 from asyncpg.pool import Pool
 
 from store.backend import Dialect, Row, Work
-from store.db import GROUP_LIMIT, settle_group
 from store.dialect import POSTGRESQL
+from store.group_commit import GroupCommit
 from store.postgres.migrate import (
     CONNECT_ERRORS,
     PgOpenError,
@@ -107,8 +107,7 @@ class PgDatabase:
         self._where = describe(url)
         self.dialect: Dialect = POSTGRESQL
         self.commits = 0  # write transactions that changed rows, for the metrics
-        self._grouped: list[tuple[Work[Any], asyncio.Future[Any]]] = []
-        self._grouping: asyncio.Task[None] | None = None
+        self._groups = GroupCommit(self._run_group)
 
     @classmethod
     async def open(cls, url: str, *, max_connections: int = 10) -> PgDatabase:
@@ -133,8 +132,7 @@ class PgDatabase:
 
     async def close(self) -> None:
         """Close the pool once the writes asked for so far are committed."""
-        while self._grouping is not None and not self._grouping.done():
-            await asyncio.wait([self._grouping])
+        await self._groups.drain()
         await self._pool.close()
 
     def __repr__(self) -> str:
@@ -174,26 +172,7 @@ class PgDatabase:
 
         A write whose caller was cancelled before its group began is left out; once its
         group has begun it is committed or not with the group, as with ``transaction``."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._grouped.append((work, future))
-        if self._grouping is None or self._grouping.done():
-            self._grouping = asyncio.create_task(self._commit_groups())
-        return await future
-
-    async def _commit_groups(self) -> None:
-        while self._grouped:
-            group = [(w, f) for w, f in self._grouped[:GROUP_LIMIT] if not f.cancelled()]
-            del self._grouped[:GROUP_LIMIT]
-            if not group:
-                continue
-            try:
-                outcomes = await self._run_group([w for w, _ in group])
-            except BaseException as exc:  # the group's transaction failed as a whole
-                settle_group(group, exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            settle_group(group, outcomes)
+        return await self._groups.submit(work)
 
     async def _run_group(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
         """Each write in a savepoint of one transaction: (True, its result), or (False, the
