@@ -160,13 +160,14 @@ async def _copy_table(source: Store, tx: Tx, table: Table, total: int,
                       progress: Progress) -> int:
     done = told = 0
     after: tuple[Any, ...] | None = None
+    files = None if source.db.files_dir is None else BodyFiles.beside(source.db.files_dir)
     progress(table.name, 0, total)
     while True:
         rows = await _next_batch(source, table, after)
         if not rows:
             break
         after = tuple(rows[-1][column] for column in table.key)
-        values = [await _portable(source, table, r) for r in rows]
+        values = [await _portable(files, table, r) for r in rows]
         columns = list(values[0])
         if table.name == PRESET:
             await tx.execute(f"DELETE FROM {PRESET}")
@@ -210,13 +211,12 @@ async def _next_batch(source: Store, table: Table, after: tuple[Any, ...] | None
         f"SELECT * FROM {table.name}{where} ORDER BY {key} LIMIT {limit}", params)
 
 
-async def _portable(source: Store, table: Table, row: Row) -> dict[str, Any]:
-    """A source row as the target takes it: bodies and fills kept in a body file put
-    inline, claims dropped."""
+async def _portable(files: BodyFiles | None, table: Table, row: Row) -> dict[str, Any]:
+    """A source row as the target takes it: bodies and fills kept in the source's body
+    ``files`` put inline, claims dropped."""
     values = dict(zip(row.keys(), row, strict=True))  # a row iterates its values
     if "claimed_by" in values:
         values["claimed_by"] = values["claimed_until"] = None
-    files = None if source.db.files_dir is None else BodyFiles.beside(source.db.files_dir)
     if table.name == "bodies" and values["data"] is None and files is not None:
         try:
             pieces = await files.read(values["id"], unpack_lengths(values["pieces"]))
