@@ -29,7 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "hash-password":
         return _hash_password()
     if args.command == "store":
-        return asyncio.run(store_copy(args.source, args.target))
+        try:
+            return asyncio.run(store_copy(args.source, args.target))
+        except KeyboardInterrupt:  # the target's one transaction was never committed
+            print("clickrelay: store copy interrupted: the target holds no rows",
+                  file=sys.stderr)
+            return 130
     try:
         config = load_config(args.config)
     except ConfigError as exc:
