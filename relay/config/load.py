@@ -329,14 +329,24 @@ def _tracking(t: Table) -> TrackingConfig:
 def _store(t: Table, base: Path) -> StoreConfig:
     url = t.text("url", "sqlite:///./data/clickrelay.db", secret=True)
     t.done()
+    try:
+        return store_config(url, base)
+    except ValueError as exc:
+        raise t.error("url", str(exc)) from None
+
+
+def store_config(url: str, base: Path) -> StoreConfig:
+    """A store URL read: ``sqlite:///PATH`` (a relative PATH from ``base``, an absolute one
+    as ``sqlite:////abs/path``) or a PostgreSQL URL. A URL that is neither, or a PostgreSQL
+    URL without its host or database, raises ValueError saying what a URL looks like."""
     if url.startswith(POSTGRES_SCHEMES):
         parts = urlsplit(url)
         if (not parts.hostname and "host=" not in parts.query) or not parts.path.strip("/"):
-            raise t.error("url", "a PostgreSQL URL names its host and database:"
-                                 " postgresql://user:password@host:5432/database")
+            raise ValueError("a PostgreSQL URL names its host and database:"
+                             " postgresql://user:password@host:5432/database")
         return StoreConfig(url=url, path=None)
     if not url.startswith("sqlite:///"):
-        raise t.error("url", "must be sqlite:///PATH or postgresql://user:password@host/db")
+        raise ValueError("must be sqlite:///PATH or postgresql://user:password@host/db")
     rest = url[len("sqlite:///") :]
     path = Path(rest) if rest.startswith("/") else base / rest
     return StoreConfig(url=url, path=path)
