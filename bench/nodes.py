@@ -22,8 +22,10 @@ reported, with the ratios of the medians against one node on SQLite.
   its answer). ``settle_seconds`` is an hour, so promotion does not run while measured.
 
 The machine's CPU use during the click round (``/proc/stat``, all processes: the nodes,
-PostgreSQL, the generator) is reported beside it, so that a run shows whether the cores
-were the limit."""
+PostgreSQL, the generator, anything else running) is reported beside it, so that a run shows
+whether the cores were the limit; and the CPU time per click of the nodes' processes and of
+a local PostgreSQL server's (every process of the ``postgres`` user, so whatever else the
+server does meanwhile too), which moves less with the machine's load than the rates do."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import pwd
 import signal
 import sqlite3
 import statistics
@@ -52,7 +55,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Round, load_generator  # noqa: E402
-from bench.redirect import click_requests, free_port, write_config  # noqa: E402
+from bench.redirect import (  # noqa: E402
+    children_cpu,
+    click_requests,
+    free_port,
+    thread_cpu,
+    write_config,
+)
 from bench.relay import TOKEN, Counter, newsletter, wait_listening  # noqa: E402
 from tests.postgres import fresh_schema, server_url  # noqa: E402
 
@@ -75,6 +84,8 @@ class Result:
     stored: int
     statuses: dict[int, int]
     busy: float  # share of the machine's CPU time used during the click round
+    node_us: float  # CPU µs per click of the nodes (their child processes included)
+    postgres_us: float  # of the local PostgreSQL server's processes (0 on SQLite)
 
 
 def node_config(tmp: Path, store_url: str, sink_port: int, settle: float) -> Path:
@@ -141,6 +152,27 @@ async def send_mail(ports: list[int], counter: Counter, message: bytes, total: i
     return total / (time.perf_counter() - started)
 
 
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds so far of processes and their children (bench/redirect.py's readings)."""
+    return sum(sum(thread_cpu(pid).values()) + sum(children_cpu(pid).values())
+               for pid in pids)
+
+
+def postgres_cpu() -> float:
+    """CPU seconds so far of the local PostgreSQL server: every process of the ``postgres``
+    user (0 where there is none)."""
+    try:
+        uid = pwd.getpwnam("postgres").pw_uid
+    except KeyError:
+        return 0.0
+    total = 0.0
+    for name in os.listdir("/proc"):
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            if name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid:
+                total += sum(thread_cpu(int(name)).values())
+    return total
+
+
 def cpu_times() -> tuple[int, int]:
     """The machine's (busy, total) jiffies so far."""
     with open("/proc/stat") as f:
@@ -189,13 +221,18 @@ class Bench:
                                        self.args.messages - self.args.messages % clients,
                                        clients)
                 warm = await self.load(http, 2000)
-                before = cpu_times()
+                pids = [n.process.pid for n in started]
+                before = cpu_times(), process_cpu(pids), postgres_cpu()
                 clicks = await self.load(http, self.args.requests)
-                after = cpu_times()
+                after = cpu_times(), process_cpu(pids), postgres_cpu()
             stored = await stored_observations(kind, url)
         redirects = warm.statuses.get(302, 0) + clicks.statuses.get(302, 0)
-        busy = (after[0] - before[0]) / max(1, after[1] - before[1])
-        return Result(mail, clicks.rps, redirects, stored, clicks.statuses, busy)
+        (busy_after, total_after), (busy_before, total_before) = after[0], before[0]
+        busy = (busy_after - busy_before) / max(1, total_after - total_before)
+        per_click = 1e6 / self.args.requests
+        return Result(mail, clicks.rps, redirects, stored, clicks.statuses, busy,
+                      (after[1] - before[1]) * per_click,
+                      (after[2] - before[2]) * per_click if kind == "pg" else 0.0)
 
 
 async def main() -> None:
@@ -222,6 +259,8 @@ async def main() -> None:
                 results.setdefault(key, []).append(result)
                 print(f"run {run + 1} {name:>20}: {result.mail_rate:5.1f} copies/s, "
                       f"{result.click_rate:6.0f} clicks/s, CPU busy {result.busy:.0%}, "
+                      f"CPU per click: nodes {result.node_us:.0f} µs, PostgreSQL "
+                      f"{result.postgres_us:.0f} µs, "
                       f"{result.redirects} redirects, {result.stored} stored", flush=True)
     finally:
         bench.pipe.send(None)
@@ -249,8 +288,10 @@ def report(args: argparse.Namespace, message: bytes, results: dict[str, list[Res
         lost = sum(r.redirects - r.stored for r in runs)
         other = sorted({s for r in runs for s in r.statuses if s != 302})
         print(f"({key}) {name:>20}: {'  '.join(line)}; CPU busy "
-              f"{statistics.median(r.busy for r in runs):.0%}; redirects without an "
-              f"observation: {lost}; other statuses: {other or 'none'}")
+              f"{statistics.median(r.busy for r in runs):.0%}, CPU per click: nodes "
+              f"{statistics.median(r.node_us for r in runs):.0f} µs, PostgreSQL "
+              f"{statistics.median(r.postgres_us for r in runs):.0f} µs; redirects without "
+              f"an observation: {lost}; other statuses: {other or 'none'}")
 
 
 if __name__ == "__main__":
