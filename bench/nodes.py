@@ -3,7 +3,8 @@ PostgreSQL database take in clicks and in mail, measured in one run (docs/deploy
 docs/performance.md "Several nodes").
 
     .venv/bin/python bench/nodes.py [--runs 3] [--requests 20000] [--connections 50]
-        [--messages 100] [--clients 4] [--postgres postgresql://user@host:5432/db]
+        [--messages 100] [--clients 4] [--only abc]
+        [--postgres postgresql://user@host:5432/db]
 
 Every node is a real ``clickrelay serve`` process with a configuration of its own that
 differs from the others' only in its listening ports (as behind a load balancer); each
@@ -243,6 +244,7 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=100, help="newsletters per round")
     parser.add_argument("--clients", type=int, default=4, help="SMTP connections")
     parser.add_argument("--settle", type=float, default=3600.0)
+    parser.add_argument("--only", default="abc", help="the configurations to run (a, b, c)")
     parser.add_argument("--postgres", default=server_url(),
                         help="a PostgreSQL database to make the schemas in")
     args = parser.parse_args()
@@ -255,6 +257,8 @@ async def main() -> None:
     try:
         for run in range(args.runs):
             for key, name, kind, count in CONFIGURATIONS:
+                if key not in args.only:
+                    continue
                 result = await bench.run(kind, count, sink_port)
                 results.setdefault(key, []).append(result)
                 print(f"run {run + 1} {name:>20}: {result.mail_rate:5.1f} copies/s, "
@@ -277,7 +281,9 @@ def report(args: argparse.Namespace, message: bytes, results: dict[str, list[Res
           f"cpus={os.cpu_count()}, python {sys.version.split()[0]}")
     base: dict[str, float] = {}
     for key, name, _, _ in CONFIGURATIONS:
-        runs = results[key]
+        runs = results.get(key)
+        if not runs:
+            continue
         line = []
         for field, unit in (("mail_rate", "copies/s"), ("click_rate", "clicks/s")):
             values = [getattr(r, field) for r in runs]
