@@ -95,6 +95,15 @@ class PgTx:
             "SELECT pg_current_xact_id_if_assigned() IS NOT NULL"))
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a pooled connection needs when it goes back to the pool, beyond asyncpg's own
+    rollback of an open transaction: nothing. asyncpg's default sends one more statement
+    per use (releasing session advisory locks, closing cursors, UNLISTEN, RESET ALL), a
+    trip to the server after every transaction; the store leaves no such state on a pooled
+    connection (its locks end with their transaction; LISTEN and the migrations' lock
+    have connections of their own)."""
+
+
 class PgDatabase:
     """A store's database on PostgreSQL (store.backend.Database)."""
 
@@ -124,7 +133,7 @@ class PgDatabase:
             # Each connection prepares a statement once and keeps it: room for all of the
             # store's few hundred, so that none is prepared again on a busy node.
             pool = await asyncpg.create_pool(url, min_size=1, max_size=max_connections,
-                                             statement_cache_size=512)
+                                             statement_cache_size=512, reset=_keep_session)
         except CONNECT_ERRORS as exc:
             raise PgOpenError(f"cannot connect to PostgreSQL at {describe(url)}: "
                               f"{one_line(exc)}") from None
