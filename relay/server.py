@@ -109,7 +109,8 @@ async def running(config: Config) -> AsyncIterator[Running]:
             stack.push_async_callback(writer.close)  # after the recorder's last batch
         # On PostgreSQL the recorder commits its batches itself, on the event loop.
         recorder = ObservationRecorder(live, writer or store, metrics)
-        webhooks = WebhookDispatcher(live, store, metrics)
+        webhooks = WebhookDispatcher(live, store, metrics,
+                                     lease=lambda: live().store.lease_seconds)
         promotion = PromotionProcess(config.path, metrics_report(metrics, webhooks.wake),
                                      store.release_observation_claims)
         throttle = Throttle()  # wrong passwords and tokens, SMTP AUTH and API alike

@@ -30,7 +30,7 @@ import aiohttp
 from store.webhooks import DueDelivery, WebhookRoom
 from tracker.config import ProjectConfig, WebhookConfig, WebhookDeliveryConfig
 from tracker.metrics import Metrics
-from tracker.workers import WorkerLoop
+from tracker.workers import LEASE_SECONDS, WorkerLoop
 
 log = logging.getLogger("clickrelay.webhooks")
 
@@ -117,9 +117,10 @@ def find_webhook(config: DispatchView, project_id: str, webhook_id: str) -> Webh
 
 class WebhookDispatcher(WorkerLoop[DueDelivery]):
     def __init__(
-        self, config: Callable[[], DispatchView], store: DispatchStore, metrics: Metrics
+        self, config: Callable[[], DispatchView], store: DispatchStore, metrics: Metrics,
+        *, lease: Callable[[], float] = lambda: LEASE_SECONDS,
     ) -> None:
-        super().__init__("webhooks")
+        super().__init__("webhooks", lease=lease)
         self._config = config
         self._store = store
         self._metrics = metrics
