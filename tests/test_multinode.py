@@ -105,6 +105,8 @@ async def test_clicks_on_both_nodes_are_promoted_once_with_one_first_click_each(
         events = await shared.list_message_events(message_id, include_machine=True)
         observations = await shared.get_observations(message_id)
         assert len(observations) == count
+        # Both nodes reduce the recipient's address to the same hash: one person to promotion.
+        assert len({o.addr_hash for o in observations}) == 1
         assert sorted(e.observation_id for e in events) == sorted(o.id for o in observations)
         earliest = min(events, key=lambda e: (e.clicked_at, e.observation_id))
         assert [e.id for e in events if e.first_click] == [earliest.id], message_id
