@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomlkit
 
 from store.store import Store
 from tests.api_helpers import email
+from tests.clicking import HOOK_SECRET
 from tests.conftest import wait_until
 from tests.nodes import (
     HOOK,
@@ -211,6 +214,50 @@ async def test_kill_9_of_one_node_under_load_leaves_the_other_to_finish_everythi
     assert b.healthy()
     # A's promotion process saw its input close and gave its claims back; nothing of A runs.
     await wait_until(lambda: not running(left_behind), timeout=60)
+
+
+async def test_a_webhook_added_on_one_node_first_is_not_swept_by_the_other(
+    nodes: tuple[Node, Node], receiver: Receiver, shared: Store
+) -> None:
+    """A new file rolled out to the running nodes one at a time names a new webhook: A has
+    it, and B, still on the old file, ends the deliveries of webhooks it does not know
+    whenever its configuration changes, but not those of one noted after B read its file."""
+    a, b = nodes
+    held = receiver.hold("added")
+    a.settings["projects"][0]["webhooks"].append(
+        {"id": "added", "url": receiver.url("added"), "secret": HOOK_SECRET,
+         "events": ["message.clicked"]})
+    # One delivery at a time on A, waiting as long as it takes: held, it fills A's slot.
+    a.settings["webhook_delivery"].update(concurrency=1, per_webhook_concurrency=1,
+                                          timeout_seconds=120)
+    a.write()
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGHUP)
+    await wait_until(lambda: _status(a.api("GET", "/v1/webhooks/added"), 200))
+    assert (await a.api("POST", "/v1/webhooks/added/test"))[0] == 200
+    await wait_until(lambda: receiver.to("added"))  # in flight on A, its one slot taken
+
+    # B's configuration changes (a route switched on A): B sweeps at its next round.
+    route = "/v1/routes/acme-news"
+    assert (await a.api("PATCH", route, {"track_clicks": True}))[0] == 200
+    await wait_until(lambda: _switched(b.api("GET", route)), timeout=30)
+    assert (await b.api("POST", f"/v1/webhooks/{HOOK}/test"))[0] == 200
+    # Only B can deliver it, at a round after the change, once it has swept.
+    await wait_until(lambda: receiver.to(HOOK), timeout=30)
+
+    held.set()
+    await wait_until(lambda: drained(shared), timeout=60)
+    rows = await shared.db.fetchall(
+        "SELECT status FROM webhook_deliveries WHERE webhook_id = 'added'")
+    assert [r[0] for r in rows] == ["delivered"]
+
+
+async def _status(answer: Awaitable[tuple[int, dict[str, str], Any]], wanted: int) -> bool:
+    return (await answer)[0] == wanted
+
+
+async def _switched(answer: Awaitable[tuple[int, dict[str, str], Any]]) -> bool:
+    return bool((await answer)[2]["settings"]["track_clicks"])
 
 
 def _subject(content: bytes) -> str:
