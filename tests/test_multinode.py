@@ -3,8 +3,9 @@
 one upstream sink and one webhook receiver. Mail submitted to both is delivered once per
 copy; clicks on both are promoted once each, with one first click per message, and their
 webhooks sent once; one idempotency key raced on both sends once; a route switched on one
-node is in force on the other, across its restart; and when one node is killed under load,
-the other delivers and promotes everything that was acknowledged."""
+node is in force on the other, across its restart; when one node is killed under load,
+the other delivers and promotes everything that was acknowledged; and a webhook added to one
+node's file first is not swept by the other, still on the old file."""
 
 from __future__ import annotations
 
