@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -32,6 +32,7 @@ from tracker.config import (
 )
 from tracker.http.health import HealthConfig
 from tracker.tokens import check_signing_secret
+from tracker.workers import LEASE_SECONDS, MIN_LEASE_SECONDS
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -81,6 +82,9 @@ class UpstreamConfig:
 class StoreConfig:
     url: str = field(repr=False)  # may hold a password (``env:NAME`` resolved)
     path: Path | None  # the SQLite file; None for PostgreSQL
+    # How long a worker's claim holds an item unrenewed: how long a dead node's work waits
+    # before another node takes it (tracker/workers.py).
+    lease_seconds: float = LEASE_SECONDS
 
     @property
     def where(self) -> Path | str:
@@ -328,9 +332,14 @@ def _tracking(t: Table) -> TrackingConfig:
 
 def _store(t: Table, base: Path) -> StoreConfig:
     url = t.text("url", "sqlite:///./data/clickrelay.db", secret=True)
+    lease_seconds = t.positive_number("lease_seconds", LEASE_SECONDS)
+    if lease_seconds < MIN_LEASE_SECONDS:
+        # Leases are renewed every third of one: shorter, a busy node's renewal could
+        # come too late and another node would take work that is still being done.
+        raise t.error("lease_seconds", f"must be at least {MIN_LEASE_SECONDS:g}")
     t.done()
     try:
-        return store_config(url, base)
+        return replace(store_config(url, base), lease_seconds=lease_seconds)
     except ValueError as exc:
         raise t.error("url", str(exc)) from None
 
