@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -108,13 +109,16 @@ class _Work:
 
 
 async def _load(
-    port: int, requests: list[bytes], total: int, connections: int, rate: float
+    port: int | Sequence[int], requests: list[bytes], total: int, connections: int, rate: float
 ) -> Round:
+    """One round; with several ports (nodes behind no balancer, bench/nodes.py) the
+    connections are dealt over them in turn and share the round's requests."""
     loop = asyncio.get_running_loop()
     work = _Work(requests, total, connections, rate)
+    ports = [port] if isinstance(port, int) else list(port)
     started = time.perf_counter()
-    for _ in range(connections):
-        await loop.create_connection(lambda: _Client(work), "127.0.0.1", port)
+    for i in range(connections):
+        await loop.create_connection(lambda: _Client(work), "127.0.0.1", ports[i % len(ports)])
     await asyncio.wait_for(work.finished, 600)
     elapsed = time.perf_counter() - started
     cuts = statistics.quantiles(work.latencies, n=100)
@@ -122,7 +126,8 @@ async def _load(
 
 
 def load_generator(pipe: Connection) -> None:
-    """Serve load requests from the parent: (port, requests, total, connections, rate)."""
+    """Serve load requests from the parent: (port or ports, requests, total, connections,
+    rate)."""
     while True:
         job = pipe.recv()
         if job is None:

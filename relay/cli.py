@@ -1,5 +1,5 @@
-"""The ``clickrelay`` command line: serve, check-config, spool inspection, and
-hash-password for the dashboard's accounts."""
+"""The ``clickrelay`` command line: serve, check-config, spool inspection, hash-password
+for the dashboard's accounts, and store copy (one store's rows into a new one)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from relay.config.dashboard import hash_password
 from relay.config.load import MIN_TOKEN_LENGTH, Config, ConfigError, load_config
 from relay.delivery.spool import SPOOL_ACTIONS, act_on_copy
 from relay.server import serve
+from relay.store_copy import store_copy
 from store.store import Store
 from store.writer.client import ObservationWriteError
 
@@ -27,6 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logsetup.configure(args.log_level.upper())
     if args.command == "hash-password":
         return _hash_password()
+    if args.command == "store":
+        try:
+            return asyncio.run(store_copy(args.source, args.target))
+        except KeyboardInterrupt:  # the target's one transaction was never committed
+            print("clickrelay: store copy interrupted: the target holds no rows",
+                  file=sys.stderr)
+            return 130
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -69,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     spool.add_argument("action", choices=["list", "show", *SPOOL_ACTIONS], nargs="?",
                        default="list")
     spool.add_argument("message_id", nargs="?")
+    store = sub.add_parser("store", help="work on a store without a configuration file")
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    copy = store_sub.add_parser(
+        "copy", help="copy every row of a store into a new, empty one (e.g. SQLite to "
+        "PostgreSQL); stop the source's node first")
+    for flag, dest in (("--from", "source"), ("--to", "target")):
+        copy.add_argument(flag, dest=dest, required=True, metavar="URL",
+                          help="sqlite:///PATH, postgresql://user:password@host/db, or env:NAME")
     return parser
 
 

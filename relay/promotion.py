@@ -98,7 +98,8 @@ async def _promote(config_path: Path) -> int:
     live = LiveConfig(load_config(config_path), metrics)
     store = await Store.open(live().store.where)
     try:
-        worker = PromotionWorker(live, store, _send, lambda: live().classification)
+        worker = PromotionWorker(live, store, _send, lambda: live().classification,
+                                 lease=lambda: live().store.lease_seconds)
         _write({"worker": worker.worker_id})
         tasks = [asyncio.create_task(worker.run(), name="promotion"),
                  asyncio.create_task(live.watch(), name="config-watch"),

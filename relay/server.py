@@ -86,14 +86,20 @@ async def running(config: Config) -> AsyncIterator[Running]:
         stack.push_async_callback(store.close)
         metrics.count_commits(lambda: store.db.commits)
         shared: SharedRouteSettings | None = None
+        noted_at = 0  # when this node last noted its file's routes and webhooks
+
+        async def note(new: Config) -> None:
+            nonlocal noted_at
+            await store.note_config_items(config_items(new), now_us())
+            noted_at = now_us()
 
         async def loaded(new: Config) -> None:
-            await store.note_config_items(config_items(new), now_us())
+            await note(new)
             if shared is not None:
                 await shared.file_loaded(new)
 
         live = LiveConfig(config, metrics, on_loaded=loaded)
-        await store.note_config_items(config_items(config), now_us())
+        await note(config)
         await _take_over(store)
         if store.shared:  # several nodes: route switches changed on one are in force on all
             shared = SharedRouteSettings(live, store)
@@ -109,7 +115,9 @@ async def running(config: Config) -> AsyncIterator[Running]:
             stack.push_async_callback(writer.close)  # after the recorder's last batch
         # On PostgreSQL the recorder commits its batches itself, on the event loop.
         recorder = ObservationRecorder(live, writer or store, metrics)
-        webhooks = WebhookDispatcher(live, store, metrics)
+        webhooks = WebhookDispatcher(live, store, metrics,
+                                     lease=lambda: live().store.lease_seconds,
+                                     noted=(lambda: noted_at) if store.shared else None)
         promotion = PromotionProcess(config.path, metrics_report(metrics, webhooks.wake),
                                      store.release_observation_claims)
         throttle = Throttle()  # wrong passwords and tokens, SMTP AUTH and API alike

@@ -24,12 +24,10 @@ import aiosqlite
 from store.backend import Dialect, Row, Tx, Work, run_sync
 from store.clock import now_us
 from store.dialect import SQLITE
+from store.group_commit import GroupCommit
 from store.pragmas import PRAGMAS
 
 T = TypeVar("T")
-
-GROUP_LIMIT = 64  # writes that share one commit, at most
-
 
 class SqliteDatabase:
     """``store.backend.Database`` over one SQLite file."""
@@ -42,8 +40,7 @@ class SqliteDatabase:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
-        self._grouped: list[tuple[Work[Any], asyncio.Future[Any]]] = []
-        self._grouping: asyncio.Task[None] | None = None
+        self._groups = GroupCommit(self._run_group)
         self.commits = 0  # write transactions that changed rows (each an fsync), for the metrics
 
     @classmethod
@@ -112,31 +109,15 @@ class SqliteDatabase:
 
         A write whose caller was cancelled before its group began is left out; once its
         group has begun it is committed or not with the group, as with ``transaction``."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._grouped.append((work, future))
-        if self._grouping is None or self._grouping.done():
-            self._grouping = asyncio.create_task(self._commit_groups())
-        return await future
+        return await self._groups.submit(work)
 
-    async def _commit_groups(self) -> None:
-        while self._grouped:
-            group = [(w, f) for w, f in self._grouped[:GROUP_LIMIT] if not f.cancelled()]
-            del self._grouped[:GROUP_LIMIT]
-            if not group:
-                continue
-            try:
-                async with self._write_lock:
-                    changes = self._writer.total_changes
-                    works = [w for w, _ in group]
-                    outcomes = await _in_thread(self._writer, _in_transaction,
-                                                functools.partial(_each_in_savepoint, works=works))
-                    self._count(changes)
-            except BaseException as exc:  # the group's transaction failed as a whole
-                settle_group(group, exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            settle_group(group, outcomes)
+    async def _run_group(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
+        async with self._write_lock:
+            changes = self._writer.total_changes
+            outcomes = await _in_thread(self._writer, _in_transaction,
+                                        functools.partial(_each_in_savepoint, works=works))
+            self._count(changes)
+            return outcomes
 
     def _count(self, changes_before: int) -> None:
         """Count a committed transaction that wrote something (one that changed no row
@@ -167,24 +148,6 @@ class SqliteDatabase:
         finished (reset) before the trip ends."""
         values = tuple(params)
         return await _in_thread(self._reader, _just, lambda raw: _first(raw, sql, values))
-
-
-def settle_group(group: list[tuple[Work[Any], asyncio.Future[Any]]],
-                 outcomes: list[tuple[bool, Any]] | BaseException) -> None:
-    """Answer a group's callers: each its result or its exception, or all of them the
-    error that failed the group's transaction as a whole."""
-    for index, (_, future) in enumerate(group):
-        if future.done():
-            continue
-        if isinstance(outcomes, BaseException):
-            future.set_exception(outcomes if isinstance(outcomes, Exception)
-                                 else RuntimeError("the write was interrupted"))
-            continue
-        ok, value = outcomes[index]
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
 
 
 class _AioTx:

@@ -146,18 +146,29 @@ class WebhookStore:
         return claimed
 
     async def fail_other_deliveries(
-        self, keep: Sequence[tuple[str, str]], now: int, reason: str
+        self, keep: Sequence[tuple[str, str]], now: int, reason: str,
+        noted_after: int | None = None,
     ) -> int:
         """End every pending delivery whose (project id, webhook id) is not in ``keep``:
-        its webhook has been removed from the configuration or disabled."""
+        its webhook has been removed from the configuration or disabled. With
+        ``noted_after`` (a store shared by several nodes), the deliveries of a webhook that
+        a node noted in config_items after that time are kept: that node's file is newer
+        than the caller's, and has the webhook (a file being rolled out to the nodes)."""
         dialect = self.db.dialect
+        newer = ""
+        params: tuple[object, ...] = (reason, now, json.dumps([list(k) for k in keep]))
+        if noted_after is not None:
+            # config_items' key of a webhook (relay/config/live.py item_key).
+            newer = (" AND NOT EXISTS (SELECT 1 FROM config_items WHERE kind = 'webhook'"
+                     " AND id = project_id || '/' || webhook_id AND updated_at > ?)")
+            params += (noted_after,)
         return await self.db.write_statement(
             "UPDATE webhook_deliveries SET status = 'failed', last_error = ?,"
             " finished_at = ?, claimed_by = NULL, claimed_until = NULL"
             f" WHERE status = 'pending' AND NOT EXISTS (SELECT 1 FROM {dialect.json_rows()}"
             f"  WHERE {dialect.json_at(0, 'TEXT')} = project_id"
-            f"  AND {dialect.json_at(1, 'TEXT')} = webhook_id)",
-            (reason, now, json.dumps([list(k) for k in keep])),
+            f"  AND {dialect.json_at(1, 'TEXT')} = webhook_id){newer}",
+            params,
         )
 
     async def record_webhook_attempt(

@@ -26,6 +26,7 @@ def test_example_config_loads() -> None:
     assert config.http.listen == "127.0.0.1:8080"
     assert config.upstream.scheme == "maildir"
     assert config.store.path == ROOT / "data" / "clickrelay.db"
+    assert config.store.lease_seconds == 60
     assert config.projects[0].routes[0].track_clicks
 
 
@@ -68,6 +69,8 @@ def _write(tmp_path: Path, settings: dict[str, Any]) -> Path:
         (lambda s: s["projects"][1].update(sid="acme1"), "projects: duplicate sid"),
         (lambda s: s["projects"][0]["routes"][0].update(type="bulk"),
          "projects[0].routes[0].type: must be one of"),
+        (lambda s: s["store"].update(lease_seconds=0.5), "store.lease_seconds: must be at least 1"),
+        (lambda s: s["store"].update(lease_seconds=-1), "store.lease_seconds: must be positive"),
         (lambda s: s.update(extra={}), "extra: unknown key"),
         (lambda s: s["projects"][0].update(token="env:CLICKRELAY_TEST_UNSET"),
          "projects[0].token: environment variable CLICKRELAY_TEST_UNSET is not set"),

@@ -16,8 +16,9 @@ import asyncpg
 import pytest
 
 from store.backend import Database, Dialect, Tx
-from store.db import GROUP_LIMIT, SqliteDatabase
+from store.db import SqliteDatabase
 from store.dialect import PgDialect, SqliteDialect
+from store.group_commit import GROUP_LIMIT
 from store.postgres import PgDatabase, PgOpenError, PgTx
 from store.postgres.db import rows_changed
 from store.postgres.migrate import migrations

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from store.db import now_us
+from store.records import ConfigItem
 from store.store import Store
 from store.webhooks import NewDelivery, WebhookRoom
 from tests.conftest import base_settings, wait_until, write_config
@@ -316,3 +317,17 @@ def test_webhook_delivery_settings_are_checked(
     settings["webhook_delivery"] = table
     with pytest.raises(ConfigError, match=message):
         write_config(tmp_path / "c.toml", settings)
+
+
+async def test_a_shared_store_sweep_keeps_deliveries_of_a_webhook_noted_after_its_file(
+    store: Store,
+) -> None:
+    """A webhook another node noted after this node read its file is in that node's newer
+    file: its deliveries are kept. One noted before, and gone from this node's file, was
+    removed: its deliveries end."""
+    added, removed = await enqueue(store, "added"), await enqueue(store, "removed")
+    await store.note_config_items([ConfigItem("webhook", "acme/removed", "f1")], 1_000)
+    await store.note_config_items([ConfigItem("webhook", "acme/added", "f2")], 3_000)
+    assert await store.fail_other_deliveries([], now_us(), GONE, noted_after=2_000) == 1
+    assert await has_status(store, removed.id, "failed")
+    assert await has_status(store, added.id, "pending")

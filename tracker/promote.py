@@ -55,7 +55,7 @@ from tracker.webhooks.events import (
     deliveries_for,
     open_event,
 )
-from tracker.workers import WorkerLoop
+from tracker.workers import LEASE_SECONDS, WorkerLoop
 
 log = logging.getLogger("clickrelay.promote")
 
@@ -154,8 +154,9 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
         *,
         clock: Callable[[], int] = now_us,
         batch: int = BATCH,
+        lease: Callable[[], float] = lambda: LEASE_SECONDS,
     ) -> None:
-        super().__init__("promote", clock)
+        super().__init__("promote", clock, lease)
         self._config = config
         self._store = store
         self._report = report

@@ -40,8 +40,9 @@ T = TypeVar("T")
 IDLE_POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 # How long a claim holds its item without being renewed: what a dead worker's items wait
-# before another takes them.
+# before another takes them (``[store] lease_seconds``, at least MIN_LEASE_SECONDS).
 LEASE_SECONDS = 60.0
+MIN_LEASE_SECONDS = 1.0
 RENEWALS_PER_LEASE = 3
 _US = 1_000_000
 
@@ -65,10 +66,12 @@ class WorkerLoop(ABC, Generic[T]):
 
     idle_poll_seconds = IDLE_POLL_SECONDS
 
-    def __init__(self, name: str, clock: Callable[[], int] = now_us) -> None:
+    def __init__(self, name: str, clock: Callable[[], int] = now_us,
+                 lease: Callable[[], float] = lambda: LEASE_SECONDS) -> None:
         self.worker_id = f"{name}-{uuid.uuid4().hex[:12]}"
         self.log = logging.getLogger(f"clickrelay.{name}")
         self._clock = clock
+        self._lease_length = lease
         self._rng = random.Random()
         self._wakeup = asyncio.Event()
         self._handling: dict[asyncio.Task[None], T] = {}
@@ -95,8 +98,8 @@ class WorkerLoop(ABC, Generic[T]):
         """Extend the claims this worker holds to ``until``."""
 
     def lease_seconds(self) -> float:
-        """How long a claim holds an item without being renewed."""
-        return LEASE_SECONDS
+        """How long a claim holds an item without being renewed (read at every claim)."""
+        return self._lease_length()
 
     async def next_due(self) -> int | None:
         """When the earliest unfinished item is due (µs), if the store can tell."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -32,6 +32,7 @@ from tracker.config import (
 )
 from tracker.http.health import HealthConfig
 from tracker.tokens import check_signing_secret
+from tracker.workers import LEASE_SECONDS, MIN_LEASE_SECONDS
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -81,6 +82,9 @@ class UpstreamConfig:
 class StoreConfig:
     url: str = field(repr=False)  # may hold a password (``env:NAME`` resolved)
     path: Path | None  # the SQLite file; None for PostgreSQL
+    # How long a worker's claim holds an item unrenewed: how long a dead node's work waits
+    # before another node takes it (tracker/workers.py).
+    lease_seconds: float = LEASE_SECONDS
 
     @property
     def where(self) -> Path | str:
@@ -328,15 +332,30 @@ def _tracking(t: Table) -> TrackingConfig:
 
 def _store(t: Table, base: Path) -> StoreConfig:
     url = t.text("url", "sqlite:///./data/clickrelay.db", secret=True)
+    lease_seconds = t.positive_number("lease_seconds", LEASE_SECONDS)
+    if lease_seconds < MIN_LEASE_SECONDS:
+        # Leases are renewed every third of one: shorter, a busy node's renewal could
+        # come too late and another node would take work that is still being done.
+        raise t.error("lease_seconds", f"must be at least {MIN_LEASE_SECONDS:g}")
     t.done()
+    try:
+        return replace(store_config(url, base), lease_seconds=lease_seconds)
+    except ValueError as exc:
+        raise t.error("url", str(exc)) from None
+
+
+def store_config(url: str, base: Path) -> StoreConfig:
+    """A store URL read: ``sqlite:///PATH`` (a relative PATH from ``base``, an absolute one
+    as ``sqlite:////abs/path``) or a PostgreSQL URL. A URL that is neither, or a PostgreSQL
+    URL without its host or database, raises ValueError saying what a URL looks like."""
     if url.startswith(POSTGRES_SCHEMES):
         parts = urlsplit(url)
         if (not parts.hostname and "host=" not in parts.query) or not parts.path.strip("/"):
-            raise t.error("url", "a PostgreSQL URL names its host and database:"
-                                 " postgresql://user:password@host:5432/database")
+            raise ValueError("a PostgreSQL URL names its host and database:"
+                             " postgresql://user:password@host:5432/database")
         return StoreConfig(url=url, path=None)
     if not url.startswith("sqlite:///"):
-        raise t.error("url", "must be sqlite:///PATH or postgresql://user:password@host/db")
+        raise ValueError("must be sqlite:///PATH or postgresql://user:password@host/db")
     rest = url[len("sqlite:///") :]
     path = Path(rest) if rest.startswith("/") else base / rest
     return StoreConfig(url=url, path=path)

@@ -69,7 +69,7 @@ class DeliveryWorker(WorkerLoop[SpooledMessage]):
         upstream: Upstream,
         metrics: Metrics,
     ) -> None:
-        super().__init__("delivery")
+        super().__init__("delivery", lease=lambda: config().store.lease_seconds)
         self._config = config
         self._store = store
         self._upstream = upstream

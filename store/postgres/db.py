@@ -20,8 +20,8 @@ import asyncpg
 from asyncpg.pool import Pool
 
 from store.backend import Dialect, Row, Work
-from store.db import GROUP_LIMIT, settle_group
 from store.dialect import POSTGRESQL
+from store.group_commit import GroupCommit
 from store.postgres.migrate import (
     CONNECT_ERRORS,
     PgOpenError,
@@ -98,6 +98,15 @@ class PgTx:
             "SELECT pg_current_xact_id_if_assigned() IS NOT NULL"))
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a pooled connection needs when it goes back to the pool, beyond asyncpg's own
+    rollback of an open transaction: nothing. asyncpg's default sends one more statement
+    per use (releasing session advisory locks, closing cursors, UNLISTEN, RESET ALL), a
+    trip to the server after every transaction; the store leaves no such state on a pooled
+    connection (its locks end with their transaction; LISTEN and the migrations' lock
+    have connections of their own)."""
+
+
 class PgDatabase:
     """A store's database on PostgreSQL (store.backend.Database)."""
 
@@ -110,8 +119,7 @@ class PgDatabase:
         self._where = describe(url)
         self.dialect: Dialect = POSTGRESQL
         self.commits = 0  # write transactions that changed rows, for the metrics
-        self._grouped: list[tuple[Work[Any], asyncio.Future[Any]]] = []
-        self._grouping: asyncio.Task[None] | None = None
+        self._groups = GroupCommit(self._run_group)
 
     @classmethod
     async def open(cls, url: str, *, max_connections: int = 10) -> PgDatabase:
@@ -128,7 +136,7 @@ class PgDatabase:
             # Each connection prepares a statement once and keeps it: room for all of the
             # store's few hundred, so that none is prepared again on a busy node.
             pool = await asyncpg.create_pool(url, min_size=1, max_size=max_connections,
-                                             statement_cache_size=512)
+                                             statement_cache_size=512, reset=_keep_session)
         except CONNECT_ERRORS as exc:
             raise PgOpenError(f"cannot connect to PostgreSQL at {describe(url)}: "
                               f"{one_line(exc)}") from None
@@ -136,8 +144,7 @@ class PgDatabase:
 
     async def close(self) -> None:
         """Close the pool once the writes asked for so far are committed."""
-        while self._grouping is not None and not self._grouping.done():
-            await asyncio.wait([self._grouping])
+        await self._groups.drain()
         await self._pool.close()
 
     def __repr__(self) -> str:
@@ -177,26 +184,7 @@ class PgDatabase:
 
         A write whose caller was cancelled before its group began is left out; once its
         group has begun it is committed or not with the group, as with ``transaction``."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._grouped.append((work, future))
-        if self._grouping is None or self._grouping.done():
-            self._grouping = asyncio.create_task(self._commit_groups())
-        return await future
-
-    async def _commit_groups(self) -> None:
-        while self._grouped:
-            group = [(w, f) for w, f in self._grouped[:GROUP_LIMIT] if not f.cancelled()]
-            del self._grouped[:GROUP_LIMIT]
-            if not group:
-                continue
-            try:
-                outcomes = await self._run_group([w for w, _ in group])
-            except BaseException as exc:  # the group's transaction failed as a whole
-                settle_group(group, exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            settle_group(group, outcomes)
+        return await self._groups.submit(work)
 
     async def _run_group(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
         """Each write in a savepoint of one transaction: (True, its result), or (False, the

@@ -30,7 +30,7 @@ import aiohttp
 from store.webhooks import DueDelivery, WebhookRoom
 from tracker.config import ProjectConfig, WebhookConfig, WebhookDeliveryConfig
 from tracker.metrics import Metrics
-from tracker.workers import WorkerLoop
+from tracker.workers import LEASE_SECONDS, WorkerLoop
 
 log = logging.getLogger("clickrelay.webhooks")
 
@@ -81,7 +81,8 @@ class DispatchStore(Protocol):
     ) -> list[DueDelivery]: ...
 
     async def fail_other_deliveries(
-        self, keep: Sequence[tuple[str, str]], now: int, reason: str
+        self, keep: Sequence[tuple[str, str]], now: int, reason: str,
+        noted_after: int | None = None,
     ) -> int: ...
 
     async def record_webhook_attempt(
@@ -117,15 +118,20 @@ def find_webhook(config: DispatchView, project_id: str, webhook_id: str) -> Webh
 
 class WebhookDispatcher(WorkerLoop[DueDelivery]):
     def __init__(
-        self, config: Callable[[], DispatchView], store: DispatchStore, metrics: Metrics
+        self, config: Callable[[], DispatchView], store: DispatchStore, metrics: Metrics,
+        *, lease: Callable[[], float] = lambda: LEASE_SECONDS,
+        noted: Callable[[], int] | None = None,
     ) -> None:
-        super().__init__("webhooks")
+        super().__init__("webhooks", lease=lease)
         self._config = config
+        # On a shared store: when this node last noted its file's webhooks (config_items).
+        self._noted = noted
         self._store = store
         self._metrics = metrics
         self._agent = user_agent()
         self._session: aiohttp.ClientSession | None = None  # while running
-        self._swept: tuple[object, float] | None = None  # the configuration swept, when
+        # The configuration swept, when its webhooks were noted, and when it was swept.
+        self._swept: tuple[object, int | None, float] | None = None
 
     async def run(self) -> None:
         # The pool's own limit is off: the claim decides what is in flight.
@@ -168,15 +174,18 @@ class WebhookDispatcher(WorkerLoop[DueDelivery]):
     async def _sweep(self, config: DispatchView) -> None:
         """End the deliveries of webhooks that are gone or disabled: at start, after each
         reload, and every few minutes (a click promoted during a reload may have named
-        one)."""
+        one). On a shared store, not those of a webhook that another node noted after this
+        one last noted its file: it has a newer file, with that webhook (docs/webhooks.md)."""
         now = time.monotonic()
+        noted = self._noted() if self._noted is not None else None
         if self._swept is not None and self._swept[0] is config and (
-                now - self._swept[1] < SWEEP_SECONDS):
+                self._swept[1] == noted and now - self._swept[2] < SWEEP_SECONDS):
             return
-        self._swept = (config, now)
+        self._swept = (config, noted, now)
         keep = [(p.id, w.id) for p in config.projects for w in p.webhooks if w.enabled]
         try:
-            failed = await self._store.fail_other_deliveries(keep, self._clock(), GONE)
+            failed = await self._store.fail_other_deliveries(keep, self._clock(), GONE,
+                                                             noted)
         except Exception:
             log.exception("ending deliveries of removed webhooks failed; retrying later")
             return
