@@ -1,8 +1,9 @@
 """Text a stranger sends that PostgreSQL cannot hold as it is: a NUL character, and a lone
 surrogate (docs/hostile-input.md, "Text PostgreSQL cannot hold"). SQLite stores both;
 PostgreSQL gets U+FFFD in their place (store/postgres/storable.py). Either way the click is
-redirected and recorded, the mail spooled and delivered, the request answered. Each test on
-a SQLite file, then on a PostgreSQL schema of its own, over real sockets."""
+redirected and recorded, the mail spooled and delivered, the request answered, the store
+copied. Each relay test on a SQLite file, then on a PostgreSQL schema of its own, over real
+sockets."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from typing import Any
 import pytest
 
 from relay.server import Running, running
+from store.clock import now_us
 from store.postgres.storable import storable
+from store.records import SharedBody
+from store.store import Store
 from tests.api_helpers import email as api_email
 from tests.api_helpers import http
 from tests.conftest import PROJECT_TOKEN, TEAM_TOKEN, finished, write_config
@@ -24,8 +28,9 @@ from tests.redirecting import HOST, token
 from tests.sink import Sink
 from tests.test_click_bytes import status_of
 from tests.test_smtp_hostile import AUTH, _converse
+from tests.test_store_copy import copy_command, copy_of
 
-pytestmark = pytest.mark.usefixtures("both_stores")
+both_stores = pytest.mark.usefixtures("both_stores")
 
 QUEUED = re.compile(rb"queued as ([A-Za-z0-9_.-]+)")
 
@@ -46,6 +51,7 @@ def test_storable_replaces_only_what_postgresql_cannot_hold() -> None:
     assert storable(iter(["x\ud800"])) == ["x\ufffd"]
 
 
+@both_stores
 @pytest.mark.usefixtures("both_click_paths")
 async def test_a_click_whose_link_holds_a_nul_is_redirected_and_recorded(relay: Running) -> None:
     # The rewriter reads HTML as browsers do (a NUL becomes U+FFFD) and leaves a link with
@@ -59,6 +65,7 @@ async def test_a_click_whose_link_holds_a_nul_is_redirected_and_recorded(relay: 
     assert stored.destination == stored_as(relay, destination)
 
 
+@both_stores
 @pytest.mark.usefixtures("both_click_paths")
 async def test_a_click_whose_headers_hold_a_nul_is_refused_and_the_next_recorded(
     relay: Running,
@@ -74,6 +81,7 @@ async def test_a_click_whose_headers_hold_a_nul_is_refused_and_the_next_recorded
     assert len(await relay.store.get_observations("after")) == 1
 
 
+@both_stores
 async def test_a_mail_whose_subject_holds_a_nul_is_spooled_and_delivered(
     relay: Running, sink: Sink
 ) -> None:
@@ -92,6 +100,7 @@ async def test_a_mail_whose_subject_holds_a_nul_is_spooled_and_delivered(
     assert b"Subject: Hi\x00there" in received.content  # the mail itself goes on as it came
 
 
+@both_stores
 async def test_a_send_request_with_nul_in_its_fields_is_spooled_and_delivered(
     relay: Running, sink: Sink
 ) -> None:
@@ -113,6 +122,7 @@ async def test_a_send_request_with_nul_in_its_fields_is_spooled_and_delivered(
     await sink.wait_for(1)
 
 
+@both_stores
 async def test_a_search_for_a_nul_or_a_lone_surrogate_is_answered(relay: Running) -> None:
     for search in ("%00", "%ED%B3%BF", "a%00%ff"):
         status, _, body = await http(relay, "GET", f"/v1/messages?filter[search]={search}",
@@ -127,6 +137,7 @@ async def dashboard(settings: dict[str, Any], config_path: Path) -> AsyncIterato
         yield relay
 
 
+@both_stores
 async def test_the_dashboard_answers_a_nul_in_a_search_and_in_a_name(dashboard: Running) -> None:
     async with Visitor(dashboard) as visitor:
         status, _, page = await visitor.sign_in(name="ad\x00min", password="wrong")
@@ -135,3 +146,26 @@ async def test_the_dashboard_answers_a_nul_in_a_search_and_in_a_name(dashboard: 
         for search in ("\x00", "a\x00b"):
             status, _, _ = await visitor.get("/projects/acme/messages", params={"search": search})
             assert status == 200, search
+
+
+async def test_a_sqlite_store_holding_a_nul_is_copied_to_postgresql(
+    tmp_path: Path, pg_url: str
+) -> None:
+    # What a SQLite store kept of a stranger's text, NUL and all, moves up with the rest.
+    source = tmp_path / "old" / "clickrelay.db"
+    old = await Store.open(source)
+    try:
+        body = SharedBody("sub", (b"Subject: a\x00b\r\n\r\nclick ", b"\r\n"))
+        await old.spool_messages([copy_of("m", "sub", body, b"t", now_us())])
+        await old.db.write_statement("UPDATE messages SET subject = ?", ("a\x00b",))
+    finally:
+        await old.close()
+    done = copy_command(f"sqlite:///{source}", pg_url)
+    assert done.returncode == 0, done.stderr
+    new = await Store.open(pg_url)
+    try:
+        copied = await new.get_message("m")
+        assert copied is not None and copied.subject == "a\ufffdb"
+        assert b"a\x00b" in await new.message_source("m")  # the mail itself, as it came
+    finally:
+        await new.close()
