@@ -3,7 +3,7 @@ PostgreSQL database take in clicks and in mail, measured in one run (docs/deploy
 docs/performance.md "Several nodes").
 
     .venv/bin/python bench/nodes.py [--runs 3] [--requests 20000] [--connections 50]
-        [--messages 100] [--clients 4] [--only abc]
+        [--messages 100] [--clients 4] [--only abc] [--node-cpus 0.5]
         [--postgres postgresql://user@host:5432/db]
 
 Every node is a real ``clickrelay serve`` process with a configuration of its own that
@@ -26,7 +26,14 @@ The machine's CPU use during the click round (``/proc/stat``, all processes: the
 PostgreSQL, the generator, anything else running) is reported beside it, so that a run shows
 whether the cores were the limit; and the CPU time per click of the nodes' processes and of
 a local PostgreSQL server's (every process of the ``postgres`` user, so whatever else the
-server does meanwhile too), which moves less with the machine's load than the rates do."""
+server does meanwhile too), which moves less with the machine's load than the rates do.
+
+On one machine the nodes share its cores with each other, with PostgreSQL and with the load
+generator: a second node then adds no CPU, it only splits the work. ``--node-cpus N`` gives
+every node (with the processes it starts) a CPU quota of N cores of its own, in a control
+group, as if each ran on a machine of N cores: what a node adds can then be measured on one
+machine, as long as the quotas leave room for PostgreSQL and the generator. It needs root and
+the ``cpu`` controller (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``)."""
 
 from __future__ import annotations
 
@@ -111,9 +118,51 @@ def serve(path: Path) -> subprocess.Popen[bytes]:
                              "serve", "--config", str(path)], cwd=ROOT)
 
 
+class CpuQuota:
+    """A control group of its own for each node, limited to ``cpus`` cores; the processes
+    a node starts later (promotion, the observation writer, submission workers) are born in
+    it. Removed when the bench ends."""
+
+    def __init__(self, cpus: float) -> None:
+        v2 = Path("/sys/fs/cgroup")
+        if (v2 / "cgroup.controllers").exists():
+            self.root, self.v2 = v2, True
+        else:
+            self.root, self.v2 = v2 / "cpu", False
+        if not (self.root / "cgroup.procs").exists():
+            raise SystemExit(f"--node-cpus: no cpu control group at {self.root}")
+        self.cpus = cpus
+        self.groups: list[Path] = []
+        self.made = 0
+
+    def place(self, pid: int) -> None:
+        group = self.root / f"clickrelay-bench-{os.getpid()}-{self.made}"
+        group.mkdir()
+        self.made += 1
+        self.groups.append(group)
+        period = 100_000
+        if self.v2:
+            (group / "cpu.max").write_text(f"{int(self.cpus * period)} {period}")
+        else:
+            (group / "cpu.cfs_period_us").write_text(str(period))
+            (group / "cpu.cfs_quota_us").write_text(str(int(self.cpus * period)))
+        (group / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        """Once the nodes have ended; a group whose last processes are still ending is
+        left for the next call (the bench's end)."""
+        kept = []
+        for group in self.groups:
+            try:
+                group.rmdir()
+            except OSError:
+                kept.append(group)
+        self.groups = kept
+
+
 @contextlib.asynccontextmanager
 async def nodes(tmp: Path, store_url: str, count: int, sink_port: int,
-                settle: float) -> AsyncIterator[list[Node]]:
+                settle: float, quota: CpuQuota | None = None) -> AsyncIterator[list[Node]]:
     """``count`` nodes on one store, stopped with SIGTERM at the end (as a service
     manager stops them)."""
     started: list[Node] = []
@@ -124,6 +173,8 @@ async def nodes(tmp: Path, store_url: str, count: int, sink_port: int,
             path = node_config(folder, store_url, sink_port, settle)
             smtp_port, http_port = ports_of(path)
             started.append(Node(serve(path), smtp_port, http_port))
+            if quota is not None:  # before the node starts its own processes
+                quota.place(started[-1].process.pid)
             await wait_listening(smtp_port)
         yield started
     finally:
@@ -131,6 +182,8 @@ async def nodes(tmp: Path, store_url: str, count: int, sink_port: int,
             node.process.send_signal(signal.SIGTERM)
         for node in started:
             await asyncio.to_thread(node.process.wait, 120)
+        if quota is not None:
+            quota.remove()
 
 
 async def send_mail(ports: list[int], counter: Counter, message: bytes, total: int,
@@ -202,6 +255,7 @@ class Bench:
         context = multiprocessing.get_context("spawn")
         self.pipe, child = context.Pipe()
         self.generator = context.Process(target=load_generator, args=(child,))
+        self.quota = CpuQuota(args.node_cpus) if args.node_cpus else None
 
     async def load(self, ports: list[int], total: int) -> Round:
         self.pipe.send((ports, self.requests, total, self.args.connections, 0.0))
@@ -213,7 +267,8 @@ class Bench:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             url = (f"sqlite:///{tmp / 'clickrelay.db'}" if kind == "sqlite"
                    else await stack.enter_async_context(fresh_schema(self.args.postgres)))
-            async with nodes(tmp, url, count, sink_port, self.args.settle) as started:
+            async with nodes(tmp, url, count, sink_port, self.args.settle,
+                             self.quota) as started:
                 smtp = [n.smtp_port for n in started]
                 http = [n.http_port for n in started]
                 clients = self.args.clients
@@ -245,6 +300,8 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="SMTP connections")
     parser.add_argument("--settle", type=float, default=3600.0)
     parser.add_argument("--only", default="abc", help="the configurations to run (a, b, c)")
+    parser.add_argument("--node-cpus", type=float, default=0.0,
+                        help="a CPU quota of this many cores for each node (0: none)")
     parser.add_argument("--postgres", default=server_url(),
                         help="a PostgreSQL database to make the schemas in")
     args = parser.parse_args()
@@ -270,6 +327,9 @@ async def main() -> None:
         bench.pipe.send(None)
         bench.generator.join()
         sink.close()
+        if bench.quota is not None:
+            await asyncio.sleep(1)  # the nodes' last processes end
+            bench.quota.remove()
     report(args, bench.message, results)
 
 
@@ -278,7 +338,8 @@ def report(args: argparse.Namespace, message: bytes, results: dict[str, list[Res
     print(f"\n{args.runs} runs; mail: {args.messages} newsletters of {len(message)} bytes "
           f"(quoted-printable HTML + text, {links} links) on {args.clients} SMTP connections; "
           f"clicks: {args.requests} per round on {args.connections} keep-alive connections; "
-          f"cpus={os.cpu_count()}, python {sys.version.split()[0]}")
+          f"cpus={os.cpu_count()}, python {sys.version.split()[0]}"
+          + (f"; each node limited to {args.node_cpus} cores" if args.node_cpus else ""))
     base: dict[str, float] = {}
     for key, name, _, _ in CONFIGURATIONS:
         runs = results.get(key)
