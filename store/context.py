@@ -70,7 +70,7 @@ class ContextStore:
             (sqls[1], (messages,)),
             (sqls[2], (json.dumps([(o.id, o.message_id, o.at - windows.hits_us,
                                   o.at + windows.hits_us) for o in observations]),
-                     windows.hits_limit)),
+                     windows.hits_limit - 1)),
             (sqls[3], (messages, windows.honeypot_index, HONEYPOT_HITS)),
             (sqls[4], (windows.fanout_cap,
                        json.dumps([(o.id, o.addr_hash, o.at - windows.fanout_us,
@@ -110,15 +110,21 @@ def _statements(dialect: str) -> tuple[str, str, str, str, str, str]:
         " ORDER BY 1, 2"
     )
     # Each observation's neighbours on its message within the window: (id, message,
-    # start, end).
+    # start, end), at most ?2 + 1 of them, the first in click order. The last one kept is
+    # found by walking the message's index to it, once per observation; numbering every
+    # neighbour (ROW_NUMBER) would sort them all, the costliest part of the batch's reads.
+    span = ("FROM observations x WHERE x.message_id = w.message AND x.at BETWEEN w.start"
+            " AND w.stop AND x.id != w.oid ORDER BY x.at, x.id LIMIT 1 OFFSET ?2")
     near = (
-        "SELECT oid, id, at, link_index, addr_hash, user_agent FROM ("
-        f" SELECT {at(0, 'INTEGER')} AS oid, {_HIT_COLUMNS}, ROW_NUMBER() OVER"
-        "  (PARTITION BY j.key ORDER BY o.at, o.id) AS n"
-        f" FROM {d.json_rows()} JOIN observations o ON o.message_id = {at(1)}"
-        f"  AND o.at BETWEEN {at(2, 'INTEGER')} AND {at(3, 'INTEGER')}"
-        f"  AND o.id != {at(0, 'INTEGER')}) near"
-        " WHERE n <= ?"
+        f"WITH w AS MATERIALIZED (SELECT {at(0, 'INTEGER')} AS oid, {at(1)} AS message,"
+        f" {at(2, 'INTEGER')} AS start, {at(3, 'INTEGER')} AS stop FROM {d.json_rows('?1')}),"
+        f" b AS MATERIALIZED (SELECT w.*, (SELECT x.at {span}) AS last_at,"
+        f"  (SELECT x.id {span}) AS last_id FROM w)"
+        " SELECT b.oid, o.id, o.at, o.link_index, o.addr_hash, o.user_agent"
+        " FROM b JOIN observations o ON o.message_id = b.message"
+        "  AND o.at BETWEEN b.start AND b.stop AND o.id != b.oid"
+        " WHERE b.last_id IS NULL OR o.at < b.last_at"
+        "  OR (o.at = b.last_at AND o.id <= b.last_id)"
     )
     # The messages' honeypot hits at any time: a honeypot hit names its client, whenever
     # it came.
