@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from store.records import LinkRecord, MessageInfo, Observation
 HONEYPOT_HITS = 100  # a message's honeypot hits read as context, at most
 
 _HIT_COLUMNS = "o.id, o.at, o.link_index, o.addr_hash, o.user_agent"
+_CLICK_ORDER = operator.itemgetter(1, 0)  # a HitRecord's (at, observation_id)
 
 
 @dataclass(frozen=True)
@@ -170,13 +172,19 @@ def _hits(
     observations: Sequence[Observation], near: Sequence[Row], bait: Sequence[Row],
     honeypot_index: int,
 ) -> dict[int, tuple[HitRecord, ...]]:
+    # One record per hit, however many of the batch's observations have it as neighbour.
+    made: dict[int, HitRecord] = {}
     by_observation: dict[int, dict[int, HitRecord]] = defaultdict(dict)
-    for r in near:
-        by_observation[r[0]][r[1]] = HitRecord(r[1], r[2], r[3], r[4], r[5],
-                                               r[3] == honeypot_index)
+    for oid, hid, at, link_index, addr_hash, user_agent in near:
+        hit = made.get(hid)
+        if hit is None:
+            hit = made[hid] = HitRecord(hid, at, link_index, addr_hash, user_agent,
+                                        link_index == honeypot_index)
+        by_observation[oid][hid] = hit
     by_message: dict[str, list[HitRecord]] = defaultdict(list)
     for r in bait:
-        by_message[r[0]].append(HitRecord(r[1], r[2], r[3], r[4], r[5], True))
+        by_message[r[0]].append(made.get(r[1]) or HitRecord(r[1], r[2], r[3], r[4], r[5],
+                                                            True))
     out = {}
     for o in observations:
         assert o.id is not None
@@ -184,5 +192,5 @@ def _hits(
         for hit in by_message[o.message_id]:
             if hit.observation_id != o.id:
                 hits.setdefault(hit.observation_id, hit)
-        out[o.id] = tuple(sorted(hits.values(), key=lambda h: (h.at, h.observation_id)))
+        out[o.id] = tuple(sorted(hits.values(), key=_CLICK_ORDER))
     return out
