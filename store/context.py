@@ -113,15 +113,17 @@ def _statements(dialect: str) -> tuple[str, str, str, str, str, str]:
     )
     # Each observation's neighbours on its message within the window: (id, message,
     # start, end), at most ?2 + 1 of them, the first in click order. The last one kept is
-    # found by walking the message's index to it, once per observation; numbering every
-    # neighbour (ROW_NUMBER) would sort them all, the costliest part of the batch's reads.
-    span = ("FROM observations x WHERE x.message_id = w.message AND x.at BETWEEN w.start"
-            " AND w.stop AND x.id != w.oid ORDER BY x.at, x.id LIMIT 1 OFFSET ?2")
+    # found by walking the message's index to it, once per observation (its time then read
+    # by its key: on PostgreSQL a second walk would sort again); numbering every neighbour
+    # (ROW_NUMBER) would sort them all, the costliest part of the batch's reads on SQLite.
     near = (
         f"WITH w AS MATERIALIZED (SELECT {at(0, 'INTEGER')} AS oid, {at(1)} AS message,"
         f" {at(2, 'INTEGER')} AS start, {at(3, 'INTEGER')} AS stop FROM {d.json_rows('?1')}),"
-        f" b AS MATERIALIZED (SELECT w.*, (SELECT x.at {span}) AS last_at,"
-        f"  (SELECT x.id {span}) AS last_id FROM w)"
+        " k AS MATERIALIZED (SELECT w.*, (SELECT x.id FROM observations x"
+        "  WHERE x.message_id = w.message AND x.at BETWEEN w.start AND w.stop"
+        "  AND x.id != w.oid ORDER BY x.at, x.id LIMIT 1 OFFSET ?2) AS last_id FROM w),"
+        " b AS MATERIALIZED (SELECT k.*, (SELECT y.at FROM observations y"
+        "  WHERE y.id = k.last_id) AS last_at FROM k)"
         " SELECT b.oid, o.id, o.at, o.link_index, o.addr_hash, o.user_agent"
         " FROM b JOIN observations o ON o.message_id = b.message"
         "  AND o.at BETWEEN b.start AND b.stop AND o.id != b.oid"
