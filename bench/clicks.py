@@ -48,9 +48,10 @@ class View:
     webhook_delivery: WebhookDeliveryConfig = field(default_factory=WebhookDeliveryConfig)
 
 
-async def fill(store: Store, count: int, now: int) -> None:
-    rng = random.Random(1)
-    messages = [str(uuid.uuid4()) for _ in range(2000)]
+async def fill(store: Store, count: int, now: int, messages_count: int = 2000) -> None:
+    rng = random.Random(1)  # the same observations every run: instruction counts compare
+    messages = [str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                for _ in range(messages_count)]
     await store.spool_messages([
         NewMessage(m, "s", "acme", "r", "a@acme.test", f"{m}@example.org", "Hi", None, {},
                    True, now - 3600 * S, b"x",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from store.records import LinkRecord, MessageInfo, Observation
 HONEYPOT_HITS = 100  # a message's honeypot hits read as context, at most
 
 _HIT_COLUMNS = "o.id, o.at, o.link_index, o.addr_hash, o.user_agent"
+_CLICK_ORDER = operator.itemgetter(1, 0)  # a HitRecord's (at, observation_id)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class ContextStore:
             (sqls[1], (messages,)),
             (sqls[2], (json.dumps([(o.id, o.message_id, o.at - windows.hits_us,
                                   o.at + windows.hits_us) for o in observations]),
-                     windows.hits_limit)),
+                     windows.hits_limit - 1)),
             (sqls[3], (messages, windows.honeypot_index, HONEYPOT_HITS)),
             (sqls[4], (windows.fanout_cap,
                        json.dumps([(o.id, o.addr_hash, o.at - windows.fanout_us,
@@ -110,15 +112,23 @@ def _statements(dialect: str) -> tuple[str, str, str, str, str, str]:
         " ORDER BY 1, 2"
     )
     # Each observation's neighbours on its message within the window: (id, message,
-    # start, end).
+    # start, end), at most ?2 + 1 of them, the first in click order. The last one kept is
+    # found by walking the message's index to it, once per observation (its time then read
+    # by its key: on PostgreSQL a second walk would sort again); numbering every neighbour
+    # (ROW_NUMBER) would sort them all, the costliest part of the batch's reads on SQLite.
     near = (
-        "SELECT oid, id, at, link_index, addr_hash, user_agent FROM ("
-        f" SELECT {at(0, 'INTEGER')} AS oid, {_HIT_COLUMNS}, ROW_NUMBER() OVER"
-        "  (PARTITION BY j.key ORDER BY o.at, o.id) AS n"
-        f" FROM {d.json_rows()} JOIN observations o ON o.message_id = {at(1)}"
-        f"  AND o.at BETWEEN {at(2, 'INTEGER')} AND {at(3, 'INTEGER')}"
-        f"  AND o.id != {at(0, 'INTEGER')}) near"
-        " WHERE n <= ?"
+        f"WITH w AS MATERIALIZED (SELECT {at(0, 'INTEGER')} AS oid, {at(1)} AS message,"
+        f" {at(2, 'INTEGER')} AS start, {at(3, 'INTEGER')} AS stop FROM {d.json_rows('?1')}),"
+        " k AS MATERIALIZED (SELECT w.*, (SELECT x.id FROM observations x"
+        "  WHERE x.message_id = w.message AND x.at BETWEEN w.start AND w.stop"
+        "  AND x.id != w.oid ORDER BY x.at, x.id LIMIT 1 OFFSET ?2) AS last_id FROM w),"
+        " b AS MATERIALIZED (SELECT k.*, (SELECT y.at FROM observations y"
+        "  WHERE y.id = k.last_id) AS last_at FROM k)"
+        " SELECT b.oid, o.id, o.at, o.link_index, o.addr_hash, o.user_agent"
+        " FROM b JOIN observations o ON o.message_id = b.message"
+        "  AND o.at BETWEEN b.start AND b.stop AND o.id != b.oid"
+        " WHERE b.last_id IS NULL OR o.at < b.last_at"
+        "  OR (o.at = b.last_at AND o.id <= b.last_id)"
     )
     # The messages' honeypot hits at any time: a honeypot hit names its client, whenever
     # it came.
@@ -164,13 +174,19 @@ def _hits(
     observations: Sequence[Observation], near: Sequence[Row], bait: Sequence[Row],
     honeypot_index: int,
 ) -> dict[int, tuple[HitRecord, ...]]:
+    # One record per hit, however many of the batch's observations have it as neighbour.
+    made: dict[int, HitRecord] = {}
     by_observation: dict[int, dict[int, HitRecord]] = defaultdict(dict)
-    for r in near:
-        by_observation[r[0]][r[1]] = HitRecord(r[1], r[2], r[3], r[4], r[5],
-                                               r[3] == honeypot_index)
+    for oid, hid, at, link_index, addr_hash, user_agent in near:
+        hit = made.get(hid)
+        if hit is None:
+            hit = made[hid] = HitRecord(hid, at, link_index, addr_hash, user_agent,
+                                        link_index == honeypot_index)
+        by_observation[oid][hid] = hit
     by_message: dict[str, list[HitRecord]] = defaultdict(list)
     for r in bait:
-        by_message[r[0]].append(HitRecord(r[1], r[2], r[3], r[4], r[5], True))
+        by_message[r[0]].append(made.get(r[1]) or HitRecord(r[1], r[2], r[3], r[4], r[5],
+                                                            True))
     out = {}
     for o in observations:
         assert o.id is not None
@@ -178,5 +194,5 @@ def _hits(
         for hit in by_message[o.message_id]:
             if hit.observation_id != o.id:
                 hits.setdefault(hit.observation_id, hit)
-        out[o.id] = tuple(sorted(hits.values(), key=lambda h: (h.at, h.observation_id)))
+        out[o.id] = tuple(sorted(hits.values(), key=_CLICK_ORDER))
     return out

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
+from functools import cache, lru_cache
 from typing import Any
 
 from store.events import OPEN_LINK_INDEX, EventRecord
@@ -191,10 +192,14 @@ def bot(event: EventRecord) -> Bot:
 
 def iso_timestamp(us: int) -> str:
     """``2025-01-31T12:34:56.789Z`` for a time in microseconds since the epoch."""
-    moment = datetime.fromtimestamp(us // 1_000_000, UTC).replace(
-        microsecond=us % 1_000_000
-    )
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    seconds, micro = divmod(us, 1_000_000)
+    return f"{_iso_second(seconds)}.{micro // 1000:03d}Z"
+
+
+# Memoisation of a pure function: a batch's events and deliveries share their seconds.
+@lru_cache(maxsize=1024)
+def _iso_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat()
 
 
 def envelope_body(envelope: Envelope) -> str:
@@ -215,7 +220,13 @@ def _plain(value: Any) -> Any:
     mappings as objects (json writes tuples as arrays itself). Not ``asdict``: it copies
     every value deeply, the most of a promotion's time."""
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in fields(value)}
+        return {name: getattr(value, name) for name in _field_names(type(value))}
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# Memoisation of a pure function: a class's fields are fixed.
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
