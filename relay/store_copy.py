@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from relay.config.load import store_config
+from relay.config.store import store_config
 from store.copy import CopyError, copy_between
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -16,9 +16,9 @@ from relay.config.dashboard import DashboardConfig, parse_dashboard
 from relay.config.networks import parse_networks
 from relay.config.operations import RetentionConfig, parse_health, parse_retention
 from relay.config.projects import parse_projects
+from relay.config.store import StoreConfig, parse_store
 from relay.config.table import ConfigError, Table
 from relay.message.limits import MessageLimits
-from store.backend import POSTGRES_SCHEMES
 from tracker.classify.rules import DEFAULT_RULES, Rules, rules_from_mapping
 from tracker.clicks.network import NetworkTable
 from tracker.config import (
@@ -32,7 +32,6 @@ from tracker.config import (
 )
 from tracker.http.health import HealthConfig
 from tracker.tokens import check_signing_secret
-from tracker.workers import LEASE_SECONDS, MIN_LEASE_SECONDS
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -76,20 +75,6 @@ class UpstreamConfig:
     tls_ca_file: Path | None = None  # CA bundle (PEM) the upstream's certificate is checked with
     tls_client_cert: Path | None = None  # certificate (PEM) shown to an upstream that asks
     tls_client_key: Path | None = None  # its private key, when not in tls_client_cert
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    url: str = field(repr=False)  # may hold a password (``env:NAME`` resolved)
-    path: Path | None  # the SQLite file; None for PostgreSQL
-    # How long a worker's claim holds an item unrenewed: how long a dead node's work waits
-    # before another node takes it (tracker/workers.py).
-    lease_seconds: float = LEASE_SECONDS
-
-    @property
-    def where(self) -> Path | str:
-        """What ``store.store.Store.open`` takes: the SQLite file or the PostgreSQL URL."""
-        return self.path if self.path is not None else self.url
 
 
 @dataclass(frozen=True)
@@ -170,7 +155,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         upstream=_upstream(root.table("upstream"), base),
         http=_http(root.table("http")),
         tracking=_tracking(root.table("tracking", required=True)),
-        store=_store(root.table("store"), base),
+        store=parse_store(root.table("store"), base),
         api=_api(root.table("api", required=True)),
         projects=parse_projects(root),
         webhook_delivery=_webhook_delivery(root.table("webhook_delivery")),
@@ -328,37 +313,6 @@ def _tracking(t: Table) -> TrackingConfig:
         raise t.error("address_hash_key", "must be at least 32 characters")
     t.done()
     return cfg
-
-
-def _store(t: Table, base: Path) -> StoreConfig:
-    url = t.text("url", "sqlite:///./data/clickrelay.db", secret=True)
-    lease_seconds = t.positive_number("lease_seconds", LEASE_SECONDS)
-    if lease_seconds < MIN_LEASE_SECONDS:
-        # Leases are renewed every third of one: shorter, a busy node's renewal could
-        # come too late and another node would take work that is still being done.
-        raise t.error("lease_seconds", f"must be at least {MIN_LEASE_SECONDS:g}")
-    t.done()
-    try:
-        return replace(store_config(url, base), lease_seconds=lease_seconds)
-    except ValueError as exc:
-        raise t.error("url", str(exc)) from None
-
-
-def store_config(url: str, base: Path) -> StoreConfig:
-    """A store URL read: ``sqlite:///PATH`` (a relative PATH from ``base``, an absolute one
-    as ``sqlite:////abs/path``) or a PostgreSQL URL. A URL that is neither, or a PostgreSQL
-    URL without its host or database, raises ValueError saying what a URL looks like."""
-    if url.startswith(POSTGRES_SCHEMES):
-        parts = urlsplit(url)
-        if (not parts.hostname and "host=" not in parts.query) or not parts.path.strip("/"):
-            raise ValueError("a PostgreSQL URL names its host and database:"
-                             " postgresql://user:password@host:5432/database")
-        return StoreConfig(url=url, path=None)
-    if not url.startswith("sqlite:///"):
-        raise ValueError("must be sqlite:///PATH or postgresql://user:password@host/db")
-    rest = url[len("sqlite:///") :]
-    path = Path(rest) if rest.startswith("/") else base / rest
-    return StoreConfig(url=url, path=path)
 
 
 def _api(t: Table) -> ApiConfig:
