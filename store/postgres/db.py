@@ -50,6 +50,9 @@ def rows_changed(status: str) -> int:
     return 0
 
 
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE"})
+
+
 class PgTx:
     """The statements of one transaction on one connection (store.backend.Tx)."""
 
@@ -67,9 +70,12 @@ class PgTx:
         args = [tuple(storable(row)) for row in rows]
         if args:
             await self._conn.executemany(to_postgres(sql), args)
+            self.changed = True  # the store's executemany statements are all writes
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         rows: list[Row] = await self._conn.fetch(to_postgres(sql), *storable(params))
+        if rows and sql.lstrip()[:6].upper() in _WRITES:  # UPDATE … RETURNING: a claim
+            self.changed = True
         return rows
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
@@ -88,10 +94,11 @@ class PgTx:
         return manager
 
     async def wrote(self) -> bool:
-        """Whether the transaction wrote anything, before its commit. A statement's count
-        does not always say (a write read through ``fetchall``, ``executemany``, a row
-        locked by a claim); the server does: a transaction gets an id at its first write,
-        and only then does its commit write and flush the log."""
+        """Whether the transaction wrote anything, before its commit. The statements say
+        so most of the time (rows changed, rows returned by a write, an ``executemany``);
+        where they do not (a claim that returned nothing, a row only locked) the server
+        does, in one more trip: a transaction gets an id at its first write, and only then
+        does its commit write and flush the log."""
         if self.changed:
             return True
         return bool(await self._conn.fetchval(
