@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +38,10 @@ from tracker.promotion_report import PromotionReport, Report
 
 log = logging.getLogger("clickrelay.promote")
 
+# Promotion runs at a lower CPU priority than the server and the observation writer: on a
+# busy machine the clicks' answers and their commits go first, and promotion takes the CPU
+# they leave (its transactions are short: tracker/promote.py WRITE_CHUNK).
+NICENESS = 10
 STOP_TIMEOUT = 10.0  # seconds for the process to finish its batch once told to stop
 LINE_LIMIT = 1 << 20  # the longest report line read (a batch's lags: about 10 KB)
 
@@ -96,7 +101,7 @@ class PromotionProcess:
 async def _promote(config_path: Path) -> int:
     metrics = Metrics()  # the process's own: its reloads are counted by the server too
     live = LiveConfig(load_config(config_path), metrics)
-    store = await Store.open(live().store.where)
+    store = await Store.open(live().store.where, sync_commits=False)  # events are made again
     try:
         worker = PromotionWorker(live, store, _send, lambda: live().classification,
                                  lease=lambda: live().store.lease_seconds)
@@ -141,6 +146,7 @@ def _write(message: dict[str, str]) -> None:
 def main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.nice(NICENESS)
     path, level = argv
     logsetup.configure(level)
     return asyncio.run(_promote(Path(path)))

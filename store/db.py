@@ -25,7 +25,7 @@ from store.backend import Dialect, Row, Tx, Work, run_sync
 from store.clock import now_us
 from store.dialect import SQLITE
 from store.group_commit import GroupCommit
-from store.pragmas import PRAGMAS
+from store.pragmas import COMMITS_SYNCED_BY_THE_NEXT_WRITER, PRAGMAS, begin
 
 T = TypeVar("T")
 
@@ -44,10 +44,13 @@ class SqliteDatabase:
         self.commits = 0  # write transactions that changed rows (each an fsync), for the metrics
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteDatabase:
+    async def open(cls, path: Path, *, sync_commits: bool = True) -> SqliteDatabase:
+        """The database at ``path``, migrated. ``sync_commits=False``: see ``Store.open``."""
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = await _connect(path)
         try:
+            if not sync_commits:
+                await writer.execute(COMMITS_SYNCED_BY_THE_NEXT_WRITER)
             await _migrate(writer)
             reader = await _connect(path)
         except BaseException:
@@ -228,7 +231,7 @@ async def _in_thread(
 
 
 def _in_transaction(raw: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    raw.execute("BEGIN IMMEDIATE")
+    begin(raw)
     try:
         result = work(raw)
     except BaseException:

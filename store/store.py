@@ -30,14 +30,22 @@ class Store(
         self.where = where  # what it was opened with: another Store.open(where) shares it
 
     @classmethod
-    async def open(cls, where: Path | str) -> Store:
-        """The store at ``where``: a SQLite file's path, or a PostgreSQL URL."""
+    async def open(cls, where: Path | str, *, sync_commits: bool = True) -> Store:
+        """The store at ``where``: a SQLite file's path, or a PostgreSQL URL.
+
+        ``sync_commits=False`` is for a process whose every write can be made again if it
+        is lost, promotion's (its events are made again from the observations, which stay
+        pending until then): its commits do not wait for the disk. The next synced commit of
+        any other writer (on SQLite the log's fsync, on PostgreSQL the log's flush up to its
+        own record) makes them durable with it, and nothing acts on an event before such a
+        commit: the webhook dispatcher claims a delivery in one. A power cut can thus undo
+        only promotions nothing has acted on yet, and those are made again."""
         url = where if isinstance(where, str) else ""
         if url.startswith(POSTGRES_SCHEMES):
             from store.postgres.db import PgDatabase  # asyncpg only where it is used
 
-            return cls(await PgDatabase.open(url), url)
-        return cls(await SqliteDatabase.open(Path(where)), where)
+            return cls(await PgDatabase.open(url, sync_commits=sync_commits), url)
+        return cls(await SqliteDatabase.open(Path(where), sync_commits=sync_commits), where)
 
     @property
     def shared(self) -> bool:

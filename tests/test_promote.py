@@ -21,7 +21,7 @@ from tests.sink import Sink
 from tracker.classify.rules import DEFAULT_RULES
 from tracker.config import ProjectConfig, WebhookConfig
 from tracker.metrics import Metrics
-from tracker.promote import PromotionWorker
+from tracker.promote import WRITE_CHUNK, PromotionWorker
 from tracker.promotion_report import metrics_report
 from tracker.webhooks.events import HONEYPOT_LINK_INDEX
 
@@ -252,6 +252,58 @@ class RecordingStore:
         return got
 
 
+async def test_a_batch_is_written_in_chunks_and_a_failed_chunk_leaves_the_rest_waiting(
+    store: Store,
+) -> None:
+    """The events of a batch are written ``WRITE_CHUNK`` observations a transaction. When
+    the second chunk's transaction fails, the first one's events stay written and are
+    counted; the rest keep their claims until the lease ends, and are then promoted once,
+    in click order."""
+    messages = [await message(store) for _ in range(3)]
+    total = WRITE_CHUNK + 10
+    for n in range(total):
+        await observe(store, messages[n % 3], n % 5, T0 + n * 20 * S)
+    clock, metrics = Clock(T0 + total * 20 * S + 20 * S), Metrics()
+    failing = FailingSecondWrite(store)
+    first = worker(failing, clock, metrics, batch=total)
+    try:
+        await first.promote_due()
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the second chunk's write did not fail")
+    events = [e for m in messages for e in await promoted(store, m)]
+    assert len(events) == WRITE_CHUNK
+    assert sum(metrics.clicks_classified.labels(c)._value.get()
+               for c in {e.classification for e in events}) == WRITE_CHUNK
+    assert await worker(store, clock, metrics).promote_due() == 0  # still claimed
+    clock.now += 3600 * S  # the lease has lapsed
+    assert await worker(store, clock, metrics).promote_due() == total - WRITE_CHUNK
+    ids = [e.observation_id for m in messages for e in await promoted(store, m)]
+    assert len(ids) == len(set(ids)) == total
+    for m in messages:
+        firsts = [e.first_click for e in await promoted(store, m)]
+        assert firsts == [True] + [False] * (len(firsts) - 1)
+
+
+class FailingSecondWrite:
+    """The store, whose second ``record_promotions`` fails as a lost database would."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def record_promotions(self, *args: Any) -> set[int]:
+        self.writes += 1
+        if self.writes == 2:
+            raise RuntimeError("the database went away")
+        written: set[int] = await self._store.record_promotions(*args)
+        return written
+
+
 async def test_first_click_over_http(relay: Running, sink: Sink) -> None:
     [sent] = await send_tracked(relay, sink, '<a href="https://example.com/x">X</a>')
     await probe_as_scanner(relay, sent.link(0))
@@ -263,3 +315,22 @@ async def test_first_click_over_http(relay: Running, sink: Sink) -> None:
     events = await events_of(relay, sent.message_id, 4)
     assert [(e.machine, e.first_click) for e in events] == [
         (True, True), (False, True), (False, False), (True, False)]
+
+
+async def test_promotion_commits_without_waiting_for_the_disk_and_others_still_wait(
+    store: Store,
+) -> None:
+    """Promotion's store (``sync_commits=False``) commits without a sync of its own; every
+    other writer's commits still sync, and with them the log promotion wrote before."""
+    setting = ("SHOW synchronous_commit" if store.shared else "PRAGMA synchronous")
+
+    async def read(tx: Any) -> Any:
+        row = await tx.fetchone(setting)
+        return row[0]
+
+    promotion = await Store.open(store.where, sync_commits=False)
+    try:
+        assert str(await promotion.db.write(read)) in ("off", "1")  # NORMAL is 1
+    finally:
+        await promotion.close()
+    assert str(await store.db.write(read)) in ("on", "2")  # FULL is 2

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +20,7 @@ from typing import IO, Any
 import pytest
 
 from relay.server import Running, running
+from store.pragmas import begin
 from store.records import Observation
 from store.store import Store
 from store.writer.client import ObservationWriteError, ObservationWriter, batch_request
@@ -338,3 +340,43 @@ async def test_the_writer_ends_with_the_server(
         assert (await click(relay, token(message_id="m-last"))).status == 302
     with pytest.raises(ProcessLookupError):  # exited and reaped
         os.kill(pid, 0)
+
+
+def test_the_writer_waits_for_the_write_lock_and_takes_it_when_it_is_given_back(
+    tmp_path: Path,
+) -> None:
+    """Another connection holds the write lock (the server's or promotion's transaction):
+    the writer asks again until it is free, not through SQLite's busy handler."""
+    path = tmp_path / "lock.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE t (x)")
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    began = threading.Event()
+    waiting = threading.Thread(target=lambda: (begin(writer, wait=60), began.set()))
+    waiting.start()
+    assert not began.wait(0.2)  # still waiting while the lock is held
+    holder.execute("INSERT INTO t VALUES (1)")
+    holder.execute("COMMIT")
+    waiting.join()
+    assert began.is_set() and writer.in_transaction
+    writer.execute("INSERT INTO t VALUES (2)")
+    writer.execute("COMMIT")
+    assert holder.execute("SELECT x FROM t ORDER BY x").fetchall() == [(1,), (2,)]
+
+
+def test_the_writer_gives_up_on_a_lock_held_too_long_and_not_on_other_errors(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "lock.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    writer = sqlite3.connect(path, isolation_level=None, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        begin(writer, wait=0.05)
+    holder.execute("ROLLBACK")
+    begin(writer, wait=0.05)
+    with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
+        begin(writer, wait=60)  # not the lock: said at once

@@ -5,7 +5,9 @@ An observation waits ``settle_seconds`` (its ``promote_after``) so that the hits
 can be seen; then this worker claims it, reads its context (the message's other hits,
 the address's fan-out over recipients, the send time, the message's links), classifies it
 once, and writes the event together with one outbox delivery per webhook that wants it,
-in one transaction with marking the observation done (one transaction per claimed batch).
+in one transaction with marking the observation done (``WRITE_CHUNK`` observations a
+transaction, so that the clicks' writer, which waits for the same write lock, waits for
+no more than one short transaction).
 Claims are atomic and leased, so several workers (in several processes) may share one
 database; the claim hands out a message's observations in click order (store/events.py),
 so ``first_click`` is decided with every earlier click of the message already promoted.
@@ -59,7 +61,11 @@ from tracker.workers import LEASE_SECONDS, WorkerLoop
 
 log = logging.getLogger("clickrelay.promote")
 
-BATCH = 500
+# Observations a claim takes. The claim and each write transaction hold SQLite's write
+# lock, which the clicks' writer waits on: a claim of 500 held it for about 11 ms on a
+# quiet machine, and the redirect's tail was made of such waits (docs/performance.md).
+BATCH = 100
+WRITE_CHUNK = 50  # observations whose events and deliveries one transaction writes
 IDLE_POLL_SECONDS = 0.5
 # Promotion shares the event loop with the clicks: it gives the loop back after this much
 # work, so that a click waits behind it for no longer.
@@ -213,8 +219,14 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
                 batch.failed.add(observation.message_id)
                 batch.report.failures += 1
                 log.exception("promotion failed observation_id=%s", observation.id)
-        written = await self._store.record_promotions(self.worker_id, batch.promoted)
-        self._account([p for p in batch.promoted if p.observation_id in written], batch.report)
+        written: set[int] = set()
+        try:
+            for start in range(0, len(batch.promoted), WRITE_CHUNK):
+                written |= await self._store.record_promotions(
+                    self.worker_id, batch.promoted[start:start + WRITE_CHUNK])
+        finally:  # what was written is counted, even when a later chunk failed
+            self._account([p for p in batch.promoted if p.observation_id in written],
+                          batch.report)
         if len(written) < len(batch.promoted):
             log.warning("%d observations were taken over by another worker",
                         len(batch.promoted) - len(written))

@@ -129,21 +129,27 @@ class PgDatabase:
         self._groups = GroupCommit(self._run_group)
 
     @classmethod
-    async def open(cls, url: str, *, max_connections: int = 10) -> PgDatabase:
+    async def open(cls, url: str, *, max_connections: int = 10,
+                   sync_commits: bool = True) -> PgDatabase:
         """Connect to ``url`` (``postgresql://user:password@host:port/database``; a query
         parameter such as ``?search_path=schema`` is a setting of every connection),
         migrate it, and open a pool of up to ``max_connections``. A server that cannot be
-        reached, or a database this clickrelay cannot use, raises PgOpenError in one line."""
+        reached, or a database this clickrelay cannot use, raises PgOpenError in one line.
+        ``sync_commits=False``: see ``Store.open``."""
         conn = await connect(url)
         try:
             await migrate(conn, url)
         finally:
             await conn.close()
+        # A later synchronous commit flushes the log up to its own record, and so every
+        # commit before it: what an asynchronous commit risks is only its own last moments.
+        settings = {} if sync_commits else {"synchronous_commit": "off"}
         try:
             # Each connection prepares a statement once and keeps it: room for all of the
             # store's few hundred, so that none is prepared again on a busy node.
             pool = await asyncpg.create_pool(url, min_size=1, max_size=max_connections,
-                                             statement_cache_size=512, reset=_keep_session)
+                                             statement_cache_size=512, reset=_keep_session,
+                                             server_settings=settings)
         except CONNECT_ERRORS as exc:
             raise PgOpenError(f"cannot connect to PostgreSQL at {describe(url)}: "
                               f"{one_line(exc)}") from None

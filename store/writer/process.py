@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from store.clicks import ROWS_PER_STATEMENT, insert_statements, row_statement
-from store.pragmas import PRAGMAS
+from store.pragmas import NO_BUSY_HANDLER, PRAGMAS, begin
 
 FRAME = struct.Struct("<I")  # the length of the marshalled message that follows
 
@@ -70,7 +70,9 @@ def main() -> None:
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # the answers' pipe carries answers only
     try:
-        db = _connect(sys.argv[1], STATEMENT_JOURNAL_IN_MEMORY, NO_CHECKPOINT_IN_COMMIT)
+        # Its only write is BEGIN IMMEDIATE, which waits for the lock itself (``begin``).
+        db = _connect(sys.argv[1], STATEMENT_JOURNAL_IN_MEMORY, NO_CHECKPOINT_IN_COMMIT,
+                      NO_BUSY_HANDLER)
         db.execute("SELECT batch FROM observation_writer").fetchone()
         checkpoints = Checkpointer(_connect(sys.argv[1]))
     except sqlite3.Error as exc:
@@ -143,7 +145,7 @@ def commit(db: sqlite3.Connection, key: int, rows: int, values: list[object]
     stored left out; else ``(error, [])`` and nothing was written."""
     try:
         statements = insert_statements(rows, values)
-        db.execute("BEGIN IMMEDIATE")
+        begin(db)
         (last,) = db.execute("SELECT batch FROM observation_writer").fetchone()
         dropped: Dropped = []
         if last != key:
