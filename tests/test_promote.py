@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from relay.server import Running
-from store.events import EventRecord
+from store.dialect import SQLITE
+from store.events import EventRecord, _claim
 from store.records import LinkRecord, NewMessage, Observation
 from store.store import Store
 from tests.clicking import CHROME, click_as_person, events_of, probe_as_scanner, send_tracked
@@ -334,3 +335,21 @@ async def test_promotion_commits_without_waiting_for_the_disk_and_others_still_w
     finally:
         await promotion.close()
     assert str(await store.db.write(read)) in ("on", "2")  # FULL is 2
+
+
+async def test_the_claim_asks_only_the_pending_observations_of_a_message(
+    tmp_path: Path,
+) -> None:
+    """The claim's order rule looks for an earlier pending observation of each candidate's
+    message in the index of pending ones, not among every observation the message ever
+    had (SQLite's plan; the claim holds the write lock the clicks' commits wait for)."""
+    store = await Store.open(tmp_path / "plan.db")
+    try:
+        plan = await store.db.fetchall("EXPLAIN QUERY PLAN " + _claim(SQLITE),
+                                       ("w", 1, 1, 100))
+    finally:
+        await store.close()
+    details = [row[3] for row in plan]
+    assert any("observations_pending_message" in d for d in details), details
+    assert not any("observations_message " in d or d.endswith("observations_message")
+                   for d in details), details
