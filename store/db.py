@@ -71,7 +71,7 @@ class SqliteDatabase:
             try:
                 # Inside the try: a task cancelled while BEGIN waits on aiosqlite's thread
                 # still has it run there, and the rollback, queued behind it, undoes it.
-                await self._writer.execute("BEGIN IMMEDIATE")
+                await _in_thread(self._writer, _just, begin)
                 yield _AioTx(self._writer)
             except BaseException:
                 await self._writer.rollback()
