@@ -25,7 +25,7 @@ from store.backend import Dialect, Row, Tx, Work, run_sync
 from store.clock import now_us
 from store.dialect import SQLITE
 from store.group_commit import GroupCommit
-from store.pragmas import COMMITS_SYNCED_BY_THE_NEXT_WRITER, PRAGMAS, begin
+from store.pragmas import COMMITS_SYNCED_BY_THE_NEXT_WRITER, NO_BUSY_HANDLER, PRAGMAS, begin
 
 T = TypeVar("T")
 
@@ -52,6 +52,9 @@ class SqliteDatabase:
             if not sync_commits:
                 await writer.execute(COMMITS_SYNCED_BY_THE_NEXT_WRITER)
             await _migrate(writer)
+            # From here every write on this connection opens with ``begin``, which waits
+            # for the write lock itself, in finer steps than SQLite's busy handler.
+            await writer.execute(NO_BUSY_HANDLER)
             reader = await _connect(path)
         except BaseException:
             await writer.close()
@@ -80,13 +83,12 @@ class SqliteDatabase:
             self._count(changes)
 
     async def write_statement(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one statement as a transaction of its own (SQLite commits a lone statement
-        atomically), on disk when this returns: one trip to the writer's thread instead of
-        three, for hot paths that write one multi-row INSERT."""
+        """Run one statement as a transaction of its own, on disk when this returns: one
+        trip to the writer's thread, for hot paths that write one multi-row INSERT."""
         values = tuple(params)
         async with self._write_lock:
             changes = self._writer.total_changes
-            count: int = await _in_thread(self._writer, _just,
+            count: int = await _in_thread(self._writer, _in_transaction,
                                           lambda raw: raw.execute(sql, values).rowcount)
             self._count(changes)
             return count

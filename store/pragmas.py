@@ -26,28 +26,22 @@ COMMITS_SYNCED_BY_THE_NEXT_WRITER = "PRAGMA synchronous = NORMAL"
 # behind a transaction of 3 ms waited 8, and promotion, behind the clicks' writer, lost
 # whole steps: most of the redirect's tail while promotion wrote (docs/performance.md).
 # ``begin`` asks again every LOCK_POLL_SECONDS instead, and gets the lock within that time
-# of its release. The busy timeout stays the wait of a connection's other statements.
+# of its release. The busy timeout stays the wait of the readers' connections.
 LOCK_POLL_SECONDS = 0.0002
 NO_BUSY_HANDLER = "PRAGMA busy_timeout = 0"
 
 
 def begin(db: sqlite3.Connection, wait: float = LOCK_WAIT_SECONDS) -> None:
-    """Begin a write transaction, waiting up to ``wait`` seconds for the write lock;
-    SQLite's "database is locked" after that, and any other error at once."""
-    (timeout,) = db.execute("PRAGMA busy_timeout").fetchone()
-    if timeout:
-        db.execute(NO_BUSY_HANDLER)
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # or extended
-                if not busy or time.monotonic() >= deadline:
-                    raise
-            time.sleep(LOCK_POLL_SECONDS)
-    finally:
-        if timeout:
-            db.execute(f"PRAGMA busy_timeout = {timeout}")
+    """Begin a write transaction on a connection without a busy handler
+    (``NO_BUSY_HANDLER``: the writers' connections), waiting up to ``wait`` seconds for
+    the write lock; SQLite's "database is locked" after that, and any other error at once."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # or an extended code
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(LOCK_POLL_SECONDS)
