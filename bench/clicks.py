@@ -18,7 +18,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from store.ids import new_id
 from store.records import LinkRecord, NewMessage, Observation
 from store.store import Store
 from store.webhooks import NewDelivery
@@ -50,8 +50,7 @@ class View:
 
 async def fill(store: Store, count: int, now: int, messages_count: int = 2000) -> None:
     rng = random.Random(1)  # the same observations every run: instruction counts compare
-    messages = [str(uuid.UUID(int=rng.getrandbits(128), version=4))
-                for _ in range(messages_count)]
+    messages = [new_id() for _ in range(messages_count)]  # time-ordered, as the relay's
     await store.spool_messages([
         NewMessage(m, "s", "acme", "r", "a@acme.test", f"{m}@example.org", "Hi", None, {},
                    True, now - 3600 * S, b"x",
@@ -112,7 +111,7 @@ async def dispatch(path: Path, count: int) -> float:
     now = time.time_ns() // 1000
     body = '{"id":"x","event":"message.clicked","data":{"message_id":"m"}}' + " " * 900
     for _ in range(count):
-        await store.enqueue_delivery(NewDelivery(str(uuid.uuid4()), "acme", "h",
+        await store.enqueue_delivery(NewDelivery(new_id(), "acme", "h",
                                                  "message.clicked", body, now))
     dispatcher = WebhookDispatcher(lambda: view, store, Metrics())
     started = time.perf_counter()

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -39,6 +38,7 @@ from typing import Protocol
 from store.clock import now_us
 from store.context import BatchContext, Windows
 from store.events import EarlierClicks, EventRecord, Promoted
+from store.ids import new_id
 from store.records import LinkRecord, MessageInfo, Observation
 from store.webhooks import NewDelivery
 from tracker.classify.rules import Rules
@@ -308,7 +308,7 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
         now = self._clock()
         info = client_info(obs.user_agent)
         event = EventRecord(
-            id=str(uuid.uuid4()), observation_id=oid, message_id=obs.message_id,
+            id=new_id(), observation_id=oid, message_id=obs.message_id,
             project_id=project_id, link_index=obs.link_index, destination=obs.destination,
             clicked_at=obs.at, classification=verdict.classification,
             probability=verdict.probability, machine=verdict.machine,

@@ -6,7 +6,6 @@ file; the API reads them and never changes them."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
@@ -37,6 +36,7 @@ from relay.api.store import WebhookReportStore
 from relay.config.load import Config
 from relay.errors import BadInput, Conflict, NotFound
 from store.clock import now_us
+from store.ids import new_id
 from store.reports import DeliveryRow
 from store.webhooks import NewDelivery
 from tracker.config import ProjectConfig, WebhookConfig
@@ -85,7 +85,7 @@ async def queue_test_delivery(api: Api, project: ProjectConfig, hook: WebhookCon
     test and the dashboard's **Send test**); its delivery id."""
     if not hook.enabled:
         raise Conflict(f"Webhook {hook.id!r} is disabled (enabled = false in the configuration).")
-    now, delivery_id = now_us(), str(uuid.uuid4())
+    now, delivery_id = now_us(), new_id()
     data = {"message": "This is a test event from clickrelay.", "webhook_id": hook.id,
             "project_id": project.id}
     body = envelope_body(Envelope(delivery_id, WEBHOOK_TEST, iso_timestamp(now), data))

@@ -12,7 +12,6 @@ upstream. None is made for a mail from the null sender (a notification itself, R
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy as email_policy
@@ -24,6 +23,7 @@ from email.utils import format_datetime, formatdate, make_msgid
 
 from relay.delivery.upstream import NULL_SENDER, is_null_sender
 from relay.message.headers import entity_bounds, get_value, parse_fields
+from store.ids import new_id
 from store.records import NewMessage, SpooledMessage
 
 SUBJECT = "Undelivered Mail Returned to Sender"
@@ -56,7 +56,7 @@ def notice_for(message: SpooledMessage, failure: Failure, *, reporting_mta: str,
     body = build_notification(message, failure, reporting_mta=reporting_mta,
                               remote_mta=remote_mta, at=at)
     return NewMessage(
-        id=str(uuid.uuid4()), submission_id=str(uuid.uuid4()), project_id=message.project_id,
+        id=new_id(), submission_id=new_id(), project_id=message.project_id,
         route_id=message.route_id, mail_from=NULL_SENDER, rcpt_to=message.mail_from,
         subject=SUBJECT, tag=None, metadata={}, track_clicks=False, created_at=at, body=body,
         notice_of=message.id,

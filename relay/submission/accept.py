@@ -10,7 +10,6 @@ import json
 import logging
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from relay.submission.intake import Prepared, Submission, prepare
 from relay.submission.pool import MailWorkers
 from store.bodies import write_body
 from store.idempotency import DONE, KeyClaim, KeyState
+from store.ids import new_id
 from store.records import AnsweredKey, NewMessage
 from tracker.config import ProjectConfig, link_base, tracking_hosts
 from tracker.metrics import Metrics
@@ -195,7 +195,7 @@ def submission_of(
         honeypot=False,
         limits=config.smtp.limits,
     )
-    return Submission(str(uuid.uuid4()), project, mail_from, tuple(rcpt_tos), raw, created_at,
+    return Submission(new_id(), project, mail_from, tuple(rcpt_tos), raw, created_at,
                       links)
 
 

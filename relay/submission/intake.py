@@ -10,7 +10,6 @@ with it; a header byte that is not UTF-8 is read as U+FFFD, never refused.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field, replace
 from email.utils import getaddresses
 from pathlib import Path
@@ -33,6 +32,7 @@ from relay.rewrite.policy import list_unsubscribe_urls
 from relay.submission.controls import Controls, header_text, is_control_header, read_controls
 from relay.submission.idempotency import fingerprint
 from store.bodies import INLINE_BODY_BYTES, body_size, fills_size, write_body
+from store.ids import new_id
 from store.records import LinkRecord, MessageNames, SharedBody
 from tracker.config import ProjectConfig, RouteConfig
 from tracker.tokens import TokenMinter
@@ -103,7 +103,7 @@ def prepare(submission: Submission) -> Prepared:
                                 memoryview(raw)[body_start:])
     forwarded = fold_long_lines(remove_fields(header_block, is_control_header)
                                 + line_ending(raw) + raw[body_start:])
-    ids = [str(uuid.uuid4()) for _ in submission.rcpt_tos]
+    ids = [new_id() for _ in submission.rcpt_tos]
     links: tuple[LinkRecord, ...] = ()
     parts: tuple[PartOutcome, ...] = ()
     if not (tracking or opens):

@@ -9,7 +9,6 @@ the outbox, so that every attempt sends the same bytes.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from store.events import OPEN_LINK_INDEX, EventRecord
+from store.ids import new_id
 from store.records import MessageInfo
 from store.webhooks import NewDelivery
 from tracker.config import WebhookConfig
@@ -130,7 +130,7 @@ def deliveries_for(
     so that every attempt sends the same bytes."""
     out = []
     for hook in hooks:
-        envelope = Envelope(str(uuid.uuid4()), event, iso_timestamp(now), data)
+        envelope = Envelope(new_id(), event, iso_timestamp(now), data)
         out.append(NewDelivery(envelope.id, project_id, hook.id, event, envelope_body(envelope),
                                now, event_id=event_id))
     return out
