@@ -96,6 +96,12 @@ class Dialect(Protocol):
         """`` INDEXED BY index`` where the engine takes the hint, else nothing."""
         ...
 
+    def not_indexed(self) -> str:
+        """`` NOT INDEXED`` where the engine takes the hint (after a table name: its rows
+        found by their primary key, or read in order, never through an index), else
+        nothing."""
+        ...
+
 
 class Database(Protocol):
     """A store's database: its transactions, its reads and what it counts."""

@@ -64,6 +64,11 @@ class SqliteDialect:
         # SQLite's planner, without statistics, took a worse index for the activity chart.
         return f" INDEXED BY {index}"
 
+    def not_indexed(self) -> str:
+        # Without statistics SQLite took an index of a condition beside the keys (every
+        # pending observation, by state) and tested each of its rows against the keys.
+        return " NOT INDEXED"
+
 
 @dataclass(frozen=True)
 class PgDialect:
@@ -94,6 +99,9 @@ class PgDialect:
 
     def indexed_by(self, index: str) -> str:
         return ""  # PostgreSQL's planner chooses by its statistics
+
+    def not_indexed(self) -> str:
+        return ""
 
 
 SQLITE = SqliteDialect()

@@ -126,10 +126,7 @@ class EventStore:
             return set()
         ids = json.dumps([p.observation_id for p in promoted])
 
-        mark_done = (
-            "UPDATE observations SET state = 'done', claimed_by = NULL, claimed_until = NULL"
-            f" WHERE id IN ({self.db.dialect.json_values('?', 'INTEGER')})"
-            " AND state = 'pending' AND claimed_by = ? RETURNING id")
+        mark_done = _mark_done(self.db.dialect)
 
         async def write(tx: Tx) -> set[int]:
             written = {row[0] for row in await tx.fetchall(mark_done, (ids, worker))}
@@ -173,6 +170,17 @@ OBSERVATION_COLUMNS = (
     "id, message_id, link_index, destination, project_sid, at, method, user_agent, headers,"
     " network, addr_hash, promote_after, state"
 )
+
+
+def _mark_done(dialect: Dialect) -> str:
+    """The observations of ``?1`` (a JSON array of ids) that worker ``?2`` still holds,
+    marked done; their ids returned. By their keys: through observations_due (state =
+    'pending') SQLite walked every pending observation, the whole backlog, for each
+    batch (docs/performance.md)."""
+    return (f"UPDATE observations{dialect.not_indexed()} SET state = 'done',"
+            " claimed_by = NULL, claimed_until = NULL"
+            f" WHERE id IN ({dialect.json_values('?', 'INTEGER')})"
+            " AND state = 'pending' AND claimed_by = ? RETURNING id")
 
 
 def _claim(dialect: Dialect) -> str:
