@@ -69,7 +69,7 @@ def main() -> None:
     results: dict[str, list[Round]] = {name: [] for name in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        relay = start_clickrelay(Path(tmp), port, args.click_front, 3600.0)
+        relay = start_clickrelay(Path(tmp), port, args.click_front, 3600.0, False)
         try:
             wait_listening(port)
             for requests in kinds.values():  # warm-up

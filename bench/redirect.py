@@ -4,6 +4,7 @@ observation durably with group commit, 302) against a bare aiohttp handler that 
 
     .venv/bin/python bench/redirect.py [--requests 20000] [--rounds 3] [--connections 50]
                                        [--no-click-front] [--settle 10]
+                                       [--links 2000] [--addresses 1]
 
 Both servers run as child processes; the load generator is a third process (an asyncio
 HTTP/1.1 client written for the purpose: 50 keep-alive connections, one request in
@@ -15,6 +16,15 @@ are answered. After each saturated round of clickrelay the observations still wa
 for promotion past their settle time are counted (the promotion lag: it must not grow
 from round to round), and at the end how many events were written. ``--settle 3600``
 keeps promotion out of the measurement.
+
+The clicks: ``--links`` distinct signed links, each of a message of its own, sent in turn
+(each round starts again at the first). By default 2000 links from one client address, a
+flood: every message is clicked again and again within seconds, from one place, which
+promotion's context reads and classification find dense (a hundred neighbours a click).
+A campaign's clicks, as production sees them, are many recipients' one or two clicks each
+from their own addresses: ``--links 100000 --addresses 50000``, the addresses (from
+198.18.0.0/15, set aside for benchmarks) sent in ``X-Forwarded-For`` from a trusted proxy,
+as behind a load balancer (docs/deployment.md).
 
 The CPU time each server used in the saturated rounds is read from ``/proc`` (per thread:
 the event loop's thread, the others, such as SQLite's, and the child processes, such as
@@ -115,13 +125,17 @@ def free_port() -> int:
 
 
 def write_config(tmp: Path, http_port: int = 0, click_front: bool = True,
-                 settle: float = 10.0) -> Path:
+                 settle: float = 10.0, proxied: bool = False) -> Path:
     """clickrelay's configuration for the bench: one project, links of ``HOST``; clicks
-    answered by the listener's front, or by plain aiohttp (``[http] click_front``)."""
+    answered by the listener's front, or by plain aiohttp (``[http] click_front``);
+    ``proxied``: the load generator is a trusted proxy, whose X-Forwarded-For is believed."""
+    http: dict[str, object] = {"listen": f"127.0.0.1:{http_port}", "click_front": click_front}
+    if proxied:
+        http["trusted_proxies"] = ["127.0.0.1/32"]
     settings = {
         "smtp": {"listen": f"127.0.0.1:{free_port()}"},
         "upstream": {"url": f"maildir:{tmp / 'outbox'}"},
-        "http": {"listen": f"127.0.0.1:{http_port}", "click_front": click_front},
+        "http": http,
         "tracking": {"base_url": "http://t.localhost:8080", "settle_seconds": settle,
                      "signing_keys": [{"id": "k1", "secret": SECRET}]},
         "store": {"url": f"sqlite:///{tmp / 'clickrelay.db'}"},
@@ -135,8 +149,8 @@ def write_config(tmp: Path, http_port: int = 0, click_front: bool = True,
 
 
 def start_clickrelay(tmp: Path, http_port: int, click_front: bool,
-                     settle: float) -> subprocess.Popen[bytes]:
-    path = write_config(tmp, http_port, click_front, settle)
+                     settle: float, proxied: bool) -> subprocess.Popen[bytes]:
+    path = write_config(tmp, http_port, click_front, settle, proxied)
     return subprocess.Popen([sys.executable, "-m", "relay.cli", "--log-level", "error", "serve",
                              "--config", str(path)], cwd=ROOT)
 
@@ -159,16 +173,24 @@ def wait_listening(port: int) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def click_requests(count: int) -> list[bytes]:
-    """Distinct signed links (one per message and link), sent as a browser would."""
+def client_address(n: int) -> str:
+    """The ``n``-th address of 198.18.0.0/15 (RFC 2544: for benchmarks)."""
+    return f"198.{18 + (n >> 16) % 2}.{(n >> 8) & 255}.{n & 255}"
+
+
+def click_requests(count: int, addresses: int = 1) -> list[bytes]:
+    """Distinct signed links (one per message and link), sent as a browser would; from
+    ``addresses`` clients in turn, named in X-Forwarded-For when more than one."""
     key = SigningKey("k1", SECRET)
     expires = int(time.time()) + 86_400
     out = []
     for i in range(count):
         claims = ClickClaims(f"0193c5a2-7b1e-7c3a-9f0e-{i:012d}", i % 7, DESTINATION, "bench1",
                              expires)
+        forwarded = (f"X-Forwarded-For: {client_address(i % addresses)}\r\n"
+                     if addresses > 1 else "")
         out.append(
-            f"GET /c/{mint_token(key, claims)} HTTP/1.1\r\nHost: {HOST}\r\n"
+            f"GET /c/{mint_token(key, claims)} HTTP/1.1\r\nHost: {HOST}\r\n{forwarded}"
             "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
             "like Gecko) Chrome/131.0.0.0 Safari/537.36\r\n"
             "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
@@ -211,8 +233,14 @@ def main() -> None:
                         help="clicks answered by plain aiohttp ([http] click_front = false)")
     parser.add_argument("--settle", type=float, default=10.0,
                         help="[tracking] settle_seconds (3600: no promotion while measured)")
+    parser.add_argument("--links", type=int, default=2000,
+                        help="distinct signed links, each of a message of its own")
+    parser.add_argument("--addresses", type=int, default=1,
+                        help="client addresses the clicks come from (X-Forwarded-For)")
     args = parser.parse_args()
-    requests = click_requests(2000)
+    if not 1 <= args.addresses <= 1 << 17:
+        parser.error("--addresses: from 1 to 131072 (198.18.0.0/15)")
+    requests = click_requests(args.links, args.addresses)
     parent, child = multiprocessing.get_context("spawn").Pipe()
     generator = multiprocessing.get_context("spawn").Process(target=load_generator,
                                                              args=(child,))
@@ -237,7 +265,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ports = {"clickrelay": free_port(), "bare": free_port()}
-        relay = start_clickrelay(Path(tmp), ports["clickrelay"], args.click_front, args.settle)
+        relay = start_clickrelay(Path(tmp), ports["clickrelay"], args.click_front, args.settle,
+                                 args.addresses > 1)
         backlog: list[int] = []
         bare = start_bare(ports["bare"])
         results: dict[tuple[str, str], list[Round]] = {}
@@ -282,7 +311,8 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Round]]
            redirected: int, stored: int, seen: dict[str, float]) -> None:
     print(f"{args.rounds} rounds per server and mode, {args.connections} keep-alive "
           f"connections, cpus={os.cpu_count()}, python {sys.version.split()[0]}, "
-          f"click front {'on' if args.click_front else 'off'}")
+          f"click front {'on' if args.click_front else 'off'}; {args.links} links from "
+          f"{args.addresses} address{'es' if args.addresses > 1 else ''}")
     medians: dict[tuple[str, str], dict[str, float]] = {}
     for (mode, name), rounds in results.items():
         if mode == "warm-up":
