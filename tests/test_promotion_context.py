@@ -10,10 +10,11 @@ hits inside and outside the window) are where the two could differ."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from store.context import HONEYPOT_HITS, Windows
+from store.context import HONEYPOT_HITS, Windows, _statements
 from store.events import HitRecord
 from store.records import Observation
 from store.store import Store
@@ -68,3 +69,17 @@ async def test_neighbours_as_promised(store: Store, seed: int) -> None:
         expected = _expected(stored, windows)
         assert {o.id: context.hits[o.id] for o in batch if o.id is not None} == {
             o.id: expected[o.id] for o in batch if o.id is not None}
+
+
+async def test_the_fan_out_is_counted_from_the_address_index_alone(tmp_path: Path) -> None:
+    """The distinct messages an address clicked within the window are counted from
+    observations_address, which holds each click's message, without reading the clicks
+    themselves (SQLite's plan)."""
+    sqlite = await Store.open(tmp_path / "plan.db")
+    try:
+        fanout = _statements("sqlite")[4]
+        plan = await sqlite.db.fetchall("EXPLAIN QUERY PLAN " + fanout, (100, "[]"))
+    finally:
+        await sqlite.close()
+    details = [row[3] for row in plan]
+    assert any("USING COVERING INDEX observations_address " in d for d in details), details
