@@ -53,7 +53,12 @@ class QueueStore:
         """Extend every claim ``worker`` holds in ``queue`` (a name of ``QUEUE_NAMES``)
         to ``until``: a worker renews its leases while it works, so that they can be short
         and a dead node's items are taken over soon (tracker/workers.py)."""
-        table, pending = next((t, p) for name, t, p, _, _ in _QUEUES if name == queue)
-        return await self.db.write_statement(
-            f"UPDATE {table} SET claimed_until = ? WHERE claimed_by = ? AND {pending}",
-            (until, worker))
+        return await self.db.write_statement(renewal(queue), (until, worker))
+
+
+def renewal(queue: str) -> str:
+    """The renewal of a worker's claims in ``queue``: ?1 the new end, ?2 the worker. It
+    finds them through the queue's index of claimed items (migration 0015): through the
+    index of pending ones it walked the whole backlog, holding the write lock."""
+    table, pending = next((t, p) for name, t, p, _, _ in _QUEUES if name == queue)
+    return f"UPDATE {table} SET claimed_until = ? WHERE claimed_by = ? AND {pending}"

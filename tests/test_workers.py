@@ -9,6 +9,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from relay.server import Running
 from store.clock import now_us
 from store.mail import DELIVERED
+from store.queues import QUEUE_NAMES, renewal
 from store.records import NewMessage, SpooledMessage
 from store.store import Store
 from tests.conftest import send, simple_message, wait_until
@@ -267,3 +269,18 @@ def test_backoff_doubles_up_to_its_cap_with_jitter_in_range(seed: int) -> None:
     delays = [backoff_seconds(5000, 0.5, 60.0, rng) for _ in range(200)]  # no overflow
     assert all(48.0 <= d <= 72.0 for d in delays)
     assert min(delays) < 55.0 < 65.0 < max(delays)  # jittered, not a constant
+
+
+@pytest.mark.parametrize("queue", QUEUE_NAMES)
+async def test_a_renewal_finds_the_claims_without_walking_the_backlog(
+    tmp_path: Path, queue: str
+) -> None:
+    """A renewal finds the worker's claims through the queue's index of claimed items, not
+    by walking every pending item while it holds the write lock (SQLite's plan)."""
+    store = await Store.open(tmp_path / "plan.db")
+    try:
+        plan = await store.db.fetchall("EXPLAIN QUERY PLAN " + renewal(queue), (1, "w"))
+    finally:
+        await store.close()
+    details = [row[3] for row in plan]
+    assert len(details) == 1 and "_claimed (claimed_by=?)" in details[0], details
