@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import smtplib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,6 +217,17 @@ def simple_message(html: str = '<p><a href="https://example.com/a">A</a></p>',
 
 
 Sender = Callable[..., Any]
+
+
+async def sqlite_plan(directory: Path, sql: str, params: Sequence[Any]) -> list[str]:
+    """SQLite's plan of a statement (EXPLAIN QUERY PLAN) on a fresh, migrated store in
+    ``directory``: the detail of each step."""
+    store = await Store.open(directory / "plan.db")
+    try:
+        plan = await store.db.fetchall("EXPLAIN QUERY PLAN " + sql, params)
+    finally:
+        await store.close()
+    return [row[3] for row in plan]
 
 
 async def wait_until(condition: Callable[[], Any], timeout: float = 30.0) -> Any:

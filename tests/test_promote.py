@@ -20,6 +20,7 @@ from store.events import EventRecord, _claim, _mark_done
 from store.records import LinkRecord, NewMessage, Observation
 from store.store import Store
 from tests.clicking import CHROME, click_as_person, events_of, probe_as_scanner, send_tracked
+from tests.conftest import sqlite_plan
 from tests.sink import Sink
 from tracker.classify.rules import DEFAULT_RULES
 from tracker.config import ProjectConfig, WebhookConfig
@@ -341,13 +342,7 @@ async def test_the_claim_asks_only_the_pending_observations_of_a_message(
     """The claim's order rule looks for an earlier pending observation of each candidate's
     message in the index of pending ones, not among every observation the message ever
     had (SQLite's plan; the claim holds the write lock the clicks' commits wait for)."""
-    store = await Store.open(tmp_path / "plan.db")
-    try:
-        plan = await store.db.fetchall("EXPLAIN QUERY PLAN " + _claim(SQLITE),
-                                       ("w", 1, 1, 100))
-    finally:
-        await store.close()
-    details = [row[3] for row in plan]
+    details = await sqlite_plan(tmp_path, _claim(SQLITE), ("w", 1, 1, 100))
     assert any("observations_pending_message" in d for d in details), details
     assert not any("observations_message " in d or d.endswith("observations_message")
                    for d in details), details
@@ -359,12 +354,7 @@ async def test_a_batch_is_marked_done_by_its_keys_not_through_the_backlog(
     """Marking a written batch done finds its observations by their keys; through the
     index of states SQLite walked every pending observation for each batch (SQLite's plan;
     the write holds the lock the clicks' commits wait for)."""
-    store = await Store.open(tmp_path / "plan.db")
-    try:
-        plan = await store.db.fetchall("EXPLAIN QUERY PLAN " + _mark_done(SQLITE), ("[1]", "w"))
-    finally:
-        await store.close()
-    details = [row[3] for row in plan]
+    details = await sqlite_plan(tmp_path, _mark_done(SQLITE), ("[1]", "w"))
     assert any("observations USING INTEGER PRIMARY KEY" in d for d in details), details
     assert not any("USING INDEX observations" in d or "USING COVERING INDEX observations" in d
                    for d in details), details

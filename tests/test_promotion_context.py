@@ -18,6 +18,7 @@ from store.context import HONEYPOT_HITS, Windows, _statements
 from store.events import HitRecord
 from store.records import Observation
 from store.store import Store
+from tests.conftest import sqlite_plan
 
 S = 1_000_000
 HONEYPOT = 1_000_000
@@ -75,11 +76,5 @@ async def test_the_fan_out_is_counted_from_the_address_index_alone(tmp_path: Pat
     """The distinct messages an address clicked within the window are counted from
     observations_address, which holds each click's message, without reading the clicks
     themselves (SQLite's plan)."""
-    sqlite = await Store.open(tmp_path / "plan.db")
-    try:
-        fanout = _statements("sqlite")[4]
-        plan = await sqlite.db.fetchall("EXPLAIN QUERY PLAN " + fanout, (100, "[]"))
-    finally:
-        await sqlite.close()
-    details = [row[3] for row in plan]
+    details = await sqlite_plan(tmp_path, _statements("sqlite")[4], (100, "[]"))
     assert any("USING COVERING INDEX observations_address " in d for d in details), details

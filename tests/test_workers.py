@@ -20,7 +20,7 @@ from store.mail import DELIVERED
 from store.queues import QUEUE_NAMES, renewal
 from store.records import NewMessage, SpooledMessage
 from store.store import Store
-from tests.conftest import send, simple_message, wait_until
+from tests.conftest import send, simple_message, sqlite_plan, wait_until
 from tests.sink import Sink
 from tracker.workers import WorkerLoop, backoff_seconds
 
@@ -277,10 +277,5 @@ async def test_a_renewal_finds_the_claims_without_walking_the_backlog(
 ) -> None:
     """A renewal finds the worker's claims through the queue's index of claimed items, not
     by walking every pending item while it holds the write lock (SQLite's plan)."""
-    store = await Store.open(tmp_path / "plan.db")
-    try:
-        plan = await store.db.fetchall("EXPLAIN QUERY PLAN " + renewal(queue), (1, "w"))
-    finally:
-        await store.close()
-    details = [row[3] for row in plan]
+    details = await sqlite_plan(tmp_path, renewal(queue), (1, "w"))
     assert len(details) == 1 and "_claimed (claimed_by=?)" in details[0], details
