@@ -48,18 +48,20 @@ class View:
     webhook_delivery: WebhookDeliveryConfig = field(default_factory=WebhookDeliveryConfig)
 
 
-async def fill(store: Store, count: int, now: int, messages_count: int = 2000) -> None:
+async def fill(store: Store, count: int, now: int, messages_count: int = 2000,
+               links: int = 5) -> None:
     rng = random.Random(1)  # the same observations every run: instruction counts compare
     messages = [new_id() for _ in range(messages_count)]  # time-ordered, as the relay's
     await store.spool_messages([
         NewMessage(m, "s", "acme", "r", "a@acme.test", f"{m}@example.org", "Hi", None, {},
                    True, now - 3600 * S, b"x",
-                   tuple(LinkRecord(i, f"https://example.com/{i}") for i in range(5)))
+                   tuple(LinkRecord(i, f"https://example.com/{i}", f"Link {i}")
+                         for i in range(links)))
         for m in messages])
     batch = []
     for n in range(count):
         at = now - 600 * S + n * 1000
-        batch.append(Observation(rng.choice(messages), rng.randrange(5), "https://example.com/",
+        batch.append(Observation(rng.choice(messages), rng.randrange(links), "https://example.com/",
                                  "acme1", at, "GET", CHROME, dict(HEADERS), None,
                                  f"addr-{rng.randrange(count // 10 + 1)}", at))
     await store.record_observations(batch)

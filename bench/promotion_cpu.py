@@ -39,15 +39,15 @@ from tracker.promotion_report import metrics_report  # noqa: E402
 S = 1_000_000
 
 
-async def fill_store(path: Path, count: int, messages: int) -> None:
+async def fill_store(path: Path, count: int, messages: int, links: int) -> None:
     store = await Store.open(path)
-    await fill(store, count, time.time_ns() // 1000, messages)
+    await fill(store, count, time.time_ns() // 1000, messages, links)
     await store.close()
 
 
 async def promote(path: Path) -> None:
     preload()  # the user-agent tables are built once per process, not per observation
-    store = await Store.open(path)
+    store = await Store.open(path, sync_commits=False)  # as promotion's process opens it
     hooks = (WebhookConfig("h", "http://127.0.0.1:9/", "whsec_x"),)
     view = View((ProjectConfig("acme", "acme1", "t", webhooks=hooks),))
     worker = PromotionWorker(lambda: view, store, metrics_report(Metrics()),
@@ -66,11 +66,13 @@ def main() -> None:
     parser.add_argument("store", type=Path)
     parser.add_argument("--observations", type=int, default=3000)
     parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--links", type=int, default=5,
+                        help="links a message (a newsletter has 20 to 60)")
     args = parser.parse_args()
     if args.step == "fill":
         if args.store.exists():
             raise SystemExit(f"{args.store} exists: fill a fresh file")
-        asyncio.run(fill_store(args.store, args.observations, args.messages))
+        asyncio.run(fill_store(args.store, args.observations, args.messages, args.links))
     else:
         asyncio.run(promote(args.store))
 

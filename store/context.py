@@ -1,6 +1,7 @@
 """What promotion reads about a claimed batch of observations, in a handful of statements
 for the whole batch instead of several per observation (docs/classification.md): the
-clicked messages and their links, each observation's neighbouring hits on its message,
+clicked messages with their count of links, the clicked links, each observation's
+neighbouring hits on its message,
 the message's honeypot hits, the address's fan-out over recipients, and whether the
 message already had click events (and open events) before the batch's first hit of it.
 
@@ -44,7 +45,9 @@ class Windows:
 @dataclass(frozen=True)
 class BatchContext:
     messages: Mapping[str, MessageInfo]
-    links: Mapping[str, tuple[LinkRecord, ...]]
+    # by message: its links a person can click (the honeypot not counted)
+    link_counts: Mapping[str, int]
+    links: Mapping[tuple[str, int], LinkRecord]  # the clicked ones, by (message, index)
     hits: Mapping[int, tuple[HitRecord, ...]]  # by observation id, in click order
     fanout: Mapping[int, int]  # by observation id
     # by (message, opens): click (or open) events before the batch's first hit of it
@@ -61,7 +64,7 @@ class ContextStore:
         statements run in one trip to the reader's thread, which does nothing but SQLite's
         work there; the records are made here."""
         if not observations:
-            return BatchContext({}, {}, {}, {}, {})
+            return BatchContext({}, {}, {}, {}, {}, {})
         messages = json.dumps(sorted({o.message_id for o in observations}))
         first: dict[str, Observation] = {}
         for o in sorted(observations, key=lambda o: (o.at, o.id or 0)):
@@ -69,7 +72,8 @@ class ContextStore:
         sqls = _statements(self.db.dialect.name)
         statements = [
             (sqls[0], (messages,)),
-            (sqls[1], (messages,)),
+            (sqls[1], (json.dumps(sorted({(o.message_id, o.link_index)
+                                         for o in observations})),)),
             (sqls[2], (json.dumps([(o.id, o.message_id, o.at - windows.hits_us,
                                   o.at + windows.hits_us) for o in observations]),
                      windows.hits_limit - 1)),
@@ -85,7 +89,8 @@ class ContextStore:
         found, links, near, bait, fanout, earlier = await self.db.read(read)
         return BatchContext(
             messages={info.id: info for info in map(message_info, found)},
-            links=_links(links),
+            link_counts={r[0]: r[-1] for r in found},
+            links={(r[0], r[1]): LinkRecord(r[1], r[2], r[3], bool(r[4])) for r in links},
             hits=_hits(observations, near, bait, windows.honeypot_index),
             fanout={r[0]: r[1] for r in fanout},
             earlier={(r[0], opens): EarlierClicks(bool(r[1 + 2 * opens]), bool(r[2 + 2 * opens]))
@@ -102,14 +107,24 @@ def _statements(dialect: str) -> tuple[str, str, str, str, str, str]:
         return d.json_at(index, sql_type)
 
     ids = d.json_values("?")
-    messages = f"SELECT {INFO_COLUMNS} FROM messages WHERE id IN ({ids})"
+    # A message's links are the message's own rows, or its submission's when the copies
+    # share one body (body_id). A newsletter has dozens: they are counted in SQL, and only
+    # the clicked ones are read.
+    shared = "m.body_id IS NOT NULL AND s.submission_id = m.submission_id"
+    messages = (
+        f"SELECT {INFO_COLUMNS}, (SELECT COUNT(*) FROM links l WHERE l.message_id = m.id"
+        " AND l.honeypot = 0) + (SELECT COUNT(*) FROM submission_links s"
+        f" WHERE {shared} AND s.honeypot = 0) FROM messages m WHERE m.id IN ({ids})"
+    )
+    # (message, link index) of each clicked link
+    clicked = f"{at(0)} AS message, {at(1, 'INTEGER')} AS link_index FROM {d.json_rows('?1')}"
     links = (
-        "SELECT message_id, link_index, destination, anchor_text, honeypot FROM links"
-        f" WHERE message_id IN ({d.json_values('?1')}) UNION ALL"
-        " SELECT m.id, s.link_index, s.destination, s.anchor_text, s.honeypot"
-        " FROM messages m JOIN submission_links s ON s.submission_id = m.submission_id"
-        f" WHERE m.id IN ({d.json_values('?1')}) AND m.body_id IS NOT NULL"
-        " ORDER BY 1, 2"
+        "SELECT c.message, l.link_index, l.destination, l.anchor_text, l.honeypot"
+        f" FROM (SELECT {clicked}) c JOIN links l"
+        "  ON l.message_id = c.message AND l.link_index = c.link_index UNION ALL"
+        " SELECT c.message, s.link_index, s.destination, s.anchor_text, s.honeypot"
+        f" FROM (SELECT {clicked}) c JOIN messages m ON m.id = c.message"
+        f" JOIN submission_links s ON {shared} AND s.link_index = c.link_index"
     )
     # Each observation's neighbours on its message within the window: (id, message,
     # start, end), at most ?2 + 1 of them, the first in click order. The last one kept is
@@ -161,13 +176,6 @@ def _statements(dialect: str) -> tuple[str, str, str, str, str, str]:
         + f" FROM {d.json_rows()}"
     )
     return messages, links, near, bait, fanout, earlier
-
-
-def _links(rows: Sequence[Row]) -> dict[str, tuple[LinkRecord, ...]]:
-    links: dict[str, list[LinkRecord]] = defaultdict(list)
-    for r in rows:
-        links[r[0]].append(LinkRecord(r[1], r[2], r[3], bool(r[4])))
-    return {m: tuple(found) for m, found in links.items()}
 
 
 def _hits(

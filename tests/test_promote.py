@@ -17,7 +17,7 @@ import pytest
 from relay.server import Running
 from store.dialect import SQLITE
 from store.events import EventRecord, _claim, _mark_done
-from store.records import LinkRecord, NewMessage, Observation
+from store.records import LinkRecord, NewMessage, Observation, SharedBody
 from store.store import Store
 from tests.clicking import CHROME, click_as_person, events_of, probe_as_scanner, send_tracked
 from tests.conftest import sqlite_plan
@@ -136,6 +136,31 @@ async def test_every_link_of_a_message_hit_is_a_link_pattern(store: Store) -> No
     await worker(store, Clock(T0 + 120 * S)).promote_due()
     events = await promoted(store, m)
     assert "all_links" in events[-1].rules and "link_pattern" in events[-1].reason_codes
+
+
+async def test_the_copies_of_a_shared_body_have_their_submissions_links(store: Store) -> None:
+    # Copies that share one body keep their links once, with the submission: what is
+    # counted (the honeypot not) and what is clicked is read from there.
+    submission = str(uuid.uuid4())
+    body = SharedBody(submission, (b"Subject: Hi\r\n\r\nclick ", b"\r\n"))
+    links = (*(LinkRecord(i, f"https://example.com/{i}", f"Link {i}") for i in range(3)),
+             LinkRecord(HONEYPOT, "http://pacme1.t.localhost/", "", honeypot=True))
+    first, second = (str(uuid.uuid4()) for _ in range(2))
+    await store.spool_messages([NewMessage(
+        id=m, submission_id=submission, project_id="acme", route_id="acme-outgoing",
+        mail_from="a@acme.test", rcpt_to=f"{m}@example.org", subject="Hi", tag=None,
+        metadata={}, track_clicks=True, created_at=T0 - 3600 * S, body=b"", links=links,
+        shared=body, fills=(m.encode(),)) for m in (first, second)])
+    for i in range(3):
+        await observe(store, second, i, T0 + i * 10 * S)
+    await observe(store, first, 1, T0 + 200 * S, addr="addr-2")
+    await worker(store, Clock(T0 + 300 * S)).promote_due()
+    events = await promoted(store, second)
+    assert "all_links" in events[-1].rules  # three links a person can click, all clicked
+    [lone] = await promoted(store, first)
+    assert "all_links" not in lone.rules
+    [delivery, _] = await store.deliveries_of_event(lone.id)
+    assert '"anchor_text":"Link 1"' in delivery.body
 
 
 async def test_one_address_across_recipients_is_a_fan_out(store: Store) -> None:

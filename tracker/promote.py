@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -107,7 +107,7 @@ class Facts:
 
     message: MessageInfo | None
     project: ProjectConfig | None
-    links: Mapping[int, LinkRecord]
+    link_count: int  # the links a person can click
 
     @property
     def project_id(self) -> str | None:
@@ -237,7 +237,7 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
             raise ValueError("only a stored observation can be promoted")
         facts = batch.facts.get(obs.message_id) or self._facts(obs, batch.context)
         batch.facts[obs.message_id] = facts
-        link = facts.links.get(obs.link_index)
+        link = batch.context.links.get((obs.message_id, obs.link_index))
         # The index alone tells a honeypot hit whose link rows are gone (retention).
         if obs.link_index == HONEYPOT_LINK_INDEX or (link is not None and link.honeypot):
             batch.report.honeypot_hits += 1
@@ -253,7 +253,7 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
                    or batch.context.earlier.get(kind, EarlierClicks(False, False)))
         first = not (earlier.human if verdict.counts_for_metrics else earlier.any)
         batch.earlier[kind] = EarlierClicks(True, earlier.human or verdict.counts_for_metrics)
-        return self._event(obs, oid, facts, facts.project_id, verdict, first)
+        return self._event(obs, oid, facts, facts.project_id, verdict, first, link)
 
     def _account(self, written: Sequence[Promoted], report: PromotionReport) -> None:
         now = self._clock()
@@ -272,11 +272,10 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
 
     def _facts(self, observation: Observation, context: BatchContext) -> Facts:
         message = context.messages.get(observation.message_id)
-        links = {lk.index: lk for lk in context.links.get(observation.message_id, ())}
         projects = self._config().projects
         project = (next((p for p in projects if p.id == message.project_id), None) if message
                    else next((p for p in projects if p.sid == observation.project_sid), None))
-        return Facts(message, project, links)
+        return Facts(message, project, context.link_counts.get(observation.message_id, 0))
 
     def _context(
         self, obs: Observation, oid: int, facts: Facts, context: BatchContext
@@ -295,7 +294,7 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
             honeypot=False,
             message_hits=[Hit(h.at, h.link_index, h.addr_hash, h.user_agent, h.honeypot,
                               h.link_index == OPEN_LINK_INDEX) for h in hits],
-            message_link_count=sum(1 for lk in facts.links.values() if not lk.honeypot),
+            message_link_count=facts.link_count,
             fanout_messages=context.fanout.get(oid, 0),
             opened=obs.link_index == OPEN_LINK_INDEX,
             delivered_at_us=_delivered_at(message),
@@ -303,7 +302,7 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
 
     def _event(
         self, obs: Observation, oid: int, facts: Facts, project_id: str, verdict: Verdict,
-        first: bool,
+        first: bool, link: LinkRecord | None,
     ) -> Promoted:
         now = self._clock()
         info = client_info(obs.user_agent)
@@ -322,7 +321,6 @@ class PromotionWorker(WorkerLoop[Sequence[Observation]]):
         if event.opened:
             data = open_event(event, facts.message)
         else:
-            link = facts.links.get(obs.link_index)
             data = click_event(event, facts.message, link.anchor_text if link else None)
         return Promoted(oid, event, tuple(self._deliveries(event, data, facts, now)))
 
