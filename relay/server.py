@@ -61,7 +61,7 @@ class Running:
     submitter: Submitter
     delivery: DeliveryWorker
     app: web.Application
-    promotion: PromotionProcess
+    promotions: tuple[PromotionProcess, ...]  # tracking.promotion_processes of them
     webhooks: WebhookDispatcher
     observation_writer: ObservationWriter | None  # None on PostgreSQL
     supervisor: Supervisor
@@ -118,8 +118,10 @@ async def running(config: Config) -> AsyncIterator[Running]:
         webhooks = WebhookDispatcher(live, store, metrics,
                                      lease=lambda: live().store.lease_seconds,
                                      noted=(lambda: noted_at) if store.shared else None)
-        promotion = PromotionProcess(config.path, metrics_report(metrics, webhooks.wake),
-                                     store.release_observation_claims)
+        # Each takes a core when busy; their claims share the work (tracker/promote.py).
+        promotions = tuple(PromotionProcess(config.path, metrics_report(metrics, webhooks.wake),
+                                            store.release_observation_claims)
+                           for _ in range(config.tracking.promotion_processes))
         throttle = Throttle()  # wrong passwords and tokens, SMTP AUTH and API alike
         supervisor = Supervisor(metrics, lambda: live().health)
         api = Api(live, store, submitter, wake_webhooks=webhooks.wake, throttle=throttle,
@@ -131,12 +133,13 @@ async def running(config: Config) -> AsyncIterator[Running]:
             supervisor=supervisor, dashboard=dashboard,
         )
         r = Running(config=live, store=store, metrics=metrics, submitter=submitter,
-                    delivery=delivery, app=app, promotion=promotion, webhooks=webhooks,
+                    delivery=delivery, app=app, promotions=promotions, webhooks=webhooks,
                     observation_writer=writer, supervisor=supervisor)
         recorder.start(supervisor)
         stack.push_async_callback(recorder.stop)  # after the HTTP server: flush, then stop
         await _start_workers(stack, supervisor, {
-            "delivery": delivery.run, "config-watch": live.watch, "promotion": promotion.run,
+            "delivery": delivery.run, "config-watch": live.watch,
+            **{promotion_task(n): p.run for n, p in enumerate(promotions)},
             "webhooks": webhooks.run, "queue-gauges": QueueGauges(live, store, metrics).run,
             "retention": RetentionWorker(live, store, metrics).run,
             "dashboard-activity": functools.partial(keep_activity, dashboard),
@@ -145,6 +148,12 @@ async def running(config: Config) -> AsyncIterator[Running]:
         await _start_http(stack, r)
         await _start_smtp(stack, r, throttle)
         yield r
+
+
+def promotion_task(n: int) -> str:
+    """The supervised task of the ``n``-th promotion process (from 0): "promotion", then
+    "promotion-2", "promotion-3" …"""
+    return "promotion" if n == 0 else f"promotion-{n + 1}"
 
 
 async def _take_over(store: Store) -> None:

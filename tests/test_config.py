@@ -69,6 +69,10 @@ def _write(tmp_path: Path, settings: dict[str, Any]) -> Path:
         (lambda s: s["projects"][1].update(sid="acme1"), "projects: duplicate sid"),
         (lambda s: s["projects"][0]["routes"][0].update(type="bulk"),
          "projects[0].routes[0].type: must be one of"),
+        (lambda s: s["tracking"].update(promotion_processes=0),
+         "tracking.promotion_processes: must be a positive integer"),
+        (lambda s: s["tracking"].update(promotion_processes=33),
+         "tracking.promotion_processes: must be at most 32"),
         (lambda s: s["store"].update(lease_seconds=0.5), "store.lease_seconds: must be at least 1"),
         (lambda s: s["store"].update(lease_seconds=-1), "store.lease_seconds: must be positive"),
         (lambda s: s.update(extra={}), "extra: unknown key"),
@@ -113,6 +117,18 @@ async def test_reload_applies_a_good_file_and_keeps_the_old_on_a_bad_one(tmp_pat
     path.write_text(path.read_text().replace("[smtp]", "[smtp]\nbogus = 1"))
     assert not await live.reload()
     assert not live().projects[0].routes[0].track_clicks  # the running one is kept
+
+
+async def test_the_promotion_processes_change_at_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = base_settings(tmp_path, 2525)
+    path = tmp_path / "c.toml"
+    live = LiveConfig(write_config(path, settings), Metrics())
+    settings["tracking"]["promotion_processes"] = 3
+    write_config(path, settings)
+    assert await live.reload()
+    assert "tracking.promotion_processes changed: it takes effect after a restart" in caplog.text
 
 
 def test_check_config_command(tmp_path: Path) -> None:

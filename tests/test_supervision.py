@@ -32,7 +32,7 @@ from tracker.supervisor import LOOP_DEATHS
 FAULTS: dict[str, Callable[[Running], tuple[Any, str]]] = {
     "observation-recorder": lambda r: (r.app[REDIRECTOR_KEY].recorder, "_write"),
     "delivery": lambda r: (r.delivery, "_claim"),
-    "promotion": lambda r: (r.promotion, "_report"),
+    "promotion": lambda r: (r.promotions[0], "_report"),
     "webhooks": lambda r: (r.webhooks, "_sweep"),
     "config-watch": lambda r: (live, "file_stamp"),
 }
@@ -149,16 +149,43 @@ async def test_a_killed_promotion_process_is_reported_replaced_and_its_work_done
 ) -> None:
     """Promotion runs in a process of its own (relay/promotion.py): killed, it is a dead
     task like any other, and the process that replaces it promotes the clicks."""
-    first = await wait_until(lambda: relay.promotion.pid)
+    first = await wait_until(lambda: relay.promotions[0].pid)
     os.kill(first, signal.SIGKILL)
     assert (await unhealthy(relay, "promotion"))["tasks"]["promotion"] == "restarting"
-    await wait_until(lambda: relay.promotion.pid not in (None, first))
+    await wait_until(lambda: relay.promotions[0].pid not in (None, first))
     [sent] = await send_tracked(relay, sink, '<p><a href="https://example.com/a">A</a></p>')
     assert (await click_as_person(relay, sent.link(0))).status == 302
     [event] = await events_of(relay, sent.message_id, 1)
     assert event.classification == "genuine"
     assert relay.metrics.registry.get_sample_value(
         "clickrelay_clicks_classified_total", {"classification": "genuine"}) == 1
+    await healthy_again(relay)
+
+
+@pytest.fixture
+def two_promotion_processes(settings: dict[str, Any]) -> None:
+    settings["tracking"]["promotion_processes"] = 2
+
+
+@pytest.mark.usefixtures("two_promotion_processes")
+async def test_several_promotion_processes_are_supervised_each_and_promote_each_click_once(
+    relay: Running, sink: Sink
+) -> None:
+    """``tracking.promotion_processes``: a task and a process each; one killed is replaced
+    while the other goes on, and every click becomes one event, whichever claims it."""
+    first, second = [await wait_until(lambda p=p: p.pid) for p in relay.promotions]
+    assert first != second
+    status, body = await get(relay, "/healthz")
+    assert status == 200 and {"promotion", "promotion-2"} <= set(body["tasks"])
+    os.kill(second, signal.SIGKILL)
+    assert (await unhealthy(relay, "promotion-2"))["tasks"]["promotion"] == "running"
+    links = "".join(f'<a href="https://example.com/{n}">{n}</a>' for n in range(6))
+    [sent] = await send_tracked(relay, sink, f"<p>{links}</p>")
+    for n in range(6):
+        assert (await click_as_person(relay, sent.link(n))).status == 302
+    events = await events_of(relay, sent.message_id, 6)
+    assert sorted(e.link_index for e in events) == list(range(6))
+    await wait_until(lambda: relay.promotions[1].pid not in (None, second))
     await healthy_again(relay)
 
 

@@ -33,6 +33,7 @@ class TrackingConfig:
     settle_seconds: float
     store_deadline_ms: int = 500  # the redirect waits this long for the observation's commit
     address_hash_key: str | None = field(default=None, repr=False)
+    promotion_processes: int = 1  # processes that classify clicks (relay/promotion.py)
 
     @cached_property
     def address_hasher(self) -> hmac.HMAC:

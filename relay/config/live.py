@@ -3,7 +3,8 @@
 SIGHUP or a change of the file loads it anew; projects, routes and webhooks take effect
 at once (every reader asks for the current object), and a file that does not load keeps
 the running configuration (config.example.toml). Listeners, the store and the upstream are fixed at
-start: a change there is logged as needing a restart. ``http.trusted_proxies`` and the
+start (and so are the promotion processes, ``tracking.promotion_processes``): a change
+there is logged as needing a restart. ``http.trusted_proxies`` and the
 network lists are read per request, so they follow a reload.
 
 An ``overlay`` may change what is in force over what the file says: on a store shared by
@@ -80,9 +81,12 @@ class LiveConfig:
             for section in _FIXED:
                 if getattr(new, section) != getattr(self._current, section):
                     log.warning("[%s] changed: it takes effect after a restart", section)
-            for key in ("listen", "click_front"):  # the listener is made at start
-                if getattr(new.http, key) != getattr(self._current.http, key):
-                    log.warning("http.%s changed: it takes effect after a restart", key)
+            # the listener, and the promotion processes, are made at start
+            for section, key in (("http", "listen"), ("http", "click_front"),
+                                 ("tracking", "promotion_processes")):
+                if (getattr(getattr(new, section), key)
+                        != getattr(getattr(self._current, section), key)):
+                    log.warning("%s.%s changed: it takes effect after a restart", section, key)
             self._file = new
             self.set_overlay(self._overlay)
             self._metrics.config_reloads.labels("ok").inc()

@@ -41,6 +41,9 @@ DEFAULT_LIMITS = MessageLimits()
 # are warned about (not refused: the example's development tokens are shorter).
 MIN_TOKEN_LENGTH = 32
 MIN_LINE_LENGTH = 1001  # what aiosmtpd allows: a line of 998 octets, its CRLF, a dot
+# Each promotion process holds its own copy of the user-agent tables (tens of MB) and
+# takes a core when busy: more than this is a typing error, not a machine.
+MAX_PROMOTION_PROCESSES = 32
 
 
 @dataclass(frozen=True)
@@ -306,7 +309,10 @@ def _tracking(t: Table) -> TrackingConfig:
         settle_seconds=t.get("settle_seconds", float, 10.0),
         store_deadline_ms=t.positive("store_deadline_ms", 500),
         address_hash_key=t.text("address_hash_key", "", secret=True) or None,
+        promotion_processes=t.positive("promotion_processes", 1),
     )
+    if cfg.promotion_processes > MAX_PROMOTION_PROCESSES:
+        raise t.error("promotion_processes", f"must be at most {MAX_PROMOTION_PROCESSES}")
     if cfg.settle_seconds < 0:
         raise t.error("settle_seconds", "must not be negative")
     if cfg.address_hash_key is not None and len(cfg.address_hash_key) < 32:
