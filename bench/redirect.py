@@ -5,6 +5,8 @@ observation durably with group commit, 302) against a bare aiohttp handler that 
     .venv/bin/python bench/redirect.py [--requests 20000] [--rounds 3] [--connections 50]
                                        [--no-click-front] [--settle 10]
                                        [--links 2000] [--addresses 1]
+                                       [--message-links 20] [--backlog-every 0]
+                                       [--promotion-processes 1]
 
 Both servers run as child processes; the load generator is a third process (an asyncio
 HTTP/1.1 client written for the purpose: 50 keep-alive connections, one request in
@@ -26,6 +28,13 @@ from their own addresses: ``--links 100000 --addresses 50000``, the addresses (f
 198.18.0.0/15, set aside for benchmarks) sent in ``X-Forwarded-For`` from a trusted proxy,
 as behind a load balancer (docs/deployment.md).
 
+The clicked messages are in the store, as in production, each a copy of a newsletter with
+``--message-links`` links (20), delivered, in submissions of 50 copies sharing one body
+(as the relay keeps them): promotion reads each click's message and link. ``--message-links
+0`` leaves them out, as the bench did before (promotion then classifies each click without
+its message). ``--backlog-every`` counts the backlog during each saturated round of
+clickrelay too, every so many seconds: whether it grows within the round.
+
 The CPU time each server used in the saturated rounds is read from ``/proc`` (per thread:
 the event loop's thread, the others, such as SQLite's, and the child processes, such as
 clickrelay's observation writer) and reported per request, with the load generator's
@@ -35,6 +44,7 @@ time went."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import multiprocessing
 import os
@@ -45,6 +55,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -55,6 +66,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Round, load_generator  # noqa: E402
+from store.records import LinkRecord, NewMessage, SharedBody  # noqa: E402
+from store.store import Store  # noqa: E402
 from tracker.config import SigningKey  # noqa: E402
 from tracker.tokens import ClickClaims, mint_token  # noqa: E402
 
@@ -125,7 +138,7 @@ def free_port() -> int:
 
 
 def write_config(tmp: Path, http_port: int = 0, click_front: bool = True,
-                 settle: float = 10.0, proxied: bool = False) -> Path:
+                 settle: float = 10.0, proxied: bool = False, promotions: int = 1) -> Path:
     """clickrelay's configuration for the bench: one project, links of ``HOST``; clicks
     answered by the listener's front, or by plain aiohttp (``[http] click_front``);
     ``proxied``: the load generator is a trusted proxy, whose X-Forwarded-For is believed."""
@@ -137,7 +150,8 @@ def write_config(tmp: Path, http_port: int = 0, click_front: bool = True,
         "upstream": {"url": f"maildir:{tmp / 'outbox'}"},
         "http": http,
         "tracking": {"base_url": "http://t.localhost:8080", "settle_seconds": settle,
-                     "signing_keys": [{"id": "k1", "secret": SECRET}]},
+                     "signing_keys": [{"id": "k1", "secret": SECRET}],
+                     "promotion_processes": promotions},
         "store": {"url": f"sqlite:///{tmp / 'clickrelay.db'}"},
         "api": {"team_token": "bench-team-token-0123456789"},
         "projects": [{"id": "bench", "sid": "bench1", "token": "bench-project-token-0123456789",
@@ -149,8 +163,8 @@ def write_config(tmp: Path, http_port: int = 0, click_front: bool = True,
 
 
 def start_clickrelay(tmp: Path, http_port: int, click_front: bool,
-                     settle: float, proxied: bool) -> subprocess.Popen[bytes]:
-    path = write_config(tmp, http_port, click_front, settle, proxied)
+                     settle: float, proxied: bool, promotions: int = 1) -> subprocess.Popen[bytes]:
+    path = write_config(tmp, http_port, click_front, settle, proxied, promotions)
     return subprocess.Popen([sys.executable, "-m", "relay.cli", "--log-level", "error", "serve",
                              "--config", str(path)], cwd=ROOT)
 
@@ -173,6 +187,37 @@ def wait_listening(port: int) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
+COPIES = 50  # copies of one submission, sharing its body
+
+
+def message_id(i: int) -> str:
+    """The id of the message of the ``i``-th link."""
+    return f"0193c5a2-7b1e-7c3a-9f0e-{i:012d}"
+
+
+async def store_messages(database: Path, count: int, links: int) -> None:
+    """The messages of the first ``count`` links, delivered an hour ago: copies of a
+    newsletter with ``links`` links, ``COPIES`` to a submission, through the store as the
+    relay spools and records them."""
+    store = await Store.open(database)
+    try:
+        sent = time.time_ns() // 1000 - 3_600_000_000
+        records = tuple(LinkRecord(n, f"{DESTINATION}&n={n}", f"Link {n}") for n in range(links))
+        for first in range(0, count, COPIES):
+            submission = f"bench-submission-{first // COPIES}"
+            body = SharedBody(submission, (b"Subject: News\r\n\r\n",
+                                           *(b" <a>\r\n" for _ in range(links))))
+            ids = [message_id(i) for i in range(first, min(first + COPIES, count))]
+            await store.spool_messages([NewMessage(
+                m, submission, "bench", "r", "news@bench.example", f"{m}@example.org", "News",
+                "newsletter", {"campaign": "bench"}, True, sent, b"", records, shared=body,
+                fills=tuple(b"t%d" % n for n in range(links))) for m in ids])
+            await asyncio.gather(*(store.record_delivery(m, outcome="delivered", at=sent,
+                                                         duration_ms=20) for m in ids))
+    finally:
+        await store.close()
+
+
 def client_address(n: int) -> str:
     """The ``n``-th address of 198.18.0.0/15 (RFC 2544: for benchmarks)."""
     return f"198.{18 + (n >> 16) % 2}.{(n >> 8) & 255}.{n & 255}"
@@ -185,8 +230,7 @@ def click_requests(count: int, addresses: int = 1) -> list[bytes]:
     expires = int(time.time()) + 86_400
     out = []
     for i in range(count):
-        claims = ClickClaims(f"0193c5a2-7b1e-7c3a-9f0e-{i:012d}", i % 7, DESTINATION, "bench1",
-                             expires)
+        claims = ClickClaims(message_id(i), i % 7, DESTINATION, "bench1", expires)
         forwarded = (f"X-Forwarded-For: {client_address(i % addresses)}\r\n"
                      if addresses > 1 else "")
         out.append(
@@ -221,6 +265,28 @@ def overdue(database: Path) -> int:
                               " AND promote_after < ?", (now_us,)).fetchone()[0])
 
 
+class BacklogCounts:
+    """Counts the backlog (``overdue``) every ``every`` seconds from now until ``stop``."""
+
+    def __init__(self, database: Path, every: float) -> None:
+        self.counts: list[tuple[float, int]] = []
+        self._database = database
+        self._every = every
+        self._stopped = threading.Event()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._count, daemon=True)
+        self._thread.start()
+
+    def _count(self) -> None:
+        while not self._stopped.wait(self._every):
+            self.counts.append((time.monotonic() - self._started, overdue(self._database)))
+
+    def stop(self) -> list[tuple[float, int]]:
+        self._stopped.set()
+        self._thread.join()
+        return self.counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20_000, help="per saturated round")
@@ -237,7 +303,15 @@ def main() -> None:
                         help="distinct signed links, each of a message of its own")
     parser.add_argument("--addresses", type=int, default=1,
                         help="client addresses the clicks come from (X-Forwarded-For)")
+    parser.add_argument("--message-links", type=int, default=20,
+                        help="links of each stored clicked message (0: not stored)")
+    parser.add_argument("--promotion-processes", type=int, default=1,
+                        help="[tracking] promotion_processes")
+    parser.add_argument("--backlog-every", type=float, default=0.0,
+                        help="seconds between counts of the backlog in a saturated round")
     args = parser.parse_args()
+    if args.message_links and args.message_links < 7:
+        parser.error("--message-links: 0, or at least 7 (the links clicked are 0 to 6)")
     if not 1 <= args.addresses <= 1 << 17:
         parser.error("--addresses: from 1 to 131072 (198.18.0.0/15)")
     requests = click_requests(args.links, args.addresses)
@@ -264,10 +338,14 @@ def main() -> None:
         return result
 
     with tempfile.TemporaryDirectory() as tmp:
+        database = Path(tmp) / "clickrelay.db"
+        if args.message_links:
+            asyncio.run(store_messages(database, args.links, args.message_links))
         ports = {"clickrelay": free_port(), "bare": free_port()}
         relay = start_clickrelay(Path(tmp), ports["clickrelay"], args.click_front, args.settle,
-                                 args.addresses > 1)
+                                 args.addresses > 1, args.promotion_processes)
         backlog: list[int] = []
+        during: list[list[tuple[float, int]]] = []
         bare = start_bare(ports["bare"])
         results: dict[tuple[str, str], list[Round]] = {}
         try:
@@ -277,10 +355,14 @@ def main() -> None:
             pids = {"clickrelay": relay.pid, "bare": bare.pid}
             for _ in range(args.rounds):  # A/B/A/B: both see the same machine state
                 for name, port in ports.items():
+                    counting = (BacklogCounts(database, args.backlog_every)
+                                if args.backlog_every and name == "clickrelay" else None)
                     results.setdefault(("saturated", name), []).append(
                         load(port, args.requests, server=pids[name]))
+                    if counting is not None:
+                        during.append(counting.stop())
                     if name == "clickrelay":
-                        backlog.append(overdue(Path(tmp) / "clickrelay.db"))
+                        backlog.append(overdue(database))
                     if args.paced_rate:
                         results.setdefault(("paced", name), []).append(
                             load(port, args.paced_requests, args.paced_rate))
@@ -292,7 +374,7 @@ def main() -> None:
             relay.send_signal(signal.SIGTERM)
             relay.wait(60)
             bare.wait()
-        with contextlib.closing(sqlite3.connect(Path(tmp) / "clickrelay.db")) as db:
+        with contextlib.closing(sqlite3.connect(database)) as db:
             stored = db.execute("SELECT COUNT(*) FROM observations").fetchone()[0]
             events = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     redirected = results[("warm-up", "")][0].statuses.get(302, 0) + sum(
@@ -301,6 +383,10 @@ def main() -> None:
     report(args, results, redirected, stored, seen)
     print(f"promotion: settle {args.settle:g} s; overdue observations after each saturated "
           f"round: {', '.join(map(str, backlog))}; {events} events written by the end")
+    for n, counts in enumerate(during, 1):
+        if counts:  # a round shorter than --backlog-every has none
+            print(f"promotion: overdue during saturated round {n}: "
+                  + ", ".join(f"{count} at {at:.0f} s" for at, count in counts))
     lags = seen["clickrelay_promotion_lag_seconds_count"]
     if lags:
         mean = seen["clickrelay_promotion_lag_seconds_sum"] / lags
