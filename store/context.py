@@ -1,9 +1,9 @@
 """What promotion reads about a claimed batch of observations, in a handful of statements
 for the whole batch instead of several per observation (docs/classification.md): the
 clicked messages with their count of links, the clicked links, each observation's
-neighbouring hits on its message,
-the message's honeypot hits, the address's fan-out over recipients, and whether the
-message already had click events (and open events) before the batch's first hit of it.
+neighbouring hits on its message, the message's honeypot hits, the address's fan-out over
+recipients, and whether the message already had click events (and open events) before the
+batch's first hit of it.
 
 Each read is bounded as the classifier's rules are: at most ``hits_limit`` neighbours per
 observation, ``HONEYPOT_HITS`` honeypot hits per message, and a fan-out counted up to
