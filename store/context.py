@@ -116,14 +116,14 @@ def _statements(dialect: str) -> tuple[str, str, str, str, str, str]:
         " AND l.honeypot = 0) + (SELECT COUNT(*) FROM submission_links s"
         f" WHERE {shared} AND s.honeypot = 0) FROM messages m WHERE m.id IN ({ids})"
     )
-    # (message, link index) of each clicked link
-    clicked = f"{at(0)} AS message, {at(1, 'INTEGER')} AS link_index FROM {d.json_rows('?1')}"
+    # The clicked links: (message, link index) of each.
     links = (
-        "SELECT c.message, l.link_index, l.destination, l.anchor_text, l.honeypot"
-        f" FROM (SELECT {clicked}) c JOIN links l"
-        "  ON l.message_id = c.message AND l.link_index = c.link_index UNION ALL"
-        " SELECT c.message, s.link_index, s.destination, s.anchor_text, s.honeypot"
-        f" FROM (SELECT {clicked}) c JOIN messages m ON m.id = c.message"
+        f"WITH c AS MATERIALIZED (SELECT {at(0)} AS message, {at(1, 'INTEGER')} AS link_index"
+        f" FROM {d.json_rows()})"
+        " SELECT c.message, l.link_index, l.destination, l.anchor_text, l.honeypot"
+        " FROM c JOIN links l ON l.message_id = c.message AND l.link_index = c.link_index"
+        " UNION ALL SELECT c.message, s.link_index, s.destination, s.anchor_text, s.honeypot"
+        " FROM c JOIN messages m ON m.id = c.message"
         f" JOIN submission_links s ON {shared} AND s.link_index = c.link_index"
     )
     # Each observation's neighbours on its message within the window: (id, message,
